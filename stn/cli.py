@@ -1,0 +1,183 @@
+"""Command-line interface: ``python -m stn {train,eval,models,predict,table}`` (also ``stn ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="MNIST root in torchvision's layout (default: $STN_DATA)")
+    p.add_argument("--models-dir", default=None, help="where model cards and weights live (default: models/)")
+
+
+def _models_dir(args: argparse.Namespace) -> Path | None:
+    return Path(args.models_dir) if args.models_dir else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from stn.data import get_spec
+    from stn.model import ModelConfig
+    from stn.replay import save_replay
+    from stn.train import TrainConfig, fit
+    from stn.zoo import MNIST_LICENSE, models_dir, save_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = get_spec(args.dataset)
+    transform = None if args.transform == "none" else args.transform
+    options = {"grid_size": args.grid_size} if transform == "tps" else {}
+    config = ModelConfig(
+        dataset=spec.name,
+        input_size=spec.canvas,
+        transform=transform,
+        transform_options=options,
+        heads=spec.digits,
+        localization=args.localization,
+        bound=not args.no_bound,
+        digit_size=spec.digit_size,
+    )
+    steps_per_epoch = (args.limit or 60_000) // args.batch_size
+    total = args.steps or int(args.epochs * steps_per_epoch)
+    train_cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loc_lr_scale=args.loc_lr_scale,
+        seed=args.seed,
+        steps=args.steps,
+        limit=args.limit,
+        replay_every=max(1, total // 60),
+    )
+    name = args.name or f"{spec.name}-{args.transform if transform else 'cnn'}"
+    print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
+    model, res = fit(config, train_cfg, args.data, progress=not args.quiet)
+    out = _models_dir(args) or models_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    save_replay(out / f"{name}.replay.safetensors", res)
+    n_params = sum(p.numel() for p in model.parameters())
+    card = {
+        "description": args.description or f"{'ST-CNN ' + transform if transform else 'CNN baseline'} on {spec.name.upper()}: {spec.description}",
+        "dataset": {
+            "name": spec.name,
+            "description": spec.description,
+            "canvas": list(spec.canvas),
+            "train": f"60,000 MNIST training digits{f' (first {args.limit})' if args.limit else ''}, distorted afresh each epoch",
+            "test": "the 10,000 MNIST test digits, distorted once with a fixed seed (stn.data.test_set)",
+            "source": MNIST_LICENSE,
+        },
+        "metrics": {"test_error": round(res["test_error"], 5), "test_accuracy": round(1 - res["test_error"], 5)},
+        "training": {
+            "seed": args.seed,
+            "epochs": res["epochs"],
+            "steps": res["steps"],
+            "batch_size": args.batch_size,
+            "optimizer": f"AdamW (weight decay 1e-4), one-cycle lr {args.lr}, localisation net x{args.loc_lr_scale}",
+            "train_seconds": res["train_seconds"],
+            "images_per_second": res["images_per_second"],
+            "hardware": res["hardware"],
+            "torch": torch.__version__,
+            "date": _dt.date.today().isoformat(),
+            "command": "python -m stn " + " ".join(shlex.quote(a) for a in args.argv),
+        },
+        "parameters": n_params,
+        "replay": f"{name}.replay.safetensors",
+    }
+    save_model(model, name, card, out)
+    print(
+        f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "
+        f"({res['images_per_second']:.0f} img/s) -> {out / (name + '.safetensors')}"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from stn.data import test_set
+    from stn.train import evaluate
+    from stn.zoo import load_card, load_model
+
+    for name in args.names:
+        card = load_card(name, _models_dir(args))
+        model = load_model(name, directory=_models_dir(args))
+        x, y = test_set(card["dataset"]["name"], args.data)
+        err = evaluate(model, x, y)
+        print(f"{name}: test error {100 * err:.2f}% on {len(x)} {card['dataset']['name'].upper()} test images "
+              f"(card: {100 * card['metrics']['test_error']:.2f}%)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from stn.zoo import list_models, load_card
+
+    names = list_models(_models_dir(args))
+    cards = [load_card(n, _models_dir(args)) for n in names]
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    if not cards:
+        print("no models found")
+    for c in cards:
+        print(f"{c['name']:<18} {100 * c['metrics']['test_error']:5.2f}%  {c['description']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stn", description="Spatial Transformer Networks on distorted MNIST: train, evaluate, predict."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model and write models/NAME.{safetensors,json}")
+    p.add_argument("--dataset", required=True, help="r, rts, p, e, tc, pair or wild")
+    p.add_argument("--transform", default="affine", help="affine, attention, projective, tps, or none (CNN baseline)")
+    p.add_argument("--name", default=None, help="model name (default: DATASET-TRANSFORM)")
+    p.add_argument("--epochs", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=None, help="train this many steps instead of --epochs")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--loc-lr-scale", type=float, default=0.1, help="localisation net lr = lr x this")
+    p.add_argument("--localization", default="cnn", choices=["cnn", "fc"])
+    p.add_argument("--grid-size", type=int, default=4, help="TPS control points per side")
+    p.add_argument("--no-bound", action="store_true", help="do not bound θ (tanh on translation etc.)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training digits")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    p.add_argument("--description", default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="print a model's test error on its own test set")
+    p.add_argument("names", nargs="+")
+    _add_common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.add_argument("--json", action="store_true", help="print every model card as JSON")
+    _add_common(p)
+    p.set_defaults(func=cmd_models)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    from stn.data import DataNotFoundError
+    from stn.zoo import UnknownModelError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataNotFoundError, UnknownModelError, ValueError) as exc:
+        print(f"stn {args.command}: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,403 @@
+"""Distorted MNIST, made on the fly with batched tensor ops (on the GPU when there is one).
+
+MNIST is read from torchvision's layout, ``ROOT/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+(``.gz`` accepted); ROOT comes from ``--data`` or the ``STN_DATA`` environment variable. Nothing
+is downloaded.
+
+Every distortion places a 28×28 MNIST digit on a canvas by a backward mapping
+(:func:`stn.transforms` convention) and samples it bilinearly. The choices where the paper's
+appendix is vague are written in each ``_make_*`` docstring. Training batches are drawn
+afresh each epoch; test sets are fixed by a seed, so every run measures the same images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stn.transforms import Projective, ThinPlateSpline, control_points
+
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "DataNotFoundError",
+    "data_root",
+    "load_mnist",
+    "make_batch",
+    "train_batches",
+    "test_set",
+]
+
+TEST_SEED = 20150605  # the paper's arXiv date; fixes every test set
+
+
+class DataNotFoundError(FileNotFoundError):
+    """MNIST is not where we were told to look."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Resolve the MNIST root: the argument, else ``$STN_DATA``, else ``./data``."""
+    return Path(root or os.environ.get("STN_DATA") or "data").expanduser()
+
+
+def _find_raw(root: Path) -> Path:
+    for cand in (root / "MNIST" / "raw", root / "raw", root):
+        if any((cand / f"train-images-idx3-ubyte{ext}").exists() for ext in ("", ".gz")):
+            return cand
+    raise DataNotFoundError(
+        f"MNIST not found under {root}: expected {root}/MNIST/raw/train-images-idx3-ubyte "
+        "(torchvision's layout). Pass --data DIR or set STN_DATA=DIR."
+    )
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+_CACHE: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def load_mnist(root: str | os.PathLike | None = None, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST images ``(N, 1, 28, 28)`` float in [0, 1] and labels ``(N,)`` int64 (cached in memory)."""
+    raw = _find_raw(data_root(root))
+    key = (str(raw.resolve()), train)
+    if key not in _CACHE:
+        prefix = "train" if train else "t10k"
+
+        def pick(stem: str) -> Path:
+            plain = raw / stem
+            return plain if plain.exists() else raw / f"{stem}.gz"
+
+        images = _read_idx(pick(f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(pick(f"{prefix}-labels-idx1-ubyte"))
+        _CACHE[key] = (
+            torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
+    return _CACHE[key]
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def _uniform(g: torch.Generator, n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (hi - lo) + lo
+
+
+def _place(
+    digits: torch.Tensor,
+    canvas: tuple[int, int],
+    angle_deg: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+) -> torch.Tensor:
+    """Draw each digit rotated by ``angle`` (counter-clockwise on screen), scaled about its
+    centre and moved so its centre lands ``shift`` pixels ``(x, y)`` from the canvas centre.
+
+    digits ``(B, 1, h, w)`` → ``(B, 1, H, W)``.
+    """
+    b, _, h, w = digits.shape
+    ch, cw = canvas
+    a = torch.deg2rad(angle_deg)
+    cos, sin = torch.cos(a), torch.sin(a)
+    # backward map in pixels: u = R(-a) (v - t) / s, with y pointing down (so -a on screen)
+    r = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2) = R(a)^T on y-down
+    pix_in = torch.diag(torch.tensor([cw / 2, ch / 2], device=digits.device))  # normalised → px
+    pix_out = torch.diag(torch.tensor([2 / w, 2 / h], device=digits.device))  # px → normalised
+    lin = pix_out @ r / scale.view(b, 1, 1) @ pix_in
+    trans = -(pix_out @ r / scale.view(b, 1, 1) @ shift.unsqueeze(-1))
+    theta = torch.cat([lin, trans], dim=2)
+    grid = F.affine_grid(theta, [b, 1, ch, cw], align_corners=False)
+    return F.grid_sample(digits, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _paste_clutter(
+    canvas: torch.Tensor, pool: torch.Tensor, pieces: int, size: int, g: torch.Generator, keep: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Max-composite ``pieces`` random ``size``×``size`` crops of random pool digits onto each canvas."""
+    b, _, ch, cw = canvas.shape
+    dev = canvas.device
+    out = canvas.reshape(b, -1).clone()
+    ar = torch.arange(size, device=dev)
+    for _ in range(pieces):
+        src = pool[torch.randint(len(pool), (b,), generator=g, device=dev)][:, 0]  # (B, 28, 28)
+        # crops from the central part of a digit, where the ink is
+        sy = torch.randint(4, 24 - size + 1, (b,), generator=g, device=dev)
+        sx = torch.randint(4, 24 - size + 1, (b,), generator=g, device=dev)
+        rows = (sy.view(b, 1, 1) + ar.view(1, size, 1)).expand(b, size, size)
+        cols = (sx.view(b, 1, 1) + ar.view(1, 1, size)).expand(b, size, size)
+        patch = src[torch.arange(b, device=dev).view(b, 1, 1), rows, cols]  # (B, s, s)
+        if keep is not None:
+            patch = patch * keep.view(b, 1, 1)
+        dy = torch.randint(0, ch - size + 1, (b,), generator=g, device=dev)
+        dx = torch.randint(0, cw - size + 1, (b,), generator=g, device=dev)
+        idx = (dy.view(b, 1, 1) + ar.view(1, size, 1)) * cw + dx.view(b, 1, 1) + ar.view(1, 1, size)
+        out.scatter_reduce_(1, idx.reshape(b, -1), patch.reshape(b, -1), reduce="amax")
+    return out.view(b, 1, ch, cw)
+
+
+def _homography_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Batched DLT: the ``(B, 8)`` homography (h33 = 1) that maps 4 ``src`` points onto ``dst``."""
+    b = src.shape[0]
+    x, y = src[..., 0], src[..., 1]
+    u, v = dst[..., 0], dst[..., 1]
+    zeros, ones = torch.zeros_like(x), torch.ones_like(x)
+    rows_u = torch.stack([x, y, ones, zeros, zeros, zeros, -u * x, -u * y], dim=-1)
+    rows_v = torch.stack([zeros, zeros, zeros, x, y, ones, -v * x, -v * y], dim=-1)
+    a = torch.cat([rows_u, rows_v], dim=1)  # (B, 8, 8)
+    rhs = torch.cat([u, v], dim=1).unsqueeze(-1)  # (B, 8, 1)
+    return torch.linalg.solve(a.double(), rhs.double()).squeeze(-1).to(src.dtype).view(b, 8)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur; ``sigma`` ``(B,)`` in pixels (0 = unchanged)."""
+    b = x.shape[0]
+    r = 3
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
+    k = k / k.sum(dim=1, keepdim=True)  # (B, 7)
+    xb = x.transpose(0, 1)  # (1, B, H, W): grouped conv, one kernel per image
+    xb = F.conv2d(F.pad(xb, (r, r, 0, 0), mode="replicate"), k.view(b, 1, 1, -1), groups=b)
+    xb = F.conv2d(F.pad(xb, (0, 0, r, r), mode="replicate"), k.view(b, 1, -1, 1), groups=b)
+    return xb.transpose(0, 1)
+
+
+def _vary_stroke(digits: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """Thicker (``amount`` > 0) or thinner (< 0) strokes, by blending with a 3×3 dilation/erosion."""
+    dil = F.max_pool2d(digits, 3, 1, 1)
+    ero = -F.max_pool2d(-digits, 3, 1, 1)
+    a = amount.view(-1, 1, 1, 1)
+    return torch.where(a >= 0, digits + a * (dil - digits), digits + (-a) * (ero - digits))
+
+
+# --------------------------------------------------------------------------- datasets
+
+Maker = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _make_r(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """R: rotation U(-90°, 90°) about the centre, 28×28."""
+    b, dev = d.shape[0], d.device
+    angle = _uniform(g, b, -90, 90, dev)
+    return _place(d, (28, 28), angle, torch.ones(b, device=dev), torch.zeros(b, 2, device=dev)), y
+
+
+def _make_rts(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """RTS: rotation U(-45°, 45°), scale U(0.7, 1.2), then a random position on 42×42.
+
+    The position is uniform over the shifts that keep the scaled 28×28 box on the canvas
+    (``|shift| <= (42 - 28 s) / 2`` per axis).
+    """
+    b, dev = d.shape[0], d.device
+    angle = _uniform(g, b, -45, 45, dev)
+    scale = _uniform(g, b, 0.7, 1.2, dev)
+    room = ((42 - 28 * scale) / 2).clamp(min=0).unsqueeze(1)
+    shift = (torch.rand(b, 2, generator=g, device=dev) * 2 - 1) * room
+    return _place(d, (42, 42), angle, scale, shift), y
+
+
+def _make_p(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """P: scale U(0.75, 1.0) about the centre, then the four image corners moved by N(0, 5 px).
+
+    The homography sends the moved corners back to the scaled ones (a backward mapping),
+    28×28.
+    """
+    b, dev = d.shape[0], d.device
+    scale = _uniform(g, b, 0.75, 1.0, dev).view(b, 1, 1)
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=dev).expand(b, 4, 2)
+    moved = corners * scale + torch.randn(b, 4, 2, generator=g, device=dev) * (5 / 14)
+    h = _homography_from_points(moved, corners)  # canvas point → digit point
+    grid = Projective().grid(h, (28, 28))
+    return F.grid_sample(d, grid, mode="bilinear", padding_mode="zeros", align_corners=False), y
+
+
+def _make_e(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """E: elastic, a thin-plate-spline warp whose 16 (4×4) control points move by N(0, 1.5 px), 28×28."""
+    b, dev = d.shape[0], d.device
+    rest = control_points(4, device=dev).reshape(1, -1).expand(b, -1)
+    targets = rest + torch.randn(b, 32, generator=g, device=dev) * (1.5 / 14)
+    grid = ThinPlateSpline(4).grid(targets, (28, 28))
+    return F.grid_sample(d, grid, mode="bilinear", padding_mode="zeros", align_corners=False), y
+
+
+def _make_tc(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """TC: the 28×28 digit at a random whole-pixel position on 60×60, plus 6 clutter pieces
+    (6×6 crops of random other training digits, max-composited at random positions)."""
+    b, dev = d.shape[0], d.device
+    shift = torch.randint(-16, 17, (b, 2), generator=g, device=dev).float()  # keeps the 28 box inside
+    canvas = _place(d, (60, 60), torch.zeros(b, device=dev), torch.ones(b, device=dev), shift)
+    return _paste_clutter(canvas, pool, 6, 6, g), y
+
+
+def _make_pair(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """Pair: two RTS digits side by side on a 42×84 canvas (left half, right half).
+
+    The second digit is a random other digit of the same split; the targets are
+    ``(left, right)``, read by head 0 and head 1 of a two-transformer model.
+    """
+    b, dev = d.shape[0], d.device
+    idx = torch.randint(len(pool), (b,), generator=g, device=dev)
+    left, _ = _make_rts(d, y, pool, g)
+    right, _ = _make_rts(pool[idx], y, pool, g)
+    return torch.cat([left, right], dim=3), torch.stack([y, _POOL_LABELS[id(pool)][idx]], dim=1)
+
+
+def _make_wild(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """Wild, 56×56: what people upload or draw, after :func:`stn.preprocess`.
+
+    - stroke: thinner to thicker (3×3 erosion/dilation blend, U(-0.7, 1));
+    - rotation: half the images U(-90°, 90°), half N(0, 15°) (most uploads are near upright);
+    - size: the 20 px ink box of MNIST scaled to U(1/3, 1) of the canvas;
+    - position: uniform over what keeps the digit on the canvas;
+    - clutter: up to 3 small 6×6 crops of other digits on 30% of the images;
+    - blur N(0..1.2 px), contrast: ink U(0.6, 1), background U(0, 0.15), noise σ U(0, 0.06).
+    """
+    b, dev = d.shape[0], d.device
+    d = _vary_stroke(d, _uniform(g, b, -0.7, 1.0, dev))
+    wide = torch.rand(b, generator=g, device=dev) < 0.5
+    angle = torch.where(
+        wide, _uniform(g, b, -90, 90, dev), (torch.randn(b, generator=g, device=dev) * 15).clamp(-90, 90)
+    )
+    size = _uniform(g, b, 56 / 3, 56, dev)  # ink box side in pixels
+    scale = size / 20
+    room = ((56 - size) / 2).clamp(min=0).unsqueeze(1)
+    shift = (torch.rand(b, 2, generator=g, device=dev) * 2 - 1) * room
+    x = _place(d, (56, 56), angle, scale, shift)
+    keep = (torch.rand(b, generator=g, device=dev) < 0.3).float()
+    x = _paste_clutter(x, pool, 3, 6, g, keep=keep)
+    x = _gaussian_blur(x, _uniform(g, b, 0.0, 1.2, dev))
+    ink = _uniform(g, b, 0.6, 1.0, dev).view(b, 1, 1, 1)
+    bg = _uniform(g, b, 0.0, 0.15, dev).view(b, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=g, device=dev) * _uniform(g, b, 0.0, 0.06, dev).view(b, 1, 1, 1)
+    return (bg + x * (ink - bg) + noise).clamp(0, 1), y
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A distorted-MNIST task."""
+
+    name: str
+    canvas: tuple[int, int]
+    digits: int  # digits to read per image
+    digit_size: float  # typical ink box side (px) on the canvas: the scale pre-processing aims for
+    description: str
+    make: Maker
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in (
+        DatasetSpec("r", (28, 28), 1, 20.0, "rotated ±90°, 28×28", _make_r),
+        DatasetSpec("rts", (42, 42), 1, 19.0, "rotated ±45°, scaled 0.7–1.2, placed on 42×42", _make_rts),
+        DatasetSpec("p", (28, 28), 1, 18.0, "projective: scaled, corners moved by 5 px", _make_p),
+        DatasetSpec("e", (28, 28), 1, 20.0, "elastic: 16 TPS control points moved by 1.5 px", _make_e),
+        DatasetSpec("tc", (60, 60), 1, 20.0, "translated on 60×60 with clutter", _make_tc),
+        DatasetSpec("pair", (42, 84), 2, 19.0, "two RTS digits side by side", _make_pair),
+        DatasetSpec("wild", (56, 56), 1, 32.0, "uploads and sketches: any size, rotation, stroke, clutter", _make_wild),
+    )
+}
+
+# The Pair maker needs the labels of the pool it draws its second digit from.
+_POOL_LABELS: dict[int, torch.Tensor] = {}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise ValueError(f"Unknown dataset {name!r}. Known: {', '.join(DATASETS)}.") from None
+
+
+def make_batch(
+    name: str, digits: torch.Tensor, labels: torch.Tensor, pool: torch.Tensor, pool_labels: torch.Tensor, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distort a batch of MNIST digits ``(B, 1, 28, 28)`` → images ``(B, 1, H, W)`` and targets.
+
+    Targets are ``(B,)``, or ``(B, digits)`` for multi-digit tasks. ``pool``/``pool_labels``
+    supply other digits (clutter, the Pair's second digit); keep them on the same split.
+    """
+    spec = get_spec(name)
+    _POOL_LABELS[id(pool)] = pool_labels
+    x, y = spec.make(digits, labels, pool, g)
+    return x.contiguous(), y
+
+
+def train_batches(
+    name: str,
+    batch_size: int,
+    root: str | os.PathLike | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    """An endless sequence of epochs; each epoch yields freshly distorted training batches.
+
+    ``limit`` keeps only the first ``limit`` training digits (the app's small subset).
+    """
+    images, labels = load_mnist(root, train=True)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    images, labels = images.to(device), labels.to(device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    n = len(images)
+
+    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(n, generator=g, device=device)
+        for start in range(0, n - batch_size + 1, batch_size):
+            idx = order[start : start + batch_size]
+            yield make_batch(name, images[idx], labels[idx], images, labels, g)
+
+    while True:
+        yield epoch()
+
+
+def test_set(
+    name: str, root: str | os.PathLike | None = None, n: int = 10_000, seed: int = TEST_SEED
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed test set of a task: the first ``n`` MNIST test digits, distorted on the CPU
+    with a seeded generator, so every run and every machine measures the same images."""
+    images, labels = load_mnist(root, train=False)
+    images, labels = images[:n], labels[:n]
+    g = torch.Generator().manual_seed(seed + sum(map(ord, name)))
+    xs, ys = [], []
+    for start in range(0, len(images), 1000):
+        x, y = make_batch(name, images[start : start + 1000], labels[start : start + 1000], images, labels, g)
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tiny stand-in "digits" (bars and boxes, 28×28) for tests that must run without MNIST."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 10, (n,), generator=g)
+    x = torch.zeros(n, 1, 28, 28)
+    for i, lab in enumerate(labels.tolist()):
+        w = 2 + lab % 3
+        x[i, 0, 4:24, 14 - w : 14 + w] = 1.0
+        if lab >= 5:
+            x[i, 0, 4 : 4 + w, 6:22] = 1.0
+        if lab % 2:
+            x[i, 0, 20 : 20 + w, 6:22] = 1.0
+    return x, labels
+
+
+def angle_of(theta: torch.Tensor) -> torch.Tensor:
+    """Rotation (degrees) of each affine θ ``(B, 6)``, as :func:`stn.transforms.decompose_affine` reads it."""
+    return torch.rad2deg(torch.atan2(theta[:, 3], theta[:, 0]))
+
+

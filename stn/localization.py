@@ -1,0 +1,93 @@
+"""Localisation networks: regress the transform parameters θ from the input.
+
+Both nets end in a plain ``nn.Linear`` named ``head`` that :class:`stn.SpatialTransformer`
+initialises to the identity (zero weights, identity bias), the paper's starting point.
+Layer sizes are derived from the input shape, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["CNNLocalizer", "FCLocalizer", "build_localizer"]
+
+
+def _flat_size(body: nn.Module, in_shape: tuple[int, int, int]) -> int:
+    with torch.no_grad():
+        return int(body(torch.zeros(1, *in_shape)).numel())
+
+
+class CNNLocalizer(nn.Module):
+    """The paper's MNIST localisation CNN.
+
+    maxpool 2 → conv ``channels``@k×k → ReLU → maxpool 2 → conv ``channels``@k×k → ReLU →
+    FC ``hidden`` → ReLU → FC ``n_out``.
+
+    Args:
+        in_shape: ``(C, H, W)`` of the input.
+        n_out: number of regressed numbers.
+        channels: filters per conv layer (paper: 20).
+        kernel: conv kernel size (paper: 5).
+        hidden: width of the hidden FC layer (paper: 50).
+
+    >>> CNNLocalizer((1, 42, 42), 6)(torch.zeros(3, 1, 42, 42)).shape
+    torch.Size([3, 6])
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, int, int], n_out: int, channels: int = 20, kernel: int = 5, hidden: int = 50
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        if min(h, w) < 4 * kernel // 2 + 4:
+            raise ValueError(f"CNNLocalizer: input {h}x{w} too small for two {kernel}x{kernel} convs")
+        pad = kernel // 2
+        self.body = nn.Sequential(
+            nn.MaxPool2d(2),
+            nn.Conv2d(c, channels, kernel, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, channels, kernel, padding=pad),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+        )
+        self.fc = nn.Sequential(nn.Linear(_flat_size(self.body, in_shape), hidden), nn.ReLU(inplace=True))
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → ``(B, n_out)``."""
+        return self.head(self.fc(self.body(x)))
+
+
+class FCLocalizer(nn.Module):
+    """A fully connected localisation net: flatten → (FC → ReLU) × len(hidden) → FC ``n_out``.
+
+    >>> FCLocalizer((1, 28, 28), 3, hidden=(32,))(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], n_out: int, hidden: tuple[int, ...] = (32, 32)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_shape[0] * in_shape[1] * in_shape[2]
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → ``(B, n_out)``."""
+        return self.head(self.body(x))
+
+
+def build_localizer(kind: str, in_shape: tuple[int, int, int], n_out: int, **options: object) -> nn.Module:
+    """``"cnn"`` → :class:`CNNLocalizer`, ``"fc"`` → :class:`FCLocalizer`."""
+    if kind == "cnn":
+        return CNNLocalizer(in_shape, n_out, **options)  # type: ignore[arg-type]
+    if kind == "fc":
+        if "hidden" in options:
+            options = {**options, "hidden": tuple(options["hidden"])}  # type: ignore[arg-type]
+        return FCLocalizer(in_shape, n_out, **options)  # type: ignore[arg-type]
+    raise ValueError(f"Unknown localisation net {kind!r}. Known: cnn, fc.")

@@ -1,0 +1,181 @@
+"""ST-CNN classifiers: a spatial transformer in front of a small CNN, and the plain CNN baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stn.transformer import SpatialTransformer
+from stn.transforms import get
+
+__all__ = ["ModelConfig", "STClassifier", "Prediction", "ConvClassifier"]
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in its model card.
+
+    ``transform=None`` is the plain CNN baseline (no transformer). With ``heads > 1`` each head
+    reads one digit with the shared classifier (the Pair model: head k reads digit k), and the
+    model's classes are the ``n_classes ** heads`` digit strings.
+    """
+
+    dataset: str
+    input_size: tuple[int, int]
+    transform: str | None = "affine"
+    transform_options: dict = field(default_factory=dict)
+    heads: int = 1
+    crop_size: tuple[int, int] = (28, 28)
+    localization: str = "cnn"
+    loc_options: dict = field(default_factory=dict)
+    bound: bool = True
+    channels: tuple[int, int] = (32, 64)
+    hidden: int = 256
+    n_classes: int = 10
+    # Typical longer side of a digit's ink, in canvas pixels, in the training data:
+    # pre-processing scales uploads to it so that inference sees what training saw.
+    digit_size: float = 20.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        for key in ("input_size", "crop_size", "channels"):
+            if key in d and d[key] is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+class ConvClassifier(nn.Module):
+    """conv 5×5 → BN → ReLU → pool 2 → conv 5×5 → BN → ReLU → pool 2 → FC → ReLU → dropout → FC.
+
+    >>> ConvClassifier((1, 28, 28))(torch.zeros(2, 1, 28, 28)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, int, int], channels: tuple[int, int] = (32, 64), hidden: int = 256, n_classes: int = 10
+    ) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(in_shape[0], c1, 5, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.features(torch.zeros(1, *in_shape)).numel()
+        self.head = nn.Sequential(
+            nn.Linear(flat, hidden), nn.ReLU(inplace=True), nn.Dropout(0.3), nn.Linear(hidden, n_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → logits ``(B, n_classes)``."""
+        return self.head(self.features(x))
+
+
+@dataclass
+class Prediction:
+    """What :meth:`STClassifier.predict` returns for a batch of B images."""
+
+    labels: torch.Tensor  # (B,) class index; for Pair models the number the digits spell
+    probs: torch.Tensor  # (B, classes)
+    params: list[torch.Tensor]  # one (B, n_params) per head; empty for the CNN baseline
+    crops: list[torch.Tensor]  # one (B, 1, h, w) per head; the input itself for the baseline
+    head_probs: torch.Tensor  # (B, heads, n_classes): each head's own reading
+
+    def class_names(self, n_classes: int = 10) -> list[str]:
+        heads = self.head_probs.shape[1]
+        return [str(int(i)).zfill(heads) for i in self.labels]
+
+
+class STClassifier(nn.Module):
+    """Spatial transformer (optional) + :class:`ConvClassifier` on each warped crop."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        h, w = config.input_size
+        if config.transform is None:
+            self.st = None
+            cls_in = (1, h, w)
+        else:
+            self.st = SpatialTransformer(
+                (1, h, w),
+                get(config.transform, **config.transform_options),
+                out_size=config.crop_size,
+                heads=config.heads,
+                localization=config.localization,
+                loc_options=config.loc_options,
+                bound=config.bound,
+            )
+            cls_in = (1, *config.crop_size)
+        self.classifier = ConvClassifier(cls_in, config.channels, config.hidden, config.n_classes)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.config.input_size)
+
+    @property
+    def heads(self) -> int:
+        return 1 if self.st is None else self.config.heads
+
+    @property
+    def n_outputs(self) -> int:
+        """Number of classes of the whole model (``n_classes ** heads``)."""
+        return self.config.n_classes**self.heads
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Logits ``(B, heads, n_classes)``, crops and θ per head."""
+        if self.st is None:
+            return self.classifier(x).unsqueeze(1), [x], []
+        crops, params = self.st.forward_heads(x)
+        b = x.shape[0]
+        logits = self.classifier(torch.cat(crops, dim=0))  # one pass for all heads
+        logits = logits.view(len(crops), b, -1).transpose(0, 1)
+        return logits, crops, params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` → logits ``(B, heads, n_classes)``."""
+        return self.forward_all(x)[0]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> Prediction:
+        """Classify ``x``: float ``(B, 1, H, W)`` in [0, 1], light ink on dark, at ``input_size``."""
+        if x.ndim != 4 or x.shape[1] != 1 or tuple(x.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"expected input of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}), got {tuple(x.shape)}; "
+                "use stn.preprocess(image, model) to prepare an image"
+            )
+        was_training = self.training
+        self.eval()
+        dev = next(self.parameters()).device
+        logits, crops, params = self.forward_all(x.to(dev, torch.float32))
+        self.train(was_training)
+        head_probs = logits.softmax(dim=-1)  # (B, heads, n)
+        probs = head_probs[:, 0]
+        for k in range(1, head_probs.shape[1]):  # joint reading of independent heads
+            probs = (probs.unsqueeze(2) * head_probs[:, k].unsqueeze(1)).flatten(1)
+        return Prediction(
+            labels=probs.argmax(dim=1).cpu(),
+            probs=probs.cpu(),
+            params=[p.cpu() for p in params],
+            crops=[c.cpu() for c in crops],
+            head_probs=head_probs.cpu(),
+        )
+
+
+def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy summed over heads: logits ``(B, heads, n)``, targets ``(B, heads)``."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten()) * logits.shape[1]

@@ -1,0 +1,375 @@
+"""Transform families: the grid generator of a spatial transformer.
+
+Convention (used everywhere in ``stn``):
+
+- Coordinates are normalised to [-1, 1] with ``align_corners=False``: -1 and +1 are the
+  *outer edges* of the first and last pixel, so pixel ``j`` of a row of width ``W`` has its
+  centre at ``x = (2 j + 1) / W - 1``.
+- Points are written ``(x, y)``: x runs left → right along the width, y top → bottom.
+- A grid maps **output → input** (backward mapping): ``grid[b, i, j]`` is the source point
+  in the input that output pixel ``(i, j)`` reads. This is what ``F.grid_sample`` expects.
+
+Families and their parameter layouts (one row of ``params`` per image):
+
+====================  ========  ===================================================
+name                  n_params  layout
+====================  ========  ===================================================
+``affine``            6         θ row-major: θ11 θ12 θ13 θ21 θ22 θ23 (``F.affine_grid``)
+``attention``         3         (s, tx, ty): isotropic scale and translation
+``projective``        8         first 8 entries of the row-major 3×3 homography (h33 = 1)
+``tps``               2·K²      control-point targets (x, y), point after point, rows of
+                                the K×K control grid top → bottom, each left → right
+====================  ========  ===================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "Transform",
+    "Affine",
+    "Attention",
+    "Projective",
+    "ThinPlateSpline",
+    "get",
+    "names",
+    "base_grid",
+    "decompose_affine",
+    "compose_affine",
+    "AffineReading",
+    "control_points",
+]
+
+Size = tuple[int, int]
+
+
+def _check_params(params: torch.Tensor, n: int, name: str) -> None:
+    if params.ndim != 2 or params.shape[1] != n:
+        raise ValueError(f"{name}: expected params of shape (B, {n}), got {tuple(params.shape)}")
+
+
+def _check_size(out_size: Size) -> tuple[int, int]:
+    if len(out_size) != 2 or min(out_size) < 1:
+        raise ValueError(f"expected out_size (H, W) with H, W >= 1, got {tuple(out_size)}")
+    return int(out_size[0]), int(out_size[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _base_grid_cached(h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
+    ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx, yy], dim=-1).to(device=device, dtype=dtype)
+
+
+def base_grid(out_size: Size, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Pixel centres of an ``(H, W)`` output in normalised coordinates.
+
+    Returns:
+        ``(H, W, 2)`` tensor of ``(x, y)``; cached, treat as read-only.
+
+    >>> base_grid((2, 3)).shape
+    torch.Size([2, 3, 2])
+    """
+    h, w = _check_size(out_size)
+    return _base_grid_cached(h, w, str(torch.device(device)), dtype)
+
+
+class Transform:
+    """A family of backward mappings ``output point -> input point`` with ``n_params`` numbers."""
+
+    name: str = ""
+    n_params: int = 0
+
+    def identity(self, batch_size: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Parameters of the identity mapping, ``(B, n_params)``."""
+        return self._identity_row().to(device=device, dtype=dtype).expand(batch_size, -1).clone()
+
+    def _identity_row(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel."""
+        raise NotImplementedError
+
+    def bound(self, params: torch.Tensor) -> torch.Tensor:
+        """Keep raw regressed parameters in a safe range (identity maps to itself).
+
+        Used by :class:`stn.SpatialTransformer` with ``bound=True`` against the failure where θ
+        drifts until the sampled window leaves the image and the output goes blank.
+        """
+        return params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_params={self.n_params})"
+
+
+class _MatrixTransform(Transform):
+    """Families that are a 3×3 matrix acting on homogeneous ``(x, y, 1)``."""
+
+    def matrix(self, params: torch.Tensor) -> torch.Tensor:
+        """The ``(B, 3, 3)`` matrix that maps output points to input points."""
+        raise NotImplementedError
+
+
+class Affine(_MatrixTransform):
+    """Affine backward mapping ``[x_s, y_s]^T = θ [x_t, y_t, 1]^T`` with θ of shape 2×3.
+
+    >>> Affine().grid(Affine().identity(4), (28, 28)).shape
+    torch.Size([4, 28, 28, 2])
+    """
+
+    name = "affine"
+    n_params = 6
+
+    def _identity_row(self) -> torch.Tensor:
+        return torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]])
+
+    def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        _check_params(params, 6, self.name)
+        h, w = _check_size(out_size)
+        theta = params.view(-1, 2, 3)  # (B, 2, 3)
+        return F.affine_grid(theta, [theta.shape[0], 1, h, w], align_corners=False)
+
+    def matrix(self, params: torch.Tensor) -> torch.Tensor:
+        _check_params(params, 6, self.name)
+        last = params.new_tensor([0.0, 0.0, 1.0]).expand(params.shape[0], 1, 3)
+        return torch.cat([params.view(-1, 2, 3), last], dim=1)
+
+    def bound(self, params: torch.Tensor) -> torch.Tensor:
+        # tanh keeps the window centre inside the image; the linear part stays free so
+        # rotations of any angle remain reachable.
+        a, t1, b, t2 = params[:, 0:2], params[:, 2:3], params[:, 3:5], params[:, 5:6]
+        return torch.cat([a, torch.tanh(t1), b, torch.tanh(t2)], dim=1)
+
+
+class Attention(_MatrixTransform):
+    """Attention: isotropic scale ``s`` and translation ``(tx, ty)``, θ = [[s, 0, tx], [0, s, ty]].
+
+    With ``s < 1`` the output is a zoomed crop of the input centred at ``(tx, ty)``.
+
+    Args:
+        min_scale: floor on ``|s|`` applied by :meth:`bound`.
+    """
+
+    name = "attention"
+    n_params = 3
+
+    def __init__(self, min_scale: float = 0.1) -> None:
+        self.min_scale = float(min_scale)
+
+    def _identity_row(self) -> torch.Tensor:
+        return torch.tensor([[1.0, 0.0, 0.0]])
+
+    def to_affine(self, params: torch.Tensor) -> torch.Tensor:
+        """``(B, 3)`` attention parameters → ``(B, 6)`` affine θ."""
+        _check_params(params, 3, self.name)
+        s, tx, ty = params.unbind(dim=1)
+        zero = torch.zeros_like(s)
+        return torch.stack([s, zero, tx, zero, s, ty], dim=1)
+
+    def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        return Affine().grid(self.to_affine(params), out_size)
+
+    def matrix(self, params: torch.Tensor) -> torch.Tensor:
+        return Affine().matrix(self.to_affine(params))
+
+    def bound(self, params: torch.Tensor) -> torch.Tensor:
+        s = params[:, :1].abs().clamp(min=self.min_scale)
+        return torch.cat([s, torch.tanh(params[:, 1:])], dim=1)
+
+
+class Projective(_MatrixTransform):
+    """Projective backward mapping by a homography ``H`` (h33 = 1), applied to ``(x, y, 1)``.
+
+    Source point = ``(u / w, v / w)`` with ``(u, v, w) = H (x, y, 1)``. The denominator is kept
+    at least ``eps`` away from zero (sign preserved) so a degenerate H cannot produce inf/nan.
+    """
+
+    name = "projective"
+    n_params = 8
+
+    def __init__(self, eps: float = 1e-3) -> None:
+        self.eps = float(eps)
+
+    def _identity_row(self) -> torch.Tensor:
+        return torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+
+    def matrix(self, params: torch.Tensor) -> torch.Tensor:
+        _check_params(params, 8, self.name)
+        return torch.cat([params, torch.ones_like(params[:, :1])], dim=1).view(-1, 3, 3)
+
+    def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        h, w = _check_size(out_size)
+        m = self.matrix(params)  # (B, 3, 3)
+        pts = base_grid((h, w), params.device, params.dtype).reshape(1, h * w, 2)
+        # (B, HW, 3) = [x y 1] @ M^T, written out to avoid building the homogeneous tensor
+        uvw = pts @ m[:, :, :2].transpose(1, 2) + m[:, :, 2].unsqueeze(1)
+        den = uvw[..., 2:]
+        den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
+        return (uvw[..., :2] / den).view(-1, h, w, 2)
+
+    def bound(self, params: torch.Tensor) -> torch.Tensor:
+        p = params.clone()
+        p[:, 2] = torch.tanh(params[:, 2])
+        p[:, 5] = torch.tanh(params[:, 5])
+        p[:, 6:] = params[:, 6:].clamp(-0.5, 0.5)  # perspective terms: keep the horizon off-image
+        return p
+
+
+def _tps_kernel(r2: torch.Tensor) -> torch.Tensor:
+    """Radial basis U(r) = r² log r², with U(0) = 0."""
+    return r2 * torch.log(r2.clamp(min=1e-12))
+
+
+@functools.lru_cache(maxsize=32)
+def _tps_weights(k: int, h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(H·W, K²)`` matrix mapping control-point targets to every output pixel's source point.
+
+    Solved once per (K, H, W, device, dtype), in float64, then cached: the TPS interpolant is
+    linear in the targets, so a grid is one matrix product per call.
+    """
+    ctrl = control_points(k, dtype=torch.float64)  # (n, 2)
+    n = ctrl.shape[0]
+    kmat = _tps_kernel(torch.cdist(ctrl, ctrl).pow(2))  # (n, n)
+    p = torch.cat([torch.ones(n, 1, dtype=torch.float64), ctrl], dim=1)  # (n, 3)
+    system = torch.zeros(n + 3, n + 3, dtype=torch.float64)
+    system[:n, :n] = kmat
+    system[:n, n:] = p
+    system[n:, :n] = p.T
+    inv = torch.linalg.inv(system)[:, :n]  # (n+3, n): targets -> (w, a)
+    pts = base_grid((h, w), "cpu", torch.float64).reshape(-1, 2)  # (HW, 2)
+    phi = torch.cat(
+        [_tps_kernel(torch.cdist(pts, ctrl).pow(2)), torch.ones(h * w, 1, dtype=torch.float64), pts], dim=1
+    )  # (HW, n+3)
+    return (phi @ inv).to(device=device, dtype=dtype)  # (HW, n)
+
+
+def control_points(k: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Rest positions of a K×K TPS control grid spanning [-1, 1]², ``(K², 2)`` as ``(x, y)``, row-major."""
+    lin = torch.linspace(-1.0, 1.0, k, dtype=torch.float64)
+    yy, xx = torch.meshgrid(lin, lin, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1).to(device=device, dtype=dtype)
+
+
+class ThinPlateSpline(Transform):
+    """Thin-plate spline on a K×K control grid; parameters are where each control point samples.
+
+    The output's control points sit at their rest positions (:func:`control_points`); the
+    spline that sends them to the regressed targets is evaluated at every output pixel.
+
+    Args:
+        grid_size: K, control points per side (the paper's 4 → 16 points).
+    """
+
+    name = "tps"
+
+    def __init__(self, grid_size: int = 4) -> None:
+        if grid_size < 2:
+            raise ValueError(f"tps: grid_size must be >= 2, got {grid_size}")
+        self.grid_size = int(grid_size)
+        self.n_params = 2 * self.grid_size**2
+
+    def _identity_row(self) -> torch.Tensor:
+        return control_points(self.grid_size).reshape(1, -1)
+
+    def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        _check_params(params, self.n_params, self.name)
+        h, w = _check_size(out_size)
+        weights = _tps_weights(self.grid_size, h, w, str(params.device), params.dtype)  # (HW, n)
+        targets = params.view(-1, self.grid_size**2, 2)  # (B, n, 2)
+        return torch.matmul(weights, targets).view(-1, h, w, 2)
+
+    def bound(self, params: torch.Tensor) -> torch.Tensor:
+        return params.clamp(-1.5, 1.5)
+
+    def __repr__(self) -> str:
+        return f"ThinPlateSpline(grid_size={self.grid_size}, n_params={self.n_params})"
+
+
+_FAMILIES: dict[str, type[Transform]] = {
+    "affine": Affine,
+    "attention": Attention,
+    "projective": Projective,
+    "tps": ThinPlateSpline,
+}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`get`."""
+    return list(_FAMILIES)
+
+
+def get(name: str, **options: object) -> Transform:
+    """Build a transform family by name: ``affine``, ``attention``, ``projective`` or ``tps``.
+
+    >>> get("tps", grid_size=4).n_params
+    32
+    """
+    try:
+        cls = _FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"Unknown transform {name!r}. Known: {', '.join(_FAMILIES)}.") from None
+    return cls(**options)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class AffineReading:
+    """A 2×3 θ read as the operations a person would name (for display).
+
+    θ's linear part is written ``R(rotation) · diag(scale_x, scale_y) · [[1, shear], [0, 1]]``; the
+    translation is where the centre of the output samples in the input.
+    """
+
+    rotation_deg: float
+    scale_x: float
+    scale_y: float
+    shear: float
+    tx: float
+    ty: float
+
+
+def decompose_affine(theta: torch.Tensor) -> AffineReading:
+    """Read one θ (``(2, 3)`` or ``(6,)``) as rotation (degrees), scale x/y, shear and translation.
+
+    >>> r = decompose_affine(torch.tensor([[0.0, -1.0, 0.1], [1.0, 0.0, 0.2]]))
+    >>> round(r.rotation_deg), round(r.scale_x, 3), round(r.tx, 3)
+    (90, 1.0, 0.1)
+    """
+    t = torch.as_tensor(theta, dtype=torch.float64).reshape(2, 3)
+    a, b, tx = t[0].tolist()
+    c, d, ty = t[1].tolist()
+    # QR-style split: first column gives rotation and x scale, the rest shear and y scale.
+    sx = math.hypot(a, c)
+    rot = math.atan2(c, a)
+    cos, sin = math.cos(rot), math.sin(rot)
+    shear_sy = cos * b + sin * d  # = scale_x' * shear, in the rotated frame
+    sy = -sin * b + cos * d
+    shear = shear_sy / sx if sx > 1e-12 else 0.0
+    return AffineReading(math.degrees(rot), sx, sy, shear, tx, ty)
+
+
+def compose_affine(
+    rotation_deg: float = 0.0,
+    scale_x: float = 1.0,
+    scale_y: float = 1.0,
+    shear: float = 0.0,
+    tx: float = 0.0,
+    ty: float = 0.0,
+) -> torch.Tensor:
+    """Inverse of :func:`decompose_affine`: the ``(2, 3)`` θ of a reading.
+
+    >>> compose_affine(90.0).round().tolist()
+    [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]
+    """
+    r = math.radians(rotation_deg)
+    rot = torch.tensor([[math.cos(r), -math.sin(r)], [math.sin(r), math.cos(r)]], dtype=torch.float64)
+    upper = torch.tensor([[scale_x, scale_x * shear], [0.0, scale_y]], dtype=torch.float64)
+    lin = rot @ upper
+    return torch.cat([lin, torch.tensor([[tx], [ty]], dtype=torch.float64)], dim=1).float()
