@@ -13,6 +13,9 @@ a transparent PNG, or a sketch whose strokes live only in the alpha channel, of 
    no digit on it (blank, uniform, transparent, noise) with a clear message;
 4. crop around the ink's centre of mass so that its box is ``digit_size`` long, resize with
    anti-aliasing, and stretch the ink to full contrast.
+
+A grey image already at the model's canvas size is taken as it is (step 2 only): it is in
+model space already, and the transformer should do the finding.
 """
 
 from __future__ import annotations
@@ -134,10 +137,12 @@ def _closing(x: torch.Tensor, k: int) -> torch.Tensor:
     return -max_filter(-max_filter(x))
 
 
-def ink_map(img: Image.Image) -> np.ndarray:
+def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
     """Ink strength ``(H, W)`` in [0, 1] (1 = full ink), light-on-dark, for any input image.
 
-    The image is first reduced to at most ``WORK_SIDE`` pixels on its longer side.
+    The image is first reduced to at most ``WORK_SIDE`` pixels on its longer side. With
+    ``local_paper`` the paper's brightness is estimated around each pixel (uneven light in
+    photos); without it, it is the border's median.
     """
     if max(img.size) > WORK_SIDE:
         img = img.copy()
@@ -165,7 +170,9 @@ def ink_map(img: Image.Image) -> np.ndarray:
                              grey[:, : max(1, w // 20)].ravel(), grey[:, -max(1, w // 20) :].ravel()])
     dark_ink = np.median(border) >= 0.5
     t = torch.from_numpy(grey if dark_ink else 1.0 - grey).view(1, 1, h, w)
-    k = max(5, (min(h, w) // 8) | 1)
+    if not local_paper:
+        return np.clip(float(np.median(border if dark_ink else 1.0 - border)) - t[0, 0].numpy(), 0, 1).astype(np.float32)
+    k = max(5, (min(h, w) // 5) | 1)
     paper = _closing(t, k)  # local paper brightness: strokes thinner than k are filled in
     paper = F.avg_pool2d(F.pad(paper, (2, 2, 2, 2), mode="replicate"), 5, 1)
     ink = (paper - t).clamp(min=0)[0, 0].numpy()
@@ -206,6 +213,10 @@ def prepare(
     """
     img = open_image(image, name)
     label = name or _name(image) if not isinstance(image, (bytes, Image.Image)) else (name or "the image")
+    if (img.height, img.width) == tuple(input_size) and img.mode in ("L", "I;16", "I", "F", "1"):
+        # Already a model-space canvas (the examples, a test image): keep its layout, so the
+        # transformer, not the pre-processing, has to find the digit.
+        return _as_canvas(ink_map(img, local_paper=False), label, img.size)
     ink = ink_map(img)
     h, w = ink.shape
     peak = float(F.avg_pool2d(torch.from_numpy(ink).view(1, 1, h, w), 3, 1, 1).max()) if min(h, w) >= 3 else float(ink.max())
@@ -267,6 +278,15 @@ def prepare(
         raise ImageError(f"{label}: the mark is too small or thin to be a digit. Write the digit larger.")
     canvas = (canvas / top_val).clamp(0, 1)
     return Prepared(canvas.contiguous(), (float(left), float(top), float(right), float(bottom)), (w, h))
+
+
+def _as_canvas(ink: np.ndarray, label: str, size: tuple[int, int]) -> Prepared:
+    peak = float(ink.max())
+    if peak < 0.1:
+        raise ImageError(f"{label}: no digit found: the image is blank or has too little contrast. Draw or photograph a digit.")
+    ys, xs = np.nonzero(ink > 0.3 * peak)
+    t = torch.from_numpy(np.clip(ink / peak, 0, 1)).view(1, 1, *ink.shape)
+    return Prepared(t.contiguous(), (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)), size)
 
 
 def preprocess(image: Image.Image | str | os.PathLike | bytes, model: object) -> torch.Tensor:

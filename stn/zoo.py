@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from stn.model import ModelConfig, STClassifier
 
-__all__ = ["models_dir", "list_models", "load_card", "load_model", "save_model", "DEFAULT_MODEL", "UnknownModelError"]
+__all__ = ["models_dir", "list_models", "load_card", "load_model", "save_model", "baseline_for", "DEFAULT_MODEL", "UnknownModelError"]
 
 DEFAULT_MODEL = "wild-affine"
 
@@ -74,6 +74,13 @@ def load_model(name: str = DEFAULT_MODEL, device: torch.device | str | None = No
     """
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     return _load_cached(name, str(directory or models_dir()), dev)
+
+
+def baseline_for(name: str, directory: Path | None = None) -> str | None:
+    """The plain-CNN model trained on the same data as ``name`` (``DATASET-cnn``), if shipped."""
+    dataset = load_card(name, directory)["dataset"]["name"]
+    base = f"{dataset}-cnn"
+    return base if base != name and base in list_models(directory) else None
 
 
 def save_model(model: STClassifier, name: str, card: dict, directory: Path | None = None) -> tuple[Path, Path]:
