@@ -129,6 +129,91 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from stn.preprocess import ImageError, preprocess
+    from stn.zoo import DEFAULT_MODEL, list_models, load_model
+
+    name = args.model
+    if name is None:
+        known = list_models(_models_dir(args))
+        if DEFAULT_MODEL in known or not known:
+            name = DEFAULT_MODEL  # an empty zoo gets load_model's "Unknown model" message
+        else:
+            name = known[0]
+            print(f"stn predict: default model {DEFAULT_MODEL!r} is not installed; using {name!r}", file=sys.stderr)
+    model = load_model(name, device="cpu" if args.cpu else None, directory=_models_dir(args))
+
+    results: list[dict] = []  # one per file, in order
+    tensors, slots = [], []
+    for f in args.files:
+        try:
+            tensors.append(preprocess(f, model))
+            slots.append(len(results))
+            results.append({"file": f, "model": name})
+        except ImageError as exc:
+            results.append({"file": f, "error": str(exc)})
+        except Exception as exc:  # never a traceback for one bad file: say which and go on
+            results.append({"file": f, "error": f"{Path(f).name}: could not be read ({type(exc).__name__}: {exc})."})
+    if tensors:
+        pred = model.predict(torch.cat(tensors))
+        names = pred.class_names()
+        for i, slot in enumerate(slots):
+            r = results[slot]
+            r["label"] = names[i]
+            r["probs"] = [round(float(p), 6) for p in pred.probs[i]]
+            r["theta"] = [[round(float(v), 6) for v in p[i]] for p in pred.params]
+    failed = sum("error" in r for r in results)
+    if args.json:
+        for r in results:
+            print(json.dumps(r), flush=True)
+    else:
+        width = max(len("file"), *(len(r["file"]) for r in results))
+        print(f"{'file':<{width}}  {'label':>5}  {'prob':>6}  model")
+        for r in results:
+            if "error" in r:
+                print(f"{r['file']:<{width}}  {'-':>5}  {'-':>6}  error: {r['error']}")
+            else:
+                print(f"{r['file']:<{width}}  {r['label']:>5}  {100 * max(r['probs']):5.1f}%  {name}")
+    if failed and not args.json:
+        print(f"stn predict: {failed} of {len(results)} file{'s' * (len(results) > 1)} could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from stn.table import markdown_table, update_readme, write_chart
+
+    table = markdown_table(_models_dir(args))
+    print(table)
+    readme = Path(args.readme)
+    if readme.exists() and update_readme(readme, table):
+        print(f"updated {readme}", file=sys.stderr)
+    elif readme.exists():
+        print(f"{readme} has no <!-- zoo-table:start --> / <!-- zoo-table:end --> markers; not changed", file=sys.stderr)
+    print(f"wrote {write_chart(Path(args.chart), _models_dir(args))}", file=sys.stderr)
+    return 0
+
+
+def cmd_uploads(args: argparse.Namespace) -> int:
+    from stn.uploads import font_images, sketch_images, upload_accuracy
+    from stn.zoo import load_card, load_model, models_dir
+
+    for name in args.names:
+        model = load_model(name, device="cpu", directory=_models_dir(args))
+        sketch = upload_accuracy(model, sketch_images(args.sketches, root=args.data))
+        font = upload_accuracy(model, font_images(args.font_variants))
+        print(f"{name}: sketches {100 * sketch['accuracy']:.1f}% of {sketch['images']} "
+              f"({sketch['refused']} refused); handwriting fonts {100 * font['accuracy']:.1f}% of {font['images']} "
+              f"({font['refused']} refused)")
+        if args.write:
+            d = _models_dir(args) or models_dir()
+            card = load_card(name, d)
+            card["metrics"]["uploads"] = {"sketch": sketch, "font": font, "how": "python -m stn uploads (stn/uploads.py)"}
+            (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stn", description="Spatial Transformer Networks on distorted MNIST: train, evaluate, predict."
@@ -164,6 +249,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every model card as JSON")
     _add_common(p)
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("predict", help="classify image files with a zoo model")
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP or TIFF images")
+    p.add_argument("--model", default=None, help="model name (default: stn.zoo.DEFAULT_MODEL)")
+    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "label", "probs", "theta"}')
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
+    _add_common(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("table", help="rebuild the README's table (ours vs. the paper) and its chart from the cards")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--chart", default="assets/table1.json", help="where to write the plotly figure (JSON)")
+    _add_common(p)
+    p.set_defaults(func=cmd_table)
+
+    p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts)")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--sketches", type=int, default=1000)
+    p.add_argument("--font-variants", type=int, default=3)
+    p.add_argument("--write", action="store_true", help="store the result in the model card")
+    _add_common(p)
+    p.set_defaults(func=cmd_uploads)
 
     return parser
 

@@ -278,25 +278,64 @@ def _make_pair(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Ge
     return torch.cat([left, right], dim=3), torch.stack([y, _POOL_LABELS[id(pool)][idx]], dim=1)
 
 
+_FONT_POOL: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _font_pool(device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    key = str(device)
+    if key not in _FONT_POOL:
+        from stn.font_digits import load_bundle
+
+        bundle = load_bundle()
+        if bundle is None:
+            return None
+        images, labels = bundle
+        _FONT_POOL[key] = (
+            torch.from_numpy(images).float().div(255).unsqueeze(1).to(device),
+            torch.from_numpy(labels).to(device),
+        )
+    return _FONT_POOL[key]
+
+
+def _mix_fonts(d: torch.Tensor, y: torch.Tensor, g: torch.Generator, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swap a ``rate`` share of the digits for font-rendered ones (``assets/font-digits.npz``)."""
+    pool = _font_pool(d.device)
+    if pool is None:
+        return d, y
+    images, labels = pool
+    swap = torch.rand(len(d), generator=g, device=d.device) < rate
+    idx = torch.randint(len(images), (len(d),), generator=g, device=d.device)
+    d = torch.where(swap.view(-1, 1, 1, 1), images[idx], d)
+    y = torch.where(swap.view(-1, *([1] * (y.ndim - 1))), labels[idx].view(-1, *y.shape[1:]), y)
+    return d, y
+
+
 def _make_wild(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
     """Wild, 56×56: what people upload or draw, after :func:`stn.preprocess`.
 
+    - digits: 25% are printed/script digits rendered from the *train* fonts of
+      :mod:`stn.font_digits` (never the handwriting fonts of the upload test set);
     - stroke: thinner to thicker (3×3 erosion/dilation blend, U(-0.7, 1));
     - rotation: half the images U(-90°, 90°), half N(0, 15°) (most uploads are near upright);
-    - size: the 20 px ink box of MNIST scaled to U(1/3, 1) of the canvas;
+    - size: the 20 px ink box of MNIST scaled to U(1/3, 1) of the canvas, less where a turned
+      digit would not fit;
     - position: uniform over what keeps the digit on the canvas;
     - clutter: up to 3 small 6×6 crops of other digits on 30% of the images;
     - blur N(0..1.2 px), contrast: ink U(0.6, 1), background U(0, 0.15), noise σ U(0, 0.06).
     """
     b, dev = d.shape[0], d.device
+    d, y = _mix_fonts(d, y, g, 0.25)
     d = _vary_stroke(d, _uniform(g, b, -0.7, 1.0, dev))
     wide = torch.rand(b, generator=g, device=dev) < 0.5
     angle = torch.where(
         wide, _uniform(g, b, -90, 90, dev), (torch.randn(b, generator=g, device=dev) * 15).clamp(-90, 90)
     )
     size = _uniform(g, b, 56 / 3, 56, dev)  # ink box side in pixels
+    rad = torch.deg2rad(angle)
+    spread = (rad.cos().abs() + rad.sin().abs()) * 0.85  # a turned box needs more room
+    size = torch.minimum(size, 56 / spread)  # never cut the digit off
     scale = size / 20
-    room = ((56 - size) / 2).clamp(min=0).unsqueeze(1)
+    room = ((56 - size * spread) / 2).clamp(min=0).unsqueeze(1)
     shift = (torch.rand(b, 2, generator=g, device=dev) * 2 - 1) * room
     x = _place(d, (56, 56), angle, scale, shift)
     keep = (torch.rand(b, generator=g, device=dev) < 0.3).float()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from stn.data import get_spec, test_set, train_batches
+from stn.data import get_spec, load_mnist, test_set, train_batches
 from stn.model import ModelConfig, STClassifier, loss_fn
 
 __all__ = ["TrainConfig", "Trainer", "evaluate", "hardware", "default_device"]
@@ -74,7 +74,8 @@ class Trainer:
         self.model.to(self.device)
         torch.manual_seed(train.seed)
         spec = get_spec(model.config.dataset)
-        n_train = train.limit or 60_000
+        n_train = len(load_mnist(root, train=True)[1])
+        n_train = min(n_train, train.limit) if train.limit else n_train
         self.steps_per_epoch = max(1, n_train // train.batch_size)
         self.total_steps = train.steps or max(1, int(math.ceil(train.epochs * self.steps_per_epoch)))
         loc = [p for n, p in model.named_parameters() if n.startswith("st.")]

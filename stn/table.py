@@ -1,0 +1,110 @@
+"""The paper's Table 1 beside ours, rebuilt from the model cards (``python -m stn table``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from stn.zoo import list_models, load_card
+
+__all__ = ["PAPER", "zoo_rows", "markdown_table", "chart_figure", "update_readme"]
+
+# Test error (%) in Table 1 of Jaderberg et al. 2015 (arXiv 1506.02025), MNIST distortions;
+# TC from the paper's translated-cluttered experiment.
+PAPER: dict[tuple[str, str], float] = {
+    ("r", "cnn"): 1.2, ("r", "affine"): 0.7, ("r", "projective"): 0.8, ("r", "tps"): 0.8,
+    ("rts", "cnn"): 0.8, ("rts", "affine"): 0.5, ("rts", "projective"): 0.6, ("rts", "tps"): 0.5,
+    ("p", "cnn"): 1.5, ("p", "affine"): 0.8, ("p", "projective"): 0.8, ("p", "tps"): 0.8,
+    ("e", "cnn"): 1.4, ("e", "affine"): 1.2, ("e", "projective"): 1.3, ("e", "tps"): 1.1,
+    ("tc", "cnn"): 3.5, ("tc", "attention"): 1.7, ("tc", "affine"): 1.7,
+}  # fmt: skip
+
+DATASET_ORDER = ["r", "rts", "p", "e", "tc", "pair", "wild"]
+COLUMNS = ["cnn", "affine", "attention", "projective", "tps"]
+COLUMN_TITLES = {"cnn": "CNN", "affine": "ST-CNN Aff", "attention": "ST-CNN Att", "projective": "ST-CNN Proj", "tps": "ST-CNN TPS"}
+
+
+def zoo_rows(directory: Path | None = None) -> dict[tuple[str, str], dict]:
+    """``(dataset, transform or 'cnn') -> card`` for every shipped model (default seed names)."""
+    cells: dict[tuple[str, str], dict] = {}
+    for name in list_models(directory):
+        card = load_card(name, directory)
+        key = (card["dataset"]["name"], card["config"]["transform"] or "cnn")
+        if key not in cells or name == f"{key[0]}-{key[1]}":
+            cells[key] = card
+    return cells
+
+
+def markdown_table(directory: Path | None = None) -> str:
+    """Ours beside the paper's, error in % on our 10,000-image test sets; then the uploads table."""
+    cells = zoo_rows(directory)
+    used = [c for c in COLUMNS if any(k[1] == c for k in cells) or any(k[1] == c for k in PAPER)]
+    lines = [
+        "Test error (%), ours **bold** with the paper's in brackets; — : not trained / not in the paper.",
+        "",
+        "| data | " + " | ".join(COLUMN_TITLES[c] for c in used) + " |",
+        "|---|" + "---:|" * len(used),
+    ]
+    for ds in DATASET_ORDER:
+        row = []
+        for col in used:
+            ours = cells.get((ds, col))
+            paper = PAPER.get((ds, col))
+            text = f"**{100 * ours['metrics']['test_error']:.2f}**" if ours else "—"
+            if paper is not None:
+                text += f" ({paper})"
+            row.append(text)
+        if any(cell != "—" for cell in row):
+            lines.append(f"| {ds.upper() if ds in ('r', 'rts', 'p', 'e', 'tc') else ds.capitalize()} | " + " | ".join(row) + " |")
+    uploads = [(n, c) for n, c in ((c["name"], c) for c in cells.values()) if "uploads" in c.get("metrics", {})]
+    if uploads:
+        lines += ["", "Upload-style test sets (accuracy %, see `stn/uploads.py`):", "",
+                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) |", "|---|---:|---:|"]
+        for name, c in sorted(uploads):
+            u = c["metrics"]["uploads"]
+            lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} |")
+    timing = [(c["name"], c["training"]) for c in cells.values()]
+    if timing:
+        lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]
+        for name, t in sorted(timing):
+            lines.append(f"| {name} | {t['epochs']} | {t['train_seconds'] / 60:.1f} min | {t['hardware']} |")
+    return "\n".join(lines)
+
+
+def chart_figure(directory: Path | None = None) -> dict:
+    """A plotly figure (as a dict) of ours against the paper per Table 1 cell."""
+    cells = zoo_rows(directory)
+    keys = [(ds, col) for ds in DATASET_ORDER for col in COLUMNS if (ds, col) in cells]
+    labels = [f"{ds.upper()} {COLUMN_TITLES[col]}" for ds, col in keys]
+    ours = [round(100 * cells[k]["metrics"]["test_error"], 3) for k in keys]
+    paper = [PAPER.get(k) for k in keys]
+    return {
+        "data": [
+            {"type": "bar", "name": "ours", "x": labels, "y": ours, "marker": {"color": "#4c78a8"}},
+            {"type": "bar", "name": "paper", "x": labels, "y": paper, "marker": {"color": "#f58518"}},
+        ],
+        "layout": {
+            "title": {"text": "Test error on distorted MNIST (%): ours vs. Jaderberg et al. 2015"},
+            "barmode": "group",
+            "height": 420,
+            "yaxis": {"title": {"text": "error (%)"}, "rangemode": "tozero"},
+            "margin": {"l": 50, "r": 10, "t": 50, "b": 110},
+            "legend": {"orientation": "h", "y": 1.08},
+        },
+    }
+
+
+def update_readme(readme: Path, table: str) -> bool:
+    """Replace the text between ``<!-- zoo-table:start -->`` and ``<!-- zoo-table:end -->``."""
+    text = readme.read_text()
+    pattern = re.compile(r"(<!-- zoo-table:start -->\n).*?(\n<!-- zoo-table:end -->)", re.S)
+    if not pattern.search(text):
+        return False
+    readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))
+    return True
+
+
+def write_chart(path: Path, directory: Path | None = None) -> Path:
+    path.write_text(json.dumps(chart_figure(directory)) + "\n")
+    return path
