@@ -1,0 +1,104 @@
+"""Distorted-MNIST generation: shapes, determinism, the distortions' promises."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from stn import data
+from stn.data import DATASETS, DataNotFoundError, get_spec, load_mnist, make_batch, synthetic_digits
+
+HAVE_MNIST = any(
+    (data.data_root() / sub / "train-images-idx3-ubyte").exists() for sub in ("MNIST/raw", "raw", ".")
+)
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason="MNIST not found: set STN_DATA (CI sets it)")
+
+
+def _batch(name: str, n: int = 8, seed: int = 0):
+    digits, labels = synthetic_digits(n, seed)
+    g = torch.Generator().manual_seed(seed)
+    return make_batch(name, digits, labels, digits, labels, g)
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_shapes_range_and_targets(name: str) -> None:
+    spec = get_spec(name)
+    x, y = _batch(name)
+    assert x.shape == (8, 1, *spec.canvas)
+    assert x.min() >= 0 and x.max() <= 1
+    assert torch.isfinite(x).all()
+    assert y.shape == ((8,) if spec.digits == 1 else (8, spec.digits))
+    assert x.flatten(1).sum(1).gt(1).all(), "every image holds some ink"
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_same_seed_same_images(name: str) -> None:
+    a, _ = _batch(name, seed=3)
+    b, _ = _batch(name, seed=3)
+    c, _ = _batch(name, seed=4)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_unknown_dataset_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="Known: r, rts"):
+        get_spec("rst")
+
+
+def test_missing_data_says_how_to_fix(tmp_path) -> None:
+    with pytest.raises(DataNotFoundError, match="STN_DATA"):
+        load_mnist(tmp_path)
+
+
+def test_tc_keeps_the_digit_whole_on_the_canvas() -> None:
+    digits, labels = synthetic_digits(16)
+    g = torch.Generator().manual_seed(0)
+    x, _ = make_batch("tc", digits, labels, torch.zeros(4, 1, 28, 28), labels[:4], g)  # no clutter ink
+    assert torch.allclose(x.flatten(1).sum(1), digits.flatten(1).sum(1), rtol=1e-4)
+
+
+def test_rts_shift_keeps_the_box_inside() -> None:
+    digits = torch.zeros(64, 1, 28, 28)
+    digits[:, :, 4:24, 4:24] = 1  # the 20 px ink box
+    g = torch.Generator().manual_seed(1)
+    x, _ = make_batch("rts", digits, torch.zeros(64, dtype=torch.long), digits, torch.zeros(64, dtype=torch.long), g)
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], dim=-1)
+    assert border.max() < 0.5
+
+
+def test_pair_targets_are_left_then_right() -> None:
+    digits, labels = synthetic_digits(6)
+    g = torch.Generator().manual_seed(0)
+    x, y = make_batch("pair", digits, labels, digits, labels, g)
+    assert torch.equal(y[:, 0], labels)
+    assert x.shape[-1] == 2 * x.shape[-2]
+
+
+def test_bundled_subset_loads() -> None:
+    x, y = load_mnist("bundled", train=True)
+    assert x.shape[1:] == (1, 28, 28) and len(x) == len(y) >= 1000
+    assert set(y.unique().tolist()) == set(range(10))
+
+
+@needs_mnist
+def test_real_mnist_and_fixed_test_sets() -> None:
+    x, y = load_mnist(train=False)
+    assert x.shape == (10_000, 1, 28, 28) and y.shape == (10_000,)
+    a, ya = data.test_set("rts", n=200)
+    b, yb = data.test_set("rts", n=200)
+    assert torch.equal(a, b) and torch.equal(ya, yb) and torch.equal(ya, y[:200])
+
+
+@needs_mnist
+def test_training_epochs_differ() -> None:
+    epochs = data.train_batches("r", 32, seed=0, limit=64)
+    first = next(next(epochs))[0]
+    second = next(next(epochs))[0]
+    assert not torch.equal(first, second)
+
+
+def test_ci_has_mnist() -> None:
+    if os.environ.get("CI"):
+        assert HAVE_MNIST, "CI must point STN_DATA at MNIST (../shared/data)"

@@ -1,0 +1,81 @@
+"""Training and the train/eval/models/table commands, end to end on the bundled subset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from stn.model import ModelConfig, STClassifier
+from stn.replay import load_replay
+from stn.train import TrainConfig, Trainer, evaluate, fit
+from stn.data import test_set as make_test_set
+
+
+def test_trainer_lowers_the_loss_and_moves_theta() -> None:
+    torch.manual_seed(0)
+    model = STClassifier(ModelConfig("rts", (42, 42)))
+    trainer = Trainer(model, TrainConfig(steps=60, batch_size=32, loc_lr_scale=0.3), root="bundled", device=torch.device("cpu"))
+    first = [trainer.step()["loss"] for _ in range(5)]
+    while not trainer.done:
+        last = trainer.step()["loss"]
+    assert last < sum(first) / 5
+    theta = model.st.regress(make_test_set("rts", "bundled", n=8)[0])[0]
+    assert (theta - model.st.transform.identity(8)).abs().max() > 1e-3
+
+
+def test_fit_records_a_replay_and_evaluates(tmp_path) -> None:
+    from stn.replay import save_replay
+
+    cfg = ModelConfig("tc", (60, 60), transform="attention")
+    model, res = fit(cfg, TrainConfig(steps=12, batch_size=16, replay_every=4), root="bundled", progress=False)
+    assert res["steps"] == 12 and 0 <= res["test_error"] <= 1
+    rep = load_replay(save_replay(tmp_path / "r.safetensors", res))
+    assert rep.steps.tolist() == [0, 4, 8, 12]
+    assert rep.params.shape == (4, 1, 16, 3)
+    assert torch.allclose(rep.params[0, 0], model.st.transform.identity(16), atol=1e-3)
+    crops = rep.crops(model, 3)
+    assert crops[0].shape == (16, 1, 28, 28)
+    x, y = make_test_set("tc", "bundled", n=50)
+    assert evaluate(model, x, y) == pytest.approx(evaluate(model, x, y))
+
+
+def _stn(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stn", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_train_eval_models_table_commands(tmp_path) -> None:
+    d = str(tmp_path)
+    r = _stn("train", "--dataset", "rts", "--steps", "20", "--batch-size", "32", "--name", "t-affine",
+             "--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    assert "test error" in r.stdout
+    card = json.loads((tmp_path / "t-affine.json").read_text())
+    assert card["training"]["command"] == (
+        "python -m stn train --dataset rts --steps 20 --batch-size 32 --name t-affine --data bundled "
+        f"--models-dir {d} --quiet --threads 1"
+    )
+    assert (tmp_path / "t-affine.replay.safetensors").exists()
+    r = _stn("eval", "t-affine", "--data", "bundled", "--models-dir", d)
+    assert r.returncode == 0 and "t-affine: test error" in r.stdout, r.stderr
+    r = _stn("models", "--json", "--models-dir", d)
+    assert json.loads(r.stdout)[0]["name"] == "t-affine"
+    readme = tmp_path / "README.md"
+    readme.write_text("x\n<!-- zoo-table:start -->\nPLACEHOLDER\n<!-- zoo-table:end -->\ny\n")
+    r = _stn("table", "--readme", str(readme), "--chart", str(tmp_path / "chart.json"), "--models-dir", d)
+    assert r.returncode == 0, r.stderr
+    text = readme.read_text()
+    assert "PLACEHOLDER" not in text and "| RTS |" in text and "(0.5)" in text
+    assert json.loads((tmp_path / "chart.json").read_text())["data"][0]["name"] == "ours"
+
+
+def test_bad_arguments_are_one_sentence() -> None:
+    r = _stn("train", "--dataset", "nope", "--steps", "1")
+    assert r.returncode == 2
+    assert "Unknown dataset 'nope'" in r.stderr and "Traceback" not in r.stderr
+    r = _stn("eval", "no-such-model")
+    assert r.returncode == 2 and "Unknown model" in r.stderr and "Traceback" not in r.stderr

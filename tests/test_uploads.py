@@ -1,0 +1,58 @@
+"""Upload-style test sets and the default model's accuracy on them."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from stn.font_digits import font_files, load_bundle, mnist_style, render_digit
+from stn.uploads import font_images, sketch_images, upload_accuracy
+from stn.zoo import DEFAULT_MODEL, list_models, load_card, load_model
+
+HAVE_FONTS = bool(font_files("test"))
+
+
+def test_sketches_are_strokes_in_alpha() -> None:
+    img, label = next(sketch_images(1, root="bundled"))
+    assert img.mode == "RGBA" and 0 <= label <= 9
+    alpha = img.getchannel("A")
+    assert alpha.getextrema() == (0, 255)
+    assert len(set(img.convert("RGB").getdata())) == 1, "one stroke colour, ink only in alpha"
+
+
+def test_bundled_font_digits_are_mnist_style() -> None:
+    import numpy as np
+
+    images, labels = load_bundle()
+    assert images.shape[1:] == (28, 28) and len(images) == len(labels) >= 500
+    assert set(labels.tolist()) == set(range(10))
+    rows = (images > 0).any(axis=2).sum(axis=1)
+    cols = (images > 0).any(axis=1).sum(axis=1)
+    assert (np.maximum(rows, cols) <= 21).all(), "ink fits MNIST's 20 px box"
+
+
+@pytest.mark.skipif(not HAVE_FONTS, reason="Debian handwriting fonts not installed (only needed to rebuild test sets)")
+def test_test_fonts_are_never_trained_on() -> None:
+    import numpy as np
+
+    train_names = set(np.load("assets/font-digits.npz")["fonts"].tolist())
+    assert not train_names & {p.name for p in font_files("test")}
+    glyph = mnist_style(render_digit(font_files("test")[0], 7))
+    assert glyph.shape == (28, 28) and glyph.max() > 200
+    img, label = next(font_images(1))
+    assert img.mode == "RGB" and label == 0
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_default_model_reads_sketches() -> None:
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    res = upload_accuracy(model, itertools.islice(sketch_images(300, seed=7, root="bundled"), 300))
+    assert res["refused"] == 0
+    assert res["accuracy"] >= 0.97, res
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_default_model_card_reports_upload_accuracy() -> None:
+    uploads = load_card(DEFAULT_MODEL)["metrics"]["uploads"]
+    assert uploads["sketch"]["images"] >= 1000 and uploads["font"]["images"] >= 300

@@ -1,0 +1,69 @@
+"""Every shipped model: card complete, weights load with safetensors, predictions sane and as carded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from stn import load_model
+from stn.data import get_spec
+from stn.zoo import UnknownModelError, list_models, load_card, models_dir, save_model
+from stn.model import ModelConfig, STClassifier
+
+MODELS = list_models()
+CARD_KEYS = {"name", "description", "config", "dataset", "metrics", "training", "parameters"}
+
+
+def test_zoo_is_not_empty() -> None:
+    assert MODELS, f"no models in {models_dir()}"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_card_is_complete(name: str) -> None:
+    card = load_card(name)
+    assert CARD_KEYS <= set(card)
+    assert 0 <= card["metrics"]["test_error"] <= 1
+    for key in ("seed", "epochs", "train_seconds", "hardware", "command", "batch_size"):
+        assert key in card["training"], key
+    assert card["training"]["command"].startswith("python -m stn train")
+    assert "Creative Commons" in card["dataset"]["source"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_predicts_on_its_canvas(name: str) -> None:
+    model = load_model(name, device="cpu")
+    spec = get_spec(model.config.dataset)
+    assert model.input_size == spec.canvas
+    x = torch.rand(3, 1, *model.input_size) * 0.2
+    pred = model.predict(x)
+    assert pred.labels.shape == (3,)
+    assert pred.probs.shape == (3, model.n_outputs)
+    assert torch.allclose(pred.probs.sum(1), torch.ones(3), atol=1e-4)
+    assert len(pred.crops) == model.heads
+    if model.st is None:
+        assert pred.params == []
+    else:
+        assert len(pred.params) == model.heads
+        assert all(p.shape == (3, model.st.transform.n_params) and torch.isfinite(p).all() for p in pred.params)
+        assert all(c.shape == (3, 1, *model.config.crop_size) for c in pred.crops)
+
+
+def test_unknown_model_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownModelError, match="Known: .*python -m stn models"):
+        load_model("rts-afine")
+
+
+def test_save_and_load_roundtrip(tmp_path) -> None:
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="tps", transform_options={"grid_size": 3}))
+    with torch.no_grad():
+        model.st.localization.head.bias.add_(0.01)
+    save_model(model, "tiny", {"description": "t", "dataset": {"name": "rts"}, "metrics": {}}, tmp_path)
+    card = json.loads((tmp_path / "tiny.json").read_text())
+    assert card["config"]["transform_options"] == {"grid_size": 3}
+    loaded = load_model("tiny", device="cpu", directory=tmp_path)
+    x = torch.rand(2, 1, 42, 42)
+    model.eval()
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)
+    assert (tmp_path / "tiny.safetensors").stat().st_mode & 0o044, "weights readable by a non-root server"
