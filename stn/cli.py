@@ -154,7 +154,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             results.append({"file": f, "model": name})
         except ImageError as exc:
             results.append({"file": f, "error": str(exc)})
-        except Exception as exc:  # never a traceback for one bad file: say which and go on
+        except Exception as exc:  # noqa: BLE001 - never a traceback for one bad file: say which and go on
             results.append({"file": f, "error": f"{Path(f).name}: could not be read ({type(exc).__name__}: {exc})."})
     if tensors:
         pred = model.predict(torch.cat(tensors))

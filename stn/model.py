@@ -158,11 +158,17 @@ class STClassifier(nn.Module):
                 f"expected input of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}), got {tuple(x.shape)}; "
                 "use stn.preprocess(image, model) to prepare an image"
             )
-        was_training = self.training
-        self.eval()
+        # Eval mode for the call, then each module's own mode back; nothing to toggle (the
+        # usual case) costs nothing, where train()/eval() would walk every submodule twice.
+        training = [m for m in self.modules() if m.training]
+        for m in training:
+            m.training = False
         dev = next(self.parameters()).device
-        logits, crops, params = self.forward_all(x.to(dev, torch.float32))
-        self.train(was_training)
+        try:
+            logits, crops, params = self.forward_all(x.to(dev, torch.float32))
+        finally:
+            for m in training:
+                m.training = True
         head_probs = logits.softmax(dim=-1)  # (B, heads, n)
         probs = head_probs[:, 0]
         for k in range(1, head_probs.shape[1]):  # joint reading of independent heads

@@ -41,6 +41,10 @@ WORK_SIDE = 320  # images are reduced to this longer side before the ink analysi
 Image.MAX_IMAGE_PIXELS = 2 * MAX_PIXELS  # keep Pillow's bomb guard on, at our own limit
 
 
+# Leading bytes of PNG, JPEG, GIF, BMP, TIFF and WebP (RIFF) files.
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
 class ImageError(ValueError):
     """An image that cannot be read as a digit; the message says which file and what to do."""
 
@@ -94,6 +98,8 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{label}: the image declares too many pixels to decode safely. Send a smaller image.") from None
         except UnidentifiedImageError:
+            if data.startswith(_IMAGE_SIGNATURES):  # an image's header, then nothing Pillow can parse
+                raise ImageError(f"{label}: the image file is damaged or truncated. Save it again and retry.") from None
             raise ImageError(f"{label}: this is not an image format we can read. Send a PNG, JPEG, WebP, GIF, BMP or TIFF.") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{label}: the image file is damaged or truncated ({type(exc).__name__}). Save it again and retry.") from None
@@ -126,15 +132,33 @@ def _to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.clip(grey, 0, 1), alpha
 
 
+def _max_filter_1d(a: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """Running maximum over a window of odd length ``k`` along ``axis``, replicate padding.
+
+    van Herk / Gil-Werman: blocks of ``k``, a forward and a backward cumulative maximum in each,
+    and one maximum of the two per output, so the cost does not grow with ``k``.
+    """
+    a = np.moveaxis(a, axis, -1)
+    n, pad = a.shape[-1], k // 2
+    padded = np.concatenate([np.repeat(a[..., :1], pad, -1), a, np.repeat(a[..., -1:], pad, -1)], axis=-1)
+    blocks = -(-padded.shape[-1] // k)
+    padded = np.concatenate(
+        [padded, np.full((*a.shape[:-1], blocks * k - padded.shape[-1]), -np.inf, a.dtype)], axis=-1
+    ).reshape(*a.shape[:-1], blocks, k)
+    fwd = np.maximum.accumulate(padded, axis=-1).reshape(*a.shape[:-1], -1)
+    bwd = np.maximum.accumulate(padded[..., ::-1], axis=-1)[..., ::-1].reshape(*a.shape[:-1], -1)
+    out = np.maximum(bwd[..., :n], fwd[..., k - 1 : k - 1 + n])  # window [i, i + k - 1] of padded
+    return np.moveaxis(out, -1, axis)
+
+
 def _closing(x: torch.Tensor, k: int) -> torch.Tensor:
     """Grey closing (max then min filter) with a k×k square: removes dark details thinner than k."""
-    pad = k // 2
+    a = x.numpy()
 
-    def max_filter(t: torch.Tensor) -> torch.Tensor:  # separable: 2k instead of k² per pixel
-        t = F.max_pool2d(F.pad(t, (pad, pad, 0, 0), mode="replicate"), (1, k), 1)
-        return F.max_pool2d(F.pad(t, (0, 0, pad, pad), mode="replicate"), (k, 1), 1)
+    def max_filter(t: np.ndarray) -> np.ndarray:  # separable, and O(1) per pixel in k
+        return _max_filter_1d(_max_filter_1d(t, k, -1), k, -2)
 
-    return -max_filter(-max_filter(x))
+    return torch.from_numpy(np.ascontiguousarray(-max_filter(-max_filter(a))))
 
 
 def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
@@ -145,15 +169,22 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
     photos); without it, it is the border's median.
     """
     if max(img.size) > WORK_SIDE:
-        img = img.copy()
-        if img.mode not in ("1", "L", "RGB", "RGBA", "LA", "P", "CMYK"):
+        # Reduce in grey (+ alpha): one or two channels to resample rather than three or four,
+        # and a bilevel scan is averaged (its thin strokes survive) rather than decimated.
+        if img.mode == "P":
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        if img.mode in ("1", "RGB", "CMYK", "YCbCr"):
+            img = img.convert("L")
+        elif img.mode == "RGBA":
+            img = img.convert("LA")
+        elif img.mode in ("L", "LA"):
+            img = img.copy()  # thumbnail() works in place
+        else:
             grey, alpha = _to_float(img)
             img = Image.fromarray((grey * 255).astype(np.uint8))
             if alpha is not None:
                 img.putalpha(Image.fromarray((alpha * 255).astype(np.uint8)))
-        if img.mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS if img.mode != "1" else Image.Resampling.NEAREST)
+        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.LANCZOS)
     grey, alpha = _to_float(img)
     if alpha is not None and alpha.min() < 0.9:
         opaque = alpha > 0.5
@@ -174,18 +205,25 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
         return np.clip(float(np.median(border if dark_ink else 1.0 - border)) - t[0, 0].numpy(), 0, 1).astype(np.float32)
     k = max(5, (min(h, w) // 5) | 1)
     paper = _closing(t, k)  # local paper brightness: strokes thinner than k are filled in
-    paper = F.avg_pool2d(F.pad(paper, (2, 2, 2, 2), mode="replicate"), 5, 1)
+    paper = F.avg_pool2d(F.avg_pool2d(F.pad(paper, (2, 2, 2, 2), mode="replicate"), (1, 5), 1), (5, 1), 1)  # 5×5, separable
     ink = (paper - t).clamp(min=0)[0, 0].numpy()
     return ink.astype(np.float32)
 
 
 def _components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """Label 8-connected components of a boolean mask (0 = background), by label propagation."""
+    """Label 8-connected components of a boolean mask (0 = background), by label propagation.
+
+    Each pixel's label is the (1-based) index of a pixel of its component; every round takes the
+    largest label among the neighbours, then jumps to the label of the pixel that label points
+    to (pointer jumping), so a long stroke converges in a few rounds rather than one per pixel.
+    """
     h, w = mask.shape
-    m = torch.from_numpy(mask).view(1, 1, h, w)
+    m = torch.from_numpy(mask).view(1, 1, h, w).float()
     labels = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, 1, h, w) * m
     for _ in range(h * w):
         grown = F.max_pool2d(labels, 3, 1, 1) * m
+        jumped = labels.view(-1)[(grown.view(-1).long() - 1).clamp(min=0)].view_as(grown) * m
+        grown = torch.maximum(grown, jumped)
         if torch.equal(grown, labels):
             break
         labels = grown
@@ -225,21 +263,29 @@ def prepare(
     ink = np.clip(ink / max(peak, 1e-6), 0, 1)
     ink = np.clip((ink - 0.15) / 0.85, 0, 1)  # drop paper grain and JPEG ringing
     mask = ink > 0.3
-    # Components on a reduced mask keep the propagation short.
+    # Components on a reduced mask keep the propagation short. Reduce by block maxima, not by
+    # striding: a stride skips thin strokes and small marks altogether.
     step = max(1, int(np.ceil(max(h, w) / 96)))
-    small = mask[::step, ::step] if step > 1 else mask
+
+    def _reduce(a: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).view(1, 1, h, w)
+        return F.max_pool2d(t, step, step, ceil_mode=True)[0, 0].numpy()
+
+    small = _reduce(mask) > 0 if step > 1 else mask
     if small.mean() > 0.5:
         raise ImageError(f"{label}: no digit found: ink covers most of the picture (noise or texture?). Use a digit on a plain background.")
     labels, count = _components(small)
     if count == 0:
         raise ImageError(f"{label}: no digit found: the image is blank. Draw or photograph a digit.")
-    small_ink = ink[::step, ::step] if step > 1 else ink
+    small_ink = _reduce(ink) if step > 1 else ink
     mass = np.bincount(labels.ravel(), weights=small_ink.ravel())
     mass[0] = 0
     keep = np.flatnonzero(mass >= 0.04 * mass.sum())
     keep_small = np.isin(labels, keep)
     keep_full = np.kron(keep_small, np.ones((step, step), dtype=bool))[:h, :w] if step > 1 else keep_small
-    keep_full = F.max_pool2d(torch.from_numpy(keep_full.astype(np.float32)).view(1, 1, h, w), 2 * step + 1, 1, step)[0, 0].numpy() > 0
+    keep_t = torch.from_numpy(keep_full.astype(np.float32)).view(1, 1, h, w)  # grown by step px, separably
+    keep_t = F.max_pool2d(F.max_pool2d(keep_t, (1, 2 * step + 1), 1, (0, step)), (2 * step + 1, 1), 1, (step, 0))
+    keep_full = keep_t[0, 0].numpy() > 0
     ink = ink * keep_full
     ys, xs = np.nonzero(ink > 0.3)
     if len(ys) == 0:

@@ -79,6 +79,8 @@ def bilinear_reference(input: torch.Tensor, grid: torch.Tensor, padding: Padding
     ``B · H_out · W_out · (H + W)``: for tests and single pixels, not for training.
     """
     _check(input, grid)
+    if padding not in ("zeros", "border"):
+        raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
     _, _, h, w = input.shape
     x = to_pixel(grid[..., 0], w)  # (B, Ho, Wo)
     y = to_pixel(grid[..., 1], h)

@@ -175,7 +175,15 @@ class Attention(_MatrixTransform):
         return torch.stack([s, zero, tx, zero, s, ty], dim=1)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
-        return Affine().grid(self.to_affine(params), out_size)
+        # Same grid as Affine().grid(self.to_affine(params)), written as t + s · base: one fused
+        # broadcast op instead of building θ and a (B, HW, 3) @ (B, 3, 2) product; about 2x faster
+        # forward + backward on CPU (bench/bench_transforms.py).
+        _check_params(params, 3, self.name)
+        h, w = _check_size(out_size)
+        base = base_grid((h, w), params.device, params.dtype)  # (H, W, 2)
+        s = params[:, 0:1].reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
+        t = params[:, 1:3].reshape(-1, 1, 1, 2)  # (B, 1, 1, 2)
+        return torch.addcmul(t, s, base)  # (B, H, W, 2)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         return Affine().matrix(self.to_affine(params))
@@ -277,14 +285,22 @@ class ThinPlateSpline(Transform):
         self.n_params = 2 * self.grid_size**2
 
     def _identity_row(self) -> torch.Tensor:
-        return control_points(self.grid_size).reshape(1, -1)
+        # float64 so identity(dtype=torch.float64) is exact (linspace rounds 1/3 etc. in float32)
+        return control_points(self.grid_size, dtype=torch.float64).reshape(1, -1)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         _check_params(params, self.n_params, self.name)
         h, w = _check_size(out_size)
         weights = _tps_weights(self.grid_size, h, w, str(params.device), params.dtype)  # (HW, n)
         targets = params.view(-1, self.grid_size**2, 2)  # (B, n, 2)
-        return torch.matmul(weights, targets).view(-1, h, w, 2)
+        if self.grid_size <= 4:
+            # B small products (HW, n) @ (n, 2): fastest for the paper's 16 points
+            return torch.matmul(weights, targets).view(-1, h, w, 2)
+        # More points: one (B, n) @ (n, HW) GEMM per coordinate, then interleave x and y. Same
+        # sums; 1.4x faster at 25 points, ~7x at 256 forward + backward on CPU (bench/).
+        weights_t = weights.T  # (n, HW), a view
+        grid = torch.stack([targets[..., 0] @ weights_t, targets[..., 1] @ weights_t], dim=-1)  # (B, HW, 2)
+        return grid.view(-1, h, w, 2)
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         return params.clamp(-1.5, 1.5)

@@ -1,0 +1,969 @@
+"""Spatial Transformer Networks, made visible: a Gradio app (``python app.py``).
+
+Upload or draw a digit; a spatial transformer (Jaderberg et al., NeurIPS 2015) finds it, and the
+app shows where it looked (the sampling grid over the input), what it read (the rectified crop),
+what it concluded, θ and its reading, and what a plain CNN trained on the same data says.
+Tabs that teach: a θ playground, the sampling kernel pixel by pixel, invariance to rotation,
+watching a transformer learn, and the paper with our reproduction of its Table 1.
+
+The logic lives in :mod:`stn.inference` (models, predictions) and :mod:`stn.viz` (figures);
+this file wires components to them. Every event function is a plain module function, tested
+directly in ``tests/test_app.py``.
+
+Environment: ``STN_MODELS`` (the zoo, default ``models/``), ``STN_THREADS`` (CPU threads per
+request, default 1), ``STN_CONCURRENCY`` (requests served at once), and Gradio's own
+``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import traceback
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+import torch
+from gradio.components.plot import PlotData
+from PIL import Image
+
+from stn import viz
+from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
+from stn.zoo import DEFAULT_MODEL
+
+try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
+    import spaces  # type: ignore[import-not-found]
+except ImportError:  # everywhere else the decorator is a no-op
+    spaces = None
+
+ROOT = Path(__file__).resolve().parent
+ASSETS = ROOT / "assets"
+EXAMPLES_DIR = ASSETS / "examples"
+log = logging.getLogger("stn.app")
+
+ON_GPU = torch.cuda.is_available()
+if not ON_GPU:
+    # A request is a few milliseconds of tiny convolutions: one thread each, and requests in
+    # parallel, beats intra-op threads (which spin and stall when the cores are shared).
+    torch.set_num_threads(int(os.environ.get("STN_THREADS", "1")))
+CONCURRENCY = int(os.environ.get("STN_CONCURRENCY", "8" if ON_GPU else str(max(2, min(8, os.cpu_count() or 2)))))
+MAX_FILE_SIZE = "10mb"  # refused by the server before it is stored; preprocess caps bytes and pixels again
+
+ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
+DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
+
+
+def gpu(fn: Callable) -> Callable:
+    """``spaces.GPU`` where the ``spaces`` package is installed (ZeroGPU), else ``fn`` itself."""
+    return spaces.GPU(duration=30)(fn) if spaces is not None else fn
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def raw_file_input(component: gr.Image) -> gr.Image:
+    """Make a ``gr.Image`` hand the uploaded file's path to the app untouched.
+
+    Stock ``gr.Image`` opens every upload with PIL before the app sees it (a corrupt file
+    then fails with a generic error) and may re-encode it into a content-hashed cache path.
+    Here the file goes as it is to :func:`stn.preprocess.open_image`, which checks size,
+    format and mode and says in one sentence what is wrong. (The method is replaced on the
+    instance: a ``gr.Image`` subclass would make Gradio write an ``app.pyi`` stub.)
+    """
+    stock = component.preprocess
+
+    def preprocess(payload: Any) -> str | None:
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None) or ""
+        if getattr(payload, "path", None) and not url.startswith("data:"):
+            return str(payload.path)
+        try:
+            return stock(payload)
+        except Exception:
+            raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
+def _plot(fig: dict) -> PlotData:
+    """A plotly dict figure for ``gr.Plot`` (no plotly validation: fast)."""
+    return PlotData(type="plotly", plot=json.dumps(fig, separators=(",", ":")))
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn the library's errors into ``gr.Error`` with their one human sentence; log the rest."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ImageError as exc:
+            raise gr.Error(str(exc), title="Cannot read the image") from None
+        except UnknownModelError as exc:
+            raise gr.Error(str(exc), title="Unknown model") from None
+        except Exception as exc:  # never a traceback in the browser
+            log.error("%s failed: %s", fn.__name__, traceback.format_exc())
+            raise gr.Error(f"Something went wrong while reading this image ({type(exc).__name__}); please try another one.") from None
+
+    return wrapper
+
+
+@dataclass
+class Session:
+    """What the teaching tabs work on: the last prediction and the picture it came from."""
+
+    result: Result
+    source: Any  # a file path or a PIL image (a sketch): re-read when the model changes
+
+
+def _pct(p: float) -> str:
+    return f"{100 * p:.0f}%" if p >= 0.01 else "<1%"
+
+
+def _plot_height(size: tuple[int, int], width: int = 440, lo: int = 220, hi: int = 400) -> int:
+    h, w = size
+    return int(min(hi, max(lo, width * h / w + 12)))
+
+
+def _model_label(name: str) -> str:
+    info = ENGINE.info[name]
+    kind = f"{info.transform}" + (f" ×{info.heads}" if info.heads > 1 else "") if info.has_transformer else "plain CNN"
+    err = f", {100 * info.test_error:.1f}% error" if info.test_error is not None else ""
+    return f"{name} ({kind} on {info.dataset.upper()}{err})"
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """(label, name) pairs for the model selector: a one-line description from each card."""
+    return [(_model_label(n), n) for n in ENGINE.names]
+
+
+def model_note(name: str | None) -> str:
+    """A few words about the selected model, from its card."""
+    if not name or name not in ENGINE.info:
+        return DEFAULT_NOTE or "No model selected."
+    info = ENGINE.info[name]
+    lines = [f"{info.description}."]
+    if info.baseline:
+        lines.append(f"Compared with the plain CNN `{info.baseline}`, trained on the same data.")
+    elif info.has_transformer:
+        lines.append("No plain-CNN baseline of this task ships with the zoo.")
+    if name != DEFAULT and DEFAULT_NOTE:
+        lines.append(DEFAULT_NOTE)
+    return " ".join(lines)
+
+
+def _summary(result: Result) -> str:
+    r, b = result.reading, result.baseline
+    top = r.probs.max()
+    who = "The transformer" if result.info.has_transformer else "This plain CNN"
+    text = f"### {who} reads **{r.label}** ({_pct(top)})"
+    if result.info.heads > 1:
+        text += " — " + ", ".join(f"head {k + 1} reads {h}" for k, h in enumerate(r.head_labels))
+    if b is not None:
+        verdict = "agrees" if b.label == r.label else "disagrees"
+        text += f"\nThe plain CNN `{b.model}`, trained on the same data, reads **{b.label}** ({_pct(b.probs.max())}): it {verdict}."
+    return text
+
+
+def _crops(result: Result, mark: tuple[int, int] | None = None) -> np.ndarray:
+    crops = result.reading.crops if result.info.has_transformer else [result.input]
+    return viz.crops_image(crops, mark=mark)
+
+
+def _main_outputs(result: Result) -> tuple:
+    info = result.info
+    fig = viz.grid_figure(
+        result.input, ENGINE.transform(result.model), result.reading.params, info.crop_size,
+        height=_plot_height(info.input_size),
+    )
+    theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
+    if result.baseline is not None:
+        baseline = gr.update(value=result.baseline.top(3), visible=True, label=f"The plain CNN {result.baseline.model} on the same input")
+    else:  # no CNN trained on this task in the zoo (or the model is itself the CNN)
+        baseline = gr.update(value=None, visible=False)
+    return (_summary(result), _plot(fig), _crops(result), result.reading.top(), baseline, theta, result.to_json())
+
+
+N_MAIN = 7  # outputs of _main_outputs
+
+
+@gpu
+def _infer(source: Any, model: str) -> Result:
+    return ENGINE.predict(source, model)
+
+
+def _resolve_model(model: str | None) -> str:
+    if not model:
+        if DEFAULT is None:
+            raise gr.Error(DEFAULT_NOTE)
+        return DEFAULT
+    return ENGINE.resolve(model)
+
+
+# --------------------------------------------------------------------------- main view events
+
+
+@user_errors
+def predict(image: str | None, model: str | None) -> tuple:
+    """The ``predict`` endpoint: an image file and a model name → figures, label, θ and a JSON answer.
+
+    Returns the summary, the grid plot, the crops, the top-5 label, the baseline's label, θ as
+    HTML, the JSON (``label``, ``probs``, ``theta``, ``model``, ...), and the session state.
+    """
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
+    name = _resolve_model(model)
+    result = _infer(image, name)
+    return (*_main_outputs(result), Session(result, image))
+
+
+def sketch_image(value: dict | None) -> Image.Image:
+    """The Sketchpad's strokes as a transparent RGBA image whose alpha is the ink.
+
+    Strokes live in the layers' alpha channel (the composite's background follows the theme,
+    so it is not used). Raises ``gr.Error`` when nothing is drawn.
+    """
+    layers = [] if not value else [np.asarray(layer) for layer in (value.get("layers") or []) if layer is not None]
+    alpha = None
+    for layer in layers:
+        if layer.ndim == 3 and layer.shape[2] == 4:
+            a = layer[..., 3]
+        elif layer.ndim == 2:
+            a = layer
+        else:
+            continue
+        alpha = a if alpha is None else np.maximum(alpha, a)
+    if alpha is None and value and value.get("composite") is not None:
+        comp = np.asarray(value["composite"])
+        if comp.ndim == 3 and comp.shape[2] == 4 and comp[..., 3].min() < 255:
+            alpha = comp[..., 3]
+    if alpha is None or int(alpha.max()) < 32:
+        raise gr.Error("The sketchpad is empty: draw a digit first.", title="Nothing to read")
+    rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
+    rgba[..., 3] = alpha.astype(np.uint8)
+    return Image.fromarray(rgba, "RGBA")
+
+
+@user_errors
+def predict_sketch(value: dict | None, model: str | None) -> tuple:
+    """Read the drawing on the sketchpad (same outputs as :func:`predict`)."""
+    img = sketch_image(value)
+    name = _resolve_model(model)
+    result = _infer(img, name)
+    return (*_main_outputs(result), Session(result, img))
+
+
+def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
+    """:func:`predict_sketch` after each stroke: quietly nothing while the pad is empty."""
+    try:
+        return predict_sketch(value, model)
+    except gr.Error as exc:
+        if "empty" in str(exc):
+            return tuple(gr.skip() for _ in range(N_MAIN + 1))
+        raise
+
+
+@user_errors
+def change_model(model: str | None, session: Session | None) -> tuple:
+    """A new model: its note, and the current picture read again with it."""
+    note = model_note(model)
+    if session is None:
+        return (note, *(gr.skip() for _ in range(N_MAIN + 1)))
+    name = _resolve_model(model)
+    result = _infer(session.source, name)
+    return (note, *_main_outputs(result), Session(result, session.source))
+
+
+def initial_view() -> tuple:
+    """What the page shows when it opens: the first example read by the default model."""
+    if DEFAULT is None or not EXAMPLES:
+        return (None, DEFAULT, model_note(DEFAULT), *(gr.skip() for _ in range(N_MAIN)), None)
+    path, model = EXAMPLES[0]
+    return (path, model, model_note(model), *example_outputs(0))
+
+
+# --------------------------------------------------------------------------- θ playground
+
+PG_SLIDERS = ("rotation", "scale_x", "scale_y", "shear", "tx", "ty", "px", "py")
+
+
+def _pg_visibility(info_transform: str | None) -> dict[str, bool]:
+    t = info_transform
+    return {
+        "rotation": t in ("affine", "projective"),
+        "scale_x": t in ("affine", "projective", "attention"),
+        "scale_y": t in ("affine", "projective"),
+        "shear": t in ("affine", "projective"),
+        "tx": t in ("affine", "projective", "attention"),
+        "ty": t in ("affine", "projective", "attention"),
+        "px": t == "projective",
+        "py": t == "projective",
+        "tps": t == "tps",
+    }
+
+
+def _slider_values(transform: str | None, p: np.ndarray) -> dict[str, float]:
+    if transform in ("affine", "attention", "projective"):
+        r = viz.affine_reading(transform, p)
+        assert r is not None
+        vals = {"rotation": r["rotation"], "scale_x": r["scale_x"], "scale_y": r["scale_y"], "shear": r["shear"], "tx": r["tx"], "ty": r["ty"]}
+        vals["px"], vals["py"] = (float(p[6]), float(p[7])) if transform == "projective" else (0.0, 0.0)
+        return vals
+    return {"rotation": 0.0, "scale_x": 1.0, "scale_y": 1.0, "shear": 0.0, "tx": 0.0, "ty": 0.0, "px": 0.0, "py": 0.0}
+
+
+def _params_from_sliders(transform: str, old: np.ndarray, vals: dict[str, float], point: int, cx: float, cy: float) -> np.ndarray:
+    if transform == "attention":
+        return np.array([vals["scale_x"], vals["tx"], vals["ty"]])
+    if transform in ("affine", "projective"):
+        theta = viz.theta_from_reading(vals["rotation"], vals["scale_x"], vals["scale_y"], vals["shear"], vals["tx"], vals["ty"])
+        return np.array(theta + ([vals["px"], vals["py"]] if transform == "projective" else []))
+    if transform == "tps":
+        p = np.array(old, dtype=np.float64).copy()
+        p[2 * point : 2 * point + 2] = (cx, cy)
+        return p
+    return np.asarray(old)
+
+
+def _playground_view(session: Session, params: list[np.ndarray], point: int | None = None) -> tuple:
+    res = session.result
+    info = res.info
+    reading = ENGINE.read_with(res.model, res.input, params)
+    fig = viz.grid_figure(res.input, ENGINE.transform(res.model), params, info.crop_size,
+                          height=_plot_height(info.input_size), highlight_point=point)
+    crops = viz.crops_image(reading.crops)
+    theta = viz.theta_html(info.transform, params, info.input_size, info.transform_options)
+    verdict = f"### Through this θ the classifier reads **{reading.label}** ({_pct(reading.probs.max())})"
+    if reading.label != res.reading.label:
+        verdict += f" — with the predicted θ it read **{res.reading.label}**"
+    return _plot(fig), crops, reading.top(), theta, verdict
+
+
+PG_EMPTY = "Read a digit in the first tab: the playground starts from the θ the transformer predicted for it."
+
+
+def playground_reset(session: Session | None, head: str | None = None) -> tuple:
+    """Start (again) from the predicted θ: slider values and visibility, head and point choices, views."""
+    if session is None or not session.result.info.has_transformer:
+        msg = PG_EMPTY if session is None else "This model is a plain CNN: there is no transformer and no θ to play with."
+        hidden = [gr.update(visible=False)] * (len(PG_SLIDERS) + 3)
+        return (gr.update(value=msg), None, *hidden, gr.update(visible=False), None, None, None, "")
+    info = session.result.info
+    params = [p.copy() for p in session.result.reading.params]
+    k = _head_index(head, info.heads)
+    vis = _pg_visibility(info.transform)
+    vals = _slider_values(info.transform, params[k])
+    sliders = [gr.update(value=_clamp_slider(s, vals[s]), visible=vis[s]) for s in PG_SLIDERS]
+    n_points = len(params[k]) // 2 if info.transform == "tps" else 0
+    point_upd = gr.update(visible=vis["tps"], maximum=max(2, n_points), value=1)
+    cx, cy = (float(params[k][0]), float(params[k][1])) if info.transform == "tps" else (0.0, 0.0)
+    cx_upd = gr.update(visible=vis["tps"], value=cx)
+    cy_upd = gr.update(visible=vis["tps"], value=cy)
+    head_upd = gr.update(visible=info.heads > 1, choices=[f"head {i + 1}" for i in range(info.heads)], value=f"head {k + 1}")
+    plot, crops, label, theta, verdict = _playground_view(session, params, 0 if info.transform == "tps" else None)
+    return (verdict, params, *sliders, point_upd, cx_upd, cy_upd, head_upd, plot, crops, label, theta)
+
+
+SLIDER_RANGES = {"rotation": (-180, 180), "scale_x": (0.05, 2.0), "scale_y": (-2.0, 2.0), "shear": (-1.5, 1.5),
+                 "tx": (-1.5, 1.5), "ty": (-1.5, 1.5), "px": (-0.5, 0.5), "py": (-0.5, 0.5)}
+
+
+def _clamp_slider(name: str, v: float) -> float:
+    lo, hi = SLIDER_RANGES[name]
+    return float(min(hi, max(lo, round(float(v), 3))))
+
+
+def _head_index(head: str | None, heads: int) -> int:
+    try:
+        k = int(str(head).split()[-1]) - 1
+    except (ValueError, IndexError):
+        k = 0
+    return min(max(k, 0), heads - 1)
+
+
+def playground_update(session: Session | None, params: list | None, head: str | None, rotation: float, scale_x: float,
+                      scale_y: float, shear: float, tx: float, ty: float, px: float, py: float, point: float, cx: float,
+                      cy: float) -> tuple:
+    """A slider moved: the selected head's θ from the sliders, then grid, crop and answer."""
+    if session is None or not session.result.info.has_transformer or params is None:
+        return (gr.skip(),) * 6
+    info = session.result.info
+    k = _head_index(head, info.heads)
+    vals = dict(zip(PG_SLIDERS, (rotation, scale_x, scale_y, shear, tx, ty, px, py)))
+    pt = int(point or 1) - 1
+    params = [np.asarray(p, dtype=np.float64).copy() for p in params]
+    params[k] = _params_from_sliders(info.transform, params[k], vals, pt, cx, cy)
+    plot, crops, label, theta, verdict = _playground_view(session, params, pt if info.transform == "tps" else None)
+    return verdict, params, plot, crops, label, theta
+
+
+def playground_select(session: Session | None, params: list | None, head: str | None, point: float) -> tuple:
+    """Another head or control point chosen: move the sliders to its current values."""
+    if session is None or params is None or not session.result.info.has_transformer:
+        return (gr.skip(),) * (len(PG_SLIDERS) + 3)
+    info = session.result.info
+    k = _head_index(head, info.heads)
+    p = np.asarray(params[k], dtype=np.float64)
+    vals = _slider_values(info.transform, p)
+    pt = int(point or 1) - 1
+    cx, cy = (float(p[2 * pt]), float(p[2 * pt + 1])) if info.transform == "tps" else (0.0, 0.0)
+    plot = _plot(viz.grid_figure(session.result.input, ENGINE.transform(session.result.model), params, info.crop_size,
+                                 height=_plot_height(info.input_size), highlight_point=pt if info.transform == "tps" else None))
+    return (*[gr.update(value=_clamp_slider(s, vals[s])) for s in PG_SLIDERS], gr.update(value=cx), gr.update(value=cy), plot)
+
+
+def playground_identity(session: Session | None, head: str | None) -> tuple:
+    """θ of the identity for the selected head: the crop is the whole input, resized."""
+    if session is None or not session.result.info.has_transformer:
+        return (gr.skip(),) * (len(PG_SLIDERS) + 2 + 6)
+    info = session.result.info
+    k = _head_index(head, info.heads)
+    t = ENGINE.transform(session.result.model)
+    params = [p.copy() for p in session.result.reading.params]
+    params[k] = t.identity(1).double()[0].numpy()
+    vals = _slider_values(info.transform, params[k])
+    plot, crops, label, theta, verdict = _playground_view(session, params, 0 if info.transform == "tps" else None)
+    cx, cy = (float(params[k][0]), float(params[k][1])) if info.transform == "tps" else (0.0, 0.0)
+    return (*[gr.update(value=_clamp_slider(s, vals[s])) for s in PG_SLIDERS], gr.update(value=cx), gr.update(value=cy),
+            verdict, params, plot, crops, label, theta)
+
+
+# --------------------------------------------------------------------------- sampling kernel
+
+KN_TARGET = 224  # crop size on screen in the kernel view (px); also maps clicks back to pixels
+KN_BORDER = 4
+
+
+def kernel_view(session: Session | None, head: str | None, mode: str, row: float, col: float) -> tuple:
+    """One output pixel of a head's crop: its source point, the input pixels feeding it and their weights."""
+    if session is None:
+        return (None, None, "Read a digit in the first tab: this view explains one pixel of its crop.")
+    res = session.result
+    info = res.info
+    if not info.has_transformer:
+        return (None, None, "This model is a plain CNN: it reads the input as it is, with no resampling to explain.")
+    k = _head_index(head, info.heads)
+    mode = mode if mode in ("bilinear", "nearest") else "bilinear"
+    h, w = info.crop_size
+    r, c = int(min(max(row, 0), h - 1)), int(min(max(col, 0), w - 1))
+    t = ENGINE.transform(res.model)
+    p = res.reading.params[k]
+    crop = ENGINE.warp(res.model, res.input, p, mode)
+    pt = viz.map_points(t, p, np.array([[(2 * c + 1) / w - 1, (2 * r + 1) / h - 1]]))[0]
+    dense = np.linspace(-1, 1, 33)
+    edge = np.concatenate([np.stack([dense, -np.ones_like(dense)], 1), np.stack([np.ones_like(dense), dense], 1),
+                           np.stack([dense[::-1], np.ones_like(dense)], 1), np.stack([-np.ones_like(dense), dense[::-1]], 1)])
+    ring = viz.map_points(t, p, edge)
+    ring_px = np.stack([((ring[:, 0] + 1) * info.input_size[1] - 1) / 2, ((ring[:, 1] + 1) * info.input_size[0] - 1) / 2], 1)
+    fig = viz.kernel_figure(res.input, (float(pt[0]), float(pt[1])), mode, region=[ring_px], height=_plot_height(info.input_size, 520, 260, 380))
+    image = viz.crops_image([crop], target=KN_TARGET, border=KN_BORDER, colors=[viz.head_color(k)], mark=(r, c))
+    formula = viz.kernel_formula(res.input, (float(pt[0]), float(pt[1])), mode, (r, c), k)
+    value = float(crop[r, c])
+    formula += f"\n\nThe crop's pixel holds **{value:.3f}**, as `grid_sample` computed it."
+    return _plot(fig), image, formula
+
+
+def kernel_reset(session: Session | None) -> tuple:
+    """A new session: row/column sliders sized to the crop and centred, head choices, then the view."""
+    if session is None or not session.result.info.has_transformer:
+        return (gr.update(), gr.update(), gr.update(visible=False), *kernel_view(session, None, "bilinear", 0, 0))
+    info = session.result.info
+    h, w = info.crop_size
+    r, c = h // 2, w // 2
+    head_upd = gr.update(visible=info.heads > 1, choices=[f"head {i + 1}" for i in range(info.heads)], value="head 1")
+    return (gr.update(maximum=h - 1, value=r), gr.update(maximum=w - 1, value=c), head_upd,
+            *kernel_view(session, "head 1", "bilinear", r, c))
+
+
+def kernel_click(session: Session | None, head: str | None, mode: str, evt: gr.SelectData) -> tuple:
+    """A click on the crop picks the output pixel under it."""
+    if session is None or not session.result.info.has_transformer:
+        return (gr.skip(),) * 5
+    h, w = session.result.info.crop_size
+    f = max(1, int(round(KN_TARGET / max(h, w))))
+    x, y = evt.index[0], evt.index[1]
+    c = int(min(max((x - KN_BORDER) // f, 0), w - 1))
+    r = int(min(max((y - KN_BORDER) // f, 0), h - 1))
+    return (gr.update(value=r), gr.update(value=c), *kernel_view(session, head, mode, r, c))
+
+
+# --------------------------------------------------------------------------- invariance
+
+
+def invariance_view(session: Session | None, rotation: float, scale: float, dx: float, dy: float, sweep: dict | None = None) -> tuple:
+    """The input rotated, scaled and shifted by the sliders, read again: grid, crop, both answers."""
+    if session is None:
+        return (None, None, None, "Read a digit in the first tab first.", gr.skip())
+    res = session.result
+    x = ENGINE.distort(res.input, rotation, scale, (dx, dy))
+    r = ENGINE.predict_tensor(x, res.model)
+    info = r.info
+    fig = viz.grid_figure(r.input, ENGINE.transform(r.model), r.reading.params, info.crop_size, height=_plot_height(info.input_size, 400, 220, 340))
+    text = f"### The transformer reads **{r.reading.label}** ({_pct(r.reading.probs.max())})"
+    if r.baseline is not None:
+        text += f"; the plain CNN reads **{r.baseline.label}** ({_pct(r.baseline.probs.max())})"
+    if r.info.has_transformer and r.reading.params:
+        rot = viz.affine_reading("affine", _fit(r)) if info.transform != "affine" else viz.affine_reading("affine", r.reading.params[0])
+        if rot is not None and info.transform != "attention":
+            text += f"\nThe grid is turned {rot['rotation']:+.0f}° (the input by {rotation:+.0f}°)."
+    chart = _rotation_chart(sweep, info, rotation) if sweep is not None else gr.skip()
+    return _plot(fig), _crops(r), r.reading.top(3), text, chart
+
+
+def _fit(r: Result) -> np.ndarray:
+    from stn.inference import fit_affine
+
+    return fit_affine(ENGINE.transform(r.model), r.reading.params[0])
+
+
+def _rotation_chart(sweep: dict | None, info: Any, current: float | None = None) -> PlotData | None:
+    if sweep is None or sweep.get("recovered") is None:
+        return None
+    acc = ENGINE.accuracy_sweep(info.name) if ENGINE.has_sweep(info.name) else None
+    band = (acc["recovered_q1"], acc["recovered_q3"]) if acc and "recovered_q1" in acc else None
+    tr = TRAIN_ROTATION.get(info.dataset)
+    return _plot(viz.rotation_figure(
+        sweep["angles"], sweep["recovered"], test_median=acc.get("recovered_median") if acc else None, test_band=band,
+        trained=(-tr, tr) if tr else None, current=current,
+    ))
+
+
+def invariance_reset(session: Session | None) -> tuple:
+    """A new session: sliders back to zero, this input's rotation sweep and the accuracy chart if ready."""
+    zero = (gr.update(value=0), gr.update(value=1.0), gr.update(value=0), gr.update(value=0))
+    if session is None:
+        return (*zero, None, None, None, None, "Read a digit in the first tab first.", None, None, "")
+    res = session.result
+    info = res.info
+    h, w = info.input_size
+    shift_upd = (gr.update(value=0, minimum=-(w // 3), maximum=w // 3), gr.update(value=0, minimum=-(h // 3), maximum=h // 3))
+    sweep = ENGINE.rotation_sweep(res.model, res.input, list(SWEEP_ANGLES)) if info.has_transformer else None
+    plot, crops, label, text, _ = invariance_view(session, 0, 1.0, 0, 0)
+    chart = _rotation_chart(sweep, info, 0.0)
+    acc_plot, note = accuracy_chart(session, compute=False)
+    return (zero[0], zero[1], *shift_upd, sweep, plot, crops, label, text, chart, acc_plot, note)
+
+
+def accuracy_chart(session: Session | None, compute: bool = True) -> tuple:
+    """ST-CNN against the plain CNN over the rotation sweep of bundled test digits."""
+    if session is None:
+        return None, ""
+    info = session.result.info
+    if not info.has_transformer:
+        return None, "This model is a plain CNN; pick a transformer to compare it with its baseline."
+    if not compute and not ENGINE.has_sweep(info.name):
+        return None, "The accuracy sweep is being computed for this model; press **Compute the accuracy sweep** to wait for it."
+    acc = ENGINE.accuracy_sweep(info.name)
+    tr = TRAIN_ROTATION.get(info.dataset)
+    curves = {f"{info.name} (ST-CNN)": acc["accuracy"][info.name]}
+    if acc.get("baseline"):
+        curves[f"{acc['baseline']} (plain CNN)"] = acc["accuracy"][acc["baseline"]]
+    fig = viz.accuracy_figure(acc["angles"], curves, trained=(-tr, tr) if tr else None, n=acc["n"])
+    note = (f"{acc['n']} MNIST test digits from the bundled subset, placed on the model's canvas and rotated; "
+            + ("the shaded band is the rotation range seen in training." if tr else "this task was trained without rotations."))
+    if not acc.get("baseline"):
+        note += " No plain-CNN baseline of this task ships with the zoo."
+    return _plot(fig), note
+
+
+def accuracy_chart_now(session: Session | None, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+    """The button: compute the sweep (about ten seconds on a CPU) and draw it."""
+    progress(0, desc="Rotating test digits and reading them with both models")
+    return accuracy_chart(session, compute=True)
+
+
+def list_models_api() -> list[dict]:
+    """The ``models`` endpoint: each model of the zoo with its one-line description."""
+    return [{"name": n, "description": ENGINE.info[n].description, "transform": ENGINE.info[n].transform,
+             "heads": ENGINE.info[n].heads, "dataset": ENGINE.info[n].dataset, "test_error": ENGINE.info[n].test_error,
+             "baseline": ENGINE.info[n].baseline, "default": n == DEFAULT} for n in ENGINE.names]
+
+
+# --------------------------------------------------------------------------- about
+
+PAPER = """
+### The paper in a few sentences
+A **spatial transformer** (Jaderberg, Simonyan, Zisserman and Kavukcuoglu, *Spatial Transformer
+Networks*, NeurIPS 2015) is a module that a network uses to *look at* its input the way it needs
+to. A small **localisation network** looks at the input and regresses the parameters θ of a
+transformation; the **grid generator** turns θ into a sampling grid — for each output pixel, the
+point of the input it reads; the **sampler** reads the input there with a differentiable kernel
+(bilinear). Because every step is differentiable, the whole thing trains end to end from the
+classification loss alone: nobody tells it where the digit is. It learns to crop, rotate, scale
+and un-warp the digit so that the classifier behind it sees a canonical view, and it beats a
+plain CNN on every distorted-MNIST task of the paper (Table 1 below).
+
+In this app the grid you see over the input is exactly that sampling grid; the crop is the
+sampler's output, which the classifier reads.
+"""
+
+
+def cards_html() -> str:
+    """The model cards of the zoo as one table."""
+    if not ENGINE.cards:
+        return f"<p>{DEFAULT_NOTE}</p>"
+    rows = []
+    for name in ENGINE.names:
+        c = ENGINE.cards[name]
+        info = ENGINE.info[name]
+        tr = c.get("training", {})
+        err = c.get("metrics", {}).get("test_error")
+        rows.append(
+            "<tr>" + "".join(f"<td>{v}</td>" for v in (
+                f"<b>{name}</b>", info.dataset.upper(), info.transform or "— (CNN)", info.heads,
+                f"{100 * err:.2f}%" if err is not None else "–", f"{c.get('parameters', 0):,}",
+                f"{tr.get('steps', '–')} steps, {tr.get('train_seconds', 0):.0f} s", tr.get("hardware", "–"),
+            )) + "</tr>"
+        )
+    head = "".join(f"<th>{h}</th>" for h in ("model", "data", "transform", "heads", "test error", "parameters", "training", "hardware"))
+    return f'<div class="stn-scroll"><table class="stn-cards"><tr>{head}</tr>{"".join(rows)}</table></div>'
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def _examples() -> list[tuple[str, str, str]]:
+    """(path, model, caption) for each example image whose task has a model in the zoo, then one
+    row for each model not shown yet (every model gets an example)."""
+    index = EXAMPLES_DIR / "examples.json"
+    if not index.exists() or not ENGINE.info:
+        return []
+    rows: list[tuple[str, str, str]] = []
+    shown: set[str] = set()
+    by_task: dict[str, str] = {}
+    for e in json.loads(index.read_text()):
+        path = EXAMPLES_DIR / e["file"]
+        models = [m for m in ENGINE.models_for(e["task"]) if ENGINE.info[m].has_transformer]
+        if not path.exists() or not models:
+            continue
+        pick = next((m for m in models if ENGINE.info[m].transform == e.get("transform")), models[0])
+        if e["task"] == "wild" and DEFAULT in models:
+            pick = DEFAULT
+        rows.append((str(path), pick, f"{e['label']} · {e['caption']} · {pick}"))
+        shown.add(pick)
+        by_task.setdefault(e["task"], str(path))
+    for name in ENGINE.names:
+        task = ENGINE.info[name].dataset
+        if name not in shown and task in by_task:
+            rows.append((by_task[task], name, f"same · {name}"))
+    return rows
+
+
+EXAMPLE_ROWS = _examples()
+EXAMPLES = [(p, m) for p, m, _ in EXAMPLE_ROWS]
+
+
+_EXAMPLE_CACHE: dict[int, tuple] = {}
+
+
+def example_outputs(index: int) -> tuple:
+    """The main view's outputs and the session for example ``index``, computed once and cached."""
+    if index not in _EXAMPLE_CACHE:
+        path, model = EXAMPLES[index]
+        _EXAMPLE_CACHE[index] = predict(path, model)
+    return _EXAMPLE_CACHE[index]
+
+
+def cache_examples() -> None:
+    """Compute every example's outputs (at start-up, in the background)."""
+    for i in range(len(EXAMPLES)):
+        try:
+            example_outputs(i)
+        except Exception:  # an example that fails shows its error when clicked
+            log.exception("example %s failed", EXAMPLES[i][0])
+
+
+def load_example(evt: gr.SelectData) -> tuple:
+    """A click on the examples gallery: the picture into the Upload tab, its model selected, and
+    the cached outputs shown at once."""
+    index = int(evt.index if not isinstance(evt.index, (list, tuple)) else evt.index[0])
+    if not 0 <= index < len(EXAMPLES):
+        raise gr.Error("There is no such example.")
+    path, model = EXAMPLES[index]
+    return (path, model, model_note(model), *example_outputs(index), gr.Tabs(selected="upload"))
+
+
+# --------------------------------------------------------------------------- layout
+
+CSS = """
+.stn-pixelated img, .stn-pixelated canvas { image-rendering: pixelated; }
+#stn-upload img { image-rendering: pixelated; min-width: 60%; min-height: 60%; object-fit: contain; }
+#stn-examples .caption-label, #stn-examples figcaption { font-size: 0.75rem; white-space: normal; }
+.stn-theta { font-size: 0.92rem; line-height: 1.35; }
+.stn-theta table { border-collapse: collapse; margin: 4px 0 10px; font-variant-numeric: tabular-nums; width: auto; border: none; }
+.stn-theta td, .stn-theta th, .stn-theta tr { border: none !important; background: none !important; }
+.stn-theta p { margin: 4px 0; }
+.stn-theta .stn-matrix { border-left: 2px solid var(--body-text-color) !important; border-right: 2px solid var(--body-text-color) !important; }
+.stn-matrix td { padding: 2px 10px; text-align: right; font-family: var(--font-mono); white-space: nowrap; }
+.stn-tps td { font-size: 0.82rem; padding: 2px 6px; }
+.stn-reading th { text-align: left; font-weight: 600; padding: 2px 12px 2px 0; color: var(--body-text-color-subdued); white-space: nowrap; }
+.stn-reading td { padding: 2px 0; }
+.stn-head { font-weight: 600; margin-top: 6px; }
+.stn-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
+.stn-scroll { overflow-x: auto; }
+.stn-cards, .stn-table1 { border-collapse: collapse; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
+.stn-cards td, .stn-cards th, .stn-table1 td, .stn-table1 th { padding: 4px 10px; border-bottom: 1px solid var(--border-color-primary); text-align: left; white-space: nowrap; }
+.stn-ours-good b { color: #1f9d55; }
+.dark .stn-ours-good b { color: #4ade80; }
+#stn-summary h3 { margin: 0 0 4px; }
+@media (max-width: 640px) {
+  .stn-matrix td { padding: 2px 5px; }
+  #stn-header p { font-size: 0.9rem; }
+}
+"""
+
+SELECT_BRUSH_JS = """() => {
+  const pick = (tries) => {
+    if (window.__stnBrush) return;
+    const b = document.querySelector('#stn-sketch button[aria-label="Brush"]');
+    if (b) { b.click(); window.__stnBrush = true; } else if (tries > 0) { setTimeout(() => pick(tries - 1), 200); }
+  };
+  setTimeout(() => pick(10), 150);
+}"""
+
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate")
+
+HEADER = """
+# Spatial Transformer Networks, made visible
+Upload or draw a digit. A **spatial transformer** ([Jaderberg et al., NeurIPS 2015](https://arxiv.org/abs/1506.02025))
+finds it, and you see **where it looked** (the sampling grid over the input), **what it read** (the rectified crop),
+**what it concluded**, and what a plain CNN trained on the same data says.
+"""
+
+with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
+    session = gr.State(None)
+    gr.Markdown(HEADER, elem_id="stn-header")
+    with gr.Tabs() as main_tabs:
+        # ------------------------------------------------------------------ main view
+        with gr.Tab("Read a digit", id="main"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=4, min_width=300):
+                    with gr.Tabs() as input_tabs:
+                        with gr.Tab("Upload", id="upload"):
+                            upload = raw_file_input(gr.Image(
+                                type="filepath", image_mode=None, sources=["upload", "clipboard"], label="A picture of a digit",
+                                height=300, format="png", elem_id="stn-upload",
+                            ))
+                        with gr.Tab("Draw", id="draw") as draw_tab:
+                            sketch = gr.Sketchpad(
+                                label="Draw a digit", type="numpy", image_mode="RGBA", height=340, canvas_size=(400, 400),
+                                brush=gr.Brush(default_size=14, colors=["#f97316"], color_mode="fixed"), elem_id="stn-sketch",
+                                layers=False, transforms=(),
+                            )
+                            sketch_btn = gr.Button("Read my drawing", variant="primary")
+                    model_dd = gr.Dropdown(choices=model_choices(), value=DEFAULT, label="Model", elem_id="stn-model", interactive=True)
+                    model_md = gr.Markdown(model_note(DEFAULT), elem_id="stn-model-note")
+                with gr.Column(scale=7, min_width=320):
+                    summary = gr.Markdown(elem_id="stn-summary")
+                    with gr.Row(equal_height=False):
+                        grid_plot = gr.Plot(label="Where the transformer looks: its sampling grid on the input", min_width=300, scale=3,
+                                            elem_id="stn-grid")
+                        with gr.Column(scale=2, min_width=240):
+                            crops_img = gr.Image(label="What it reads: the rectified crop (one per head)", format="png", interactive=False,
+                                                 elem_id="stn-crops", elem_classes=["stn-pixelated"], height=250, buttons=["fullscreen"])
+                            label_out = gr.Label(num_top_classes=5, label="Prediction (top 5)", elem_id="stn-label")
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=3, min_width=280):
+                            gr.Markdown("**θ and its reading**")
+                            theta_out = gr.HTML(elem_id="stn-theta")
+                        with gr.Column(scale=2, min_width=240):
+                            baseline_out = gr.Label(num_top_classes=3, label="The plain CNN on the same input", elem_id="stn-baseline")
+                    with gr.Accordion("API answer (JSON)", open=False):
+                        json_out = gr.JSON(label="What the predict endpoint returns", elem_id="stn-json")
+            main_outputs = [summary, grid_plot, crops_img, label_out, baseline_out, theta_out, json_out]
+            ex_gallery = gr.Gallery(
+                value=[(p, c) for p, _, c in EXAMPLE_ROWS], label="Examples (click one)", columns=8, allow_preview=False,
+                object_fit="contain", elem_id="stn-examples", elem_classes=["stn-pixelated"], visible=bool(EXAMPLE_ROWS),
+                buttons=[],
+            )
+
+        # ------------------------------------------------------------------ θ playground
+        with gr.Tab("θ playground", id="playground"):
+            gr.Markdown("Change θ by hand and watch the grid, the crop and the classifier's answer follow. Which θ makes "
+                        "the digit readable, and which loses it? The sliders start from the θ the transformer predicted.")
+            pg_params = gr.State(None)
+            pg_verdict = gr.Markdown(PG_EMPTY)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=280):
+                    pg_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
+                    sl = {
+                        "rotation": gr.Slider(-180, 180, value=0, step=1, label="rotation of the grid (° anticlockwise)"),
+                        "scale_x": gr.Slider(*SLIDER_RANGES["scale_x"], value=1, step=0.01, label="scale x (< 1 zooms in)"),
+                        "scale_y": gr.Slider(*SLIDER_RANGES["scale_y"], value=1, step=0.01, label="scale y (< 0 mirrors)"),
+                        "shear": gr.Slider(*SLIDER_RANGES["shear"], value=0, step=0.01, label="shear"),
+                        "tx": gr.Slider(*SLIDER_RANGES["tx"], value=0, step=0.01, label="translation x (−1 left edge, +1 right edge)"),
+                        "ty": gr.Slider(*SLIDER_RANGES["ty"], value=0, step=0.01, label="translation y (−1 top, +1 bottom)"),
+                        "px": gr.Slider(*SLIDER_RANGES["px"], value=0, step=0.005, label="perspective x (h31)", visible=False),
+                        "py": gr.Slider(*SLIDER_RANGES["py"], value=0, step=0.005, label="perspective y (h32)", visible=False),
+                    }
+                    pg_point = gr.Slider(1, 16, value=1, step=1, label="TPS control point (numbered on the grid)", visible=False)
+                    pg_cx = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: x (normalised)", visible=False)
+                    pg_cy = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: y (normalised)", visible=False)
+                    with gr.Row():
+                        pg_back = gr.Button("Back to the predicted θ", size="sm")
+                        pg_ident = gr.Button("Identity θ", size="sm")
+                with gr.Column(scale=3, min_width=300):
+                    pg_plot = gr.Plot(label="Sampling grid on the input", elem_id="pg-grid")
+                with gr.Column(scale=2, min_width=240):
+                    pg_crop = gr.Image(label="Crop through this θ", format="png", interactive=False, elem_classes=["stn-pixelated"],
+                                       height=250, elem_id="pg-crop")
+                    pg_label = gr.Label(num_top_classes=3, label="The classifier reads")
+            pg_theta = gr.HTML()
+
+        # ------------------------------------------------------------------ sampling kernel
+        with gr.Tab("Sampling kernel", id="kernel"):
+            gr.Markdown("Each pixel of the crop is read from one **source point** of the input. Pick an output pixel — "
+                        "click it on the crop, or use the sliders — to see its source point, the input pixels that feed "
+                        "it and their weights, in the paper's formula. Switch the kernel to see how the crop changes.")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=260):
+                    kn_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
+                    kn_mode = gr.Radio(["bilinear", "nearest"], value="bilinear", label="Sampling kernel")
+                    kn_row = gr.Slider(0, 27, value=14, step=1, label="output row")
+                    kn_col = gr.Slider(0, 27, value=14, step=1, label="output column")
+                    kn_crop = gr.Image(label="The crop (click a pixel)", format="png", interactive=False, elem_classes=["stn-pixelated"],
+                                       height=260, elem_id="kn-crop")
+                with gr.Column(scale=4, min_width=300):
+                    kn_plot = gr.Plot(label="Source point and the pixels it reads (right: zoom)", elem_id="kn-plot")
+                    kn_formula = gr.Markdown(latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                                               {"left": "$", "right": "$", "display": False}])
+
+        # ------------------------------------------------------------------ invariance
+        with gr.Tab("Invariance", id="invariance"):
+            gr.Markdown("Rotate, scale and shift the input and watch the transformer undo it: the crop stays upright "
+                        "while the input turns — within the range it was trained on.")
+            inv_sweep = gr.State(None)
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2, min_width=260):
+                    inv_rot = gr.Slider(-180, 180, value=0, step=5, label="rotate the input (° anticlockwise)")
+                    inv_scale = gr.Slider(0.5, 1.6, value=1.0, step=0.05, label="scale the input")
+                    inv_dx = gr.Slider(-18, 18, value=0, step=1, label="shift x (px)")
+                    inv_dy = gr.Slider(-18, 18, value=0, step=1, label="shift y (px)")
+                    inv_text = gr.Markdown()
+                with gr.Column(scale=3, min_width=300):
+                    inv_plot = gr.Plot(label="The moved input and the sampling grid", elem_id="inv-grid")
+                with gr.Column(scale=2, min_width=240):
+                    inv_crop = gr.Image(label="The crop", format="png", interactive=False, elem_classes=["stn-pixelated"], height=250)
+                    inv_label = gr.Label(num_top_classes=3, label="The transformer reads")
+            with gr.Row(equal_height=False):
+                with gr.Column(min_width=300):
+                    inv_chart = gr.Plot(label="Recovered rotation against the input's rotation", elem_id="inv-rot-chart")
+                with gr.Column(min_width=300):
+                    acc_chart = gr.Plot(label="Accuracy over the rotation sweep: ST-CNN against the plain CNN", elem_id="inv-acc-chart")
+                    acc_note = gr.Markdown()
+                    acc_btn = gr.Button("Compute the accuracy sweep", size="sm")
+
+        # ------------------------------------------------------------------ watch it learn (issue 5)
+        try:
+            from webui.watch_tab import build_watch_tab
+        except ImportError:
+            build_watch_tab = None
+        if build_watch_tab is not None:
+            with gr.Tab("Watch it learn", id="watch"):
+                build_watch_tab()
+
+        # ------------------------------------------------------------------ about
+        with gr.Tab("About", id="about"):
+            gr.Markdown(PAPER)
+            gr.Markdown("### Table 1, reproduced\nTest error (%) on distorted MNIST: **the paper / ours** "
+                        "(ours in bold where a model of that row was trained on that task; hover for its name). "
+                        "R: rotated, RTS: rotated-translated-scaled, P: projective, E: elastic, TC: translated and cluttered "
+                        "(the paper's TC numbers are from §4.1's text).")
+            gr.HTML(f'<div class="stn-scroll">{viz.table1_html(list(ENGINE.cards.values()))}</div>')
+            gr.Markdown("### The model cards\nEvery model of the zoo, as its card in `models/NAME.json` describes it.")
+            gr.HTML(cards_html())
+            gr.Markdown("Code: the `stn` package (transforms, sampler, localisation nets, training) and this app. "
+                        "MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0.")
+
+    # ---------------------------------------------------------------------- events
+    main_all = [*main_outputs, session]
+    upload.upload(predict, [upload, model_dd], main_all, api_name="predict",
+                  api_description="Read an image file with a model: returns the views and a JSON with label, probs, theta.")
+    sketch_btn.click(predict_sketch, [sketch, model_dd], main_all, api_visibility="private")
+    # .change carries the strokes (.input fires as a stroke starts, with an empty value)
+    sketch.change(predict_sketch_live, [sketch, model_dd], main_all, api_visibility="private", trigger_mode="always_last",
+                  show_progress="hidden")
+    # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
+    draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
+    model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private")
+    ex_gallery.select(load_example, None, [upload, model_dd, model_md, *main_all, input_tabs], api_visibility="private",
+                      show_progress="minimal")
+    demo.load(initial_view, None, [upload, model_dd, model_md, *main_all], api_visibility="private")
+
+    # θ playground
+    pg_sliders = [sl[s] for s in PG_SLIDERS]
+    pg_view = [pg_plot, pg_crop, pg_label, pg_theta]
+    session.change(playground_reset, [session], [pg_verdict, pg_params, *pg_sliders, pg_point, pg_cx, pg_cy, pg_head, *pg_view],
+                   api_visibility="private", show_progress="hidden")
+    pg_back.click(playground_reset, [session, pg_head], [pg_verdict, pg_params, *pg_sliders, pg_point, pg_cx, pg_cy, pg_head, *pg_view],
+                  api_visibility="private")
+    pg_inputs = [session, pg_params, pg_head, *pg_sliders, pg_point, pg_cx, pg_cy]
+    for comp in [*pg_sliders, pg_cx, pg_cy]:
+        comp.input(playground_update, pg_inputs, [pg_verdict, pg_params, *pg_view], api_visibility="private",
+                   trigger_mode="always_last", show_progress="hidden")
+    for comp in (pg_head, pg_point):
+        comp.input(playground_select, [session, pg_params, pg_head, pg_point], [*pg_sliders, pg_cx, pg_cy, pg_plot],
+                   api_visibility="private", show_progress="hidden")
+    pg_ident.click(playground_identity, [session, pg_head], [*pg_sliders, pg_cx, pg_cy, pg_verdict, pg_params, *pg_view],
+                   api_visibility="private")
+
+    # sampling kernel
+    kn_view = [kn_plot, kn_crop, kn_formula]
+    session.change(kernel_reset, [session], [kn_row, kn_col, kn_head, *kn_view], api_visibility="private", show_progress="hidden")
+    for comp in (kn_row, kn_col):
+        comp.input(kernel_view, [session, kn_head, kn_mode, kn_row, kn_col], kn_view, api_visibility="private",
+                   trigger_mode="always_last", show_progress="hidden")
+    for comp in (kn_mode, kn_head):
+        comp.input(kernel_view, [session, kn_head, kn_mode, kn_row, kn_col], kn_view, api_visibility="private", show_progress="hidden")
+    kn_crop.select(kernel_click, [session, kn_head, kn_mode], [kn_row, kn_col, *kn_view], api_visibility="private",
+                   show_progress="hidden")
+
+    # invariance
+    inv_view = [inv_plot, inv_crop, inv_label, inv_text, inv_chart]
+    session.change(invariance_reset, [session],
+                   [inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep, inv_plot, inv_crop, inv_label, inv_text, inv_chart, acc_chart, acc_note],
+                   api_visibility="private", show_progress="hidden")
+    for comp in (inv_rot, inv_scale, inv_dx, inv_dy):
+        comp.input(invariance_view, [session, inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep], inv_view, api_visibility="private",
+                   trigger_mode="always_last", show_progress="hidden")
+    acc_btn.click(accuracy_chart_now, [session], [acc_chart, acc_note], api_visibility="private")
+
+    gr.api(list_models_api, api_name="models")
+
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+
+# Launch settings shared by `python app.py` and the tests (server name and port come from
+# GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, Gradio's defaults otherwise).
+LAUNCH_KWARGS: dict[str, Any] = {
+    "theme": THEME,
+    "css": CSS,
+    "max_file_size": MAX_FILE_SIZE,
+    "allowed_paths": [str(ASSETS)],
+    "show_error": False,
+}
+
+
+def main() -> None:
+    """Start the server (``python app.py``); sweeps for the invariance tab are computed in the background."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if DEFAULT_NOTE:
+        log.warning(DEFAULT_NOTE)
+    demo.launch(prevent_thread_lock=True, **LAUNCH_KWARGS)
+    # after the server answers: example outputs, then the invariance sweeps, in the background
+    threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()
+    ENGINE.warm()
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

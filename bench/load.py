@@ -1,0 +1,488 @@
+"""Load test of the running app's ``predict`` over Gradio's plain REST API, against a floor.
+
+Each request does what ``curl`` would: upload the image, start the call, read the event stream::
+
+    POST /gradio_api/upload                       multipart "files"  -> ["/tmp/gradio/.../x.png"]
+    POST /gradio_api/call/predict                 {"data": [FileData, model]} -> {"event_id": ...}
+    GET  /gradio_api/call/predict/{event_id}      text/event-stream: "event: complete" / "event: error"
+
+(``gradio_client`` adds well over 100 ms a call on its own; it serves the correctness tests,
+not these figures.) For each server (``app.py``, and ``bench/floor_app.py`` whose handler only
+decodes the upload) in one run: start it on a free port, warm it up, then 1 client, then
+``--clients`` concurrent clients for ``--requests`` requests; requests, failures, p50/p95/p99
+latency and throughput, the server's RSS before and after, and the ratios app/floor.
+
+    python bench/load.py                       # app.py vs the floor, 1000 requests at 16 clients
+    python bench/load.py --targets floor,infer # no app.py yet: the floor and a bare stn app
+    python bench/load.py --quick               # a short check that everything runs
+
+Targets (2-core CPU): 0 failures; p50 ≤ 1.5× the floor's; throughput at 16 clients ≥ 0.6× the
+floor's; RSS growth < 50 MB over the 1,000 requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {
+    "app": ("app.py", {}),
+    "floor": ("bench/floor_app.py", {"STN_FLOOR_HANDLER": "decode"}),
+    "infer": ("bench/floor_app.py", {"STN_FLOOR_HANDLER": "infer"}),
+}
+FILE_COMPONENTS = {"image", "file", "imageslider", "uploadbutton"}
+
+
+# --------------------------------------------------------------------------- images
+
+
+def example_images(directory: Path | None, out: Path, n: int = 24) -> list[Path]:
+    """The images in ``directory`` (default: the app's examples, ``assets/examples``), else ``n``
+    MNIST test digits photographed on paper (PNG and JPEG)."""
+    if directory is None and (REPO / "assets" / "examples").is_dir():
+        directory = REPO / "assets" / "examples"
+    if directory is not None:
+        files = sorted(p for p in directory.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+        if not files:
+            sys.exit(f"no PNG/JPEG/WebP images in {directory}")
+        return files
+    import numpy as np
+    from PIL import Image
+
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        side = int(rng.integers(160, 480))
+        digit = Image.fromarray((x[i, 0].numpy() * 255).astype(np.uint8)).resize((side // 2, side // 2), Image.Resampling.BICUBIC)
+        ink = np.zeros((side, side), np.float32)
+        o = side // 4 + int(rng.integers(-side // 8, side // 8))
+        ink[o : o + side // 2, side // 4 : side // 4 + side // 2] = np.asarray(digit, np.float32) / 255
+        paper = 0.9 + 0.06 * np.linspace(0, 1, side)[None, :]  # a little uneven light
+        grey = paper * (1 - 0.85 * ink) + rng.normal(0, 0.015, ink.shape)
+        img = Image.fromarray((np.clip(grey, 0, 1) * 255).astype(np.uint8)).convert("RGB")
+        path = out / f"digit{i:02d}.{'jpg' if i % 2 else 'png'}"
+        img.save(path, quality=90) if i % 2 else img.save(path)
+        files.append(path)
+    return files
+
+
+# --------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, MB (psutil if installed, else /proc)."""
+    try:
+        import psutil
+
+        p = psutil.Process(pid)
+        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+    except ImportError:
+        pass
+    total = 0
+    pids = [pid]
+    while pids:
+        q = pids.pop()
+        try:
+            for line in Path(f"/proc/{q}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{q}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids += [int(c) for c in children]
+        except (OSError, ValueError):
+            continue
+    return total / 2**20
+
+
+class Server:
+    """``python SCRIPT`` on a free port, as deployed; stopped on exit."""
+
+    def __init__(self, script: str, env: dict[str, str], log_dir: Path, timeout: float = 300) -> None:
+        self.port = free_port()
+        self.log = log_dir / f"{Path(script).stem}-{self.port}.log"
+        full_env = dict(
+            os.environ, GRADIO_SERVER_PORT=str(self.port), GRADIO_SERVER_NAME="127.0.0.1",
+            GRADIO_ANALYTICS_ENABLED="False", **env,
+        )
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, script], cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{script} exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/gradio_api/info")
+                resp = conn.getresponse()
+                body = resp.read()
+                conn.close()
+                if resp.status == 200:
+                    self.info = json.loads(body)
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{script} did not answer within {timeout:.0f} s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    @property
+    def rss_mb(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def cpu_seconds(self) -> float:
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def settle(self, idle: float = 0.1, timeout: float = 180) -> float:
+        """Wait until the server uses under ``idle`` of a core (background work at start-up done)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            c0 = self.cpu_seconds()
+            time.sleep(2)
+            if (self.cpu_seconds() - c0) / 2 < idle:
+                break
+        return time.monotonic() - t0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --------------------------------------------------------------------------- one request, as curl
+
+
+class Client:
+    """One keep-alive connection; :meth:`predict` = upload + call + read the stream."""
+
+    def __init__(self, port: int, parameters: list[dict], model: str | None) -> None:
+        self.port = port
+        self.parameters = parameters
+        self.model = model
+        self.conn: http.client.HTTPConnection | None = None
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        for attempt in (0, 1):  # a keep-alive connection the server closed is reopened once
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            try:
+                self.conn.request(method, path, body=body, headers=headers or {})
+                resp = self.conn.getresponse()
+                data = resp.read()
+                if resp.getheader("connection", "").lower() == "close":
+                    self.conn.close()
+                    self.conn = None
+                return resp.status, data
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.conn.close()
+                self.conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _inputs(self, file_data: dict) -> list:
+        data = []
+        for p in self.parameters:
+            comp = str(p.get("component", "")).lower()
+            name = str(p.get("parameter_name", "")).lower()
+            if comp in FILE_COMPONENTS:
+                data.append(file_data)
+            elif comp == "imageeditor":
+                data.append({"background": file_data, "layers": [], "composite": file_data})
+            elif "model" in name and self.model is not None:
+                data.append(self.model)
+            else:
+                data.append(p.get("parameter_default"))
+        return data
+
+    def predict(self, image: Path, payload: bytes) -> tuple[bool, str]:
+        boundary = uuid.uuid4().hex
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{image.name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+        status, out = self._request("POST", "/gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        if status != 200:
+            return False, f"upload {status}: {out[:200]!r}"
+        path = json.loads(out)[0]
+        file_data = {"path": path, "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
+        call = json.dumps({"data": self._inputs(file_data)}).encode()
+        status, out = self._request("POST", "/gradio_api/call/predict", call, {"Content-Type": "application/json"})
+        if status != 200:
+            return False, f"call {status}: {out[:200]!r}"
+        event_id = json.loads(out)["event_id"]
+        status, out = self._request("GET", f"/gradio_api/call/predict/{event_id}")
+        if status != 200:
+            return False, f"stream {status}: {out[:200]!r}"
+        event = None
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                return event == "complete", line[5:].strip()[:300]
+        return False, f"no complete event in the stream: {out[:200]!r}"
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass
+class Phase:
+    clients: int
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    failures: list[str] = field(default_factory=list)
+    wall: float = 0.0
+    rss: list[tuple[int, float]] = field(default_factory=list)  # (requests done, server RSS MB) along the way
+    server_cpu: float = 0.0  # CPU seconds the server process used in the phase
+    client_cpu: float = 0.0  # CPU seconds this process (the clients) used
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies) + len(self.failures)
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        s = sorted(self.latencies)
+        return 1000 * s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.wall if self.wall else float("nan")
+
+    def row(self) -> dict:
+        return {
+            "clients": self.clients, "requests": self.requests, "failures": len(self.failures),
+            "p50_ms": round(self.pct(50), 1), "p95_ms": round(self.pct(95), 1), "p99_ms": round(self.pct(99), 1),
+            "mean_ms": round(1000 * statistics.fmean(self.latencies), 1) if self.latencies else None,
+            "throughput_rps": round(self.throughput, 2),
+            "server_cpu_ms_per_request": round(1000 * self.server_cpu / max(1, self.requests), 1),
+            "server_cores_busy": round(self.server_cpu / self.wall, 2) if self.wall else None,
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu / max(1, self.requests), 1),
+        }
+
+
+def run_phase(server: Server, images: list[Path], n: int, clients: int, model: str | None) -> Phase:
+    params = server.info["named_endpoints"]["/predict"]["parameters"]
+    payloads = {p: p.read_bytes() for p in images}
+    phase = Phase(clients)
+    lock = threading.Lock()
+    counter = iter(range(n))
+
+    def worker() -> None:
+        client = Client(server.port, params, model)
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            img = images[i % len(images)]
+            t0 = time.perf_counter()
+            try:
+                ok, msg = client.predict(img, payloads[img])
+            except Exception as exc:  # noqa: BLE001 - a failed request is counted, not fatal
+                ok, msg = False, f"{type(exc).__name__}: {exc}"
+            dt = time.perf_counter() - t0
+            with lock:
+                (phase.latencies.append(dt) if ok else phase.failures.append(f"{img.name}: {msg}"))
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+    cpu0, client0 = server.cpu_seconds(), time.process_time()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    next_mark = 0
+    while any(t.is_alive() for t in threads):  # sample RSS at every tenth of the requests: a leak grows, a warm-up levels off
+        done = phase.requests
+        if done >= next_mark:
+            phase.rss.append((done, round(server.rss_mb, 1)))
+            next_mark = done + max(1, n // 10)
+        time.sleep(0.05)
+    phase.wall = time.perf_counter() - t0
+    phase.server_cpu, phase.client_cpu = server.cpu_seconds() - cpu0, time.process_time() - client0
+    phase.rss.append((phase.requests, round(server.rss_mb, 1)))
+    return phase
+
+
+def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_dir: Path) -> dict:
+    script, env = TARGETS[name]
+    if not (REPO / script).exists():
+        raise FileNotFoundError(f"{script} is not there")
+    env = dict(env)
+    if args.model:
+        env["STN_FLOOR_MODEL"] = args.model
+    if args.floor_input and name != "app":
+        env["STN_FLOOR_INPUT"] = args.floor_input
+    t0 = time.perf_counter()
+    server = Server(script, env, log_dir)
+    started = time.perf_counter() - t0
+    try:
+        if "/predict" not in server.info.get("named_endpoints", {}):
+            raise RuntimeError(f"{script} has no api_name='predict' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
+        settled = server.settle()
+        rss_start = server.rss_mb
+        warm = run_phase(server, images, args.warmup, 1, args.model)
+        if warm.failures:
+            raise RuntimeError(f"{name}: warm-up failed: {warm.failures[0]}")
+        server.settle()
+        rss_before = server.rss_mb
+        single = run_phase(server, images, args.single, 1, args.model)
+        many = run_phase(server, images, args.requests, args.clients, args.model)
+        rss_after = server.rss_mb
+        alive = server.proc.poll() is None
+    finally:
+        server.stop()
+    return {
+        "target": name, "script": script, "startup_s": round(started, 1), "settle_s": round(settled, 1), "alive": alive,
+        "rss_start_mb": round(rss_start, 1), "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
+        "rss_growth_mb": round(rss_after - rss_before, 1),
+        "single": single.row(), "concurrent": many.row(), "rss_along_mb": many.rss,
+        "failure_samples": (single.failures + many.failures)[:5],
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import gradio
+    import torch
+
+    return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, gradio {gradio.__version__}"
+
+
+def report(results: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"load test {_dt.datetime.now().isoformat(timespec='minutes')}; {machine()}",
+        (f"{args.single} requests at 1 client, then {args.requests} at {args.clients} clients; "
+         f"{args.n_images} example images; model {args.model or 'default'}"),
+        "",
+        "| server | clients | requests | failures | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req | server cores busy | client CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for key in ("single", "concurrent"):
+            p = r[key]
+            lines.append(
+                f"| {r['target']} | {p['clients']} | {p['requests']} | {p['failures']} | {p['p50_ms']:.0f} | "
+                f"{p['p95_ms']:.0f} | {p['p99_ms']:.0f} | {p['throughput_rps']:.1f} | {p['server_cpu_ms_per_request']:.0f} | "
+                f"{p['server_cores_busy']:.2f} | {p['client_cpu_ms_per_request']:.0f} |"
+            )
+    lines += ["", "| server | start s | RSS at start MB | RSS before MB | RSS after MB | growth MB | alive |", "|---|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        lines.append(f"| {r['target']} | {r['startup_s']} | {r['rss_start_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
+                     f"{r['rss_growth_mb']:+.1f} | {'yes' if r['alive'] else 'NO'} |")
+    for r in results:
+        lines.append(f"{r['target']} RSS (MB) after n of the concurrent requests: "
+                     + ", ".join(f"{n}: {mb:.0f}" for n, mb in r["rss_along_mb"]))
+    by = {r["target"]: r for r in results}
+    floor = by.get("floor")
+    if floor:
+        lines += ["", "| vs floor | p50 ratio (1 client) | p50 ratio (concurrent) | throughput ratio (concurrent) |", "|---|---:|---:|---:|"]
+        for r in results:
+            if r is floor:
+                continue
+            lines.append(
+                f"| {r['target']} | {r['single']['p50_ms'] / floor['single']['p50_ms']:.2f} | "
+                f"{r['concurrent']['p50_ms'] / floor['concurrent']['p50_ms']:.2f} | "
+                f"{r['concurrent']['throughput_rps'] / floor['concurrent']['throughput_rps']:.2f} |"
+            )
+        main = by.get("app") or by.get("infer")
+        if main:
+            checks = {
+                "0 failures": main["single"]["failures"] + main["concurrent"]["failures"] == 0,
+                "p50 ≤ 1.5× floor": main["single"]["p50_ms"] <= 1.5 * floor["single"]["p50_ms"],
+                f"throughput at {args.clients} clients ≥ 0.6× floor": main["concurrent"]["throughput_rps"] >= 0.6 * floor["concurrent"]["throughput_rps"],
+                "RSS growth < 50 MB": main["rss_growth_mb"] < 50,
+                "server alive": main["alive"],
+            }
+            lines += ["", f"targets ({main['target']}): " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items())]
+    for r in results:
+        if r["failure_samples"]:
+            lines += ["", f"{r['target']} failures, first {len(r['failure_samples'])}:", *("  " + f for f in r["failure_samples"])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", default=None, help="comma list of app, floor, infer (default: app,floor; floor,infer without app.py)")
+    ap.add_argument("--requests", type=int, default=1000, help="requests in the concurrent phase")
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--single", type=int, default=100, help="requests at 1 client")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--model", default=None, help="model name sent to predict (default: the app's default)")
+    ap.add_argument("--images", type=Path, default=None, help="folder of example images (default: assets/examples, else MNIST digits on paper)")
+    ap.add_argument("--floor-input", choices=["image", "file"], default=None, help="input component of the floor app")
+    ap.add_argument("--quick", action="store_true", help="20 + 100 requests: check that it all runs")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.single, args.requests, args.warmup = 20, 100, 3
+    targets = args.targets.split(",") if args.targets else (["app", "floor"] if (REPO / "app.py").exists() else ["floor", "infer"])
+    if args.model is None:
+        import stn
+
+        names = stn.list_models()
+        args.model = stn.DEFAULT_MODEL if stn.DEFAULT_MODEL in names or not names else names[0]
+    with tempfile.TemporaryDirectory(prefix="stn-load-") as tmp:
+        tmp = Path(tmp)
+        images = example_images(args.images, tmp)
+        args.n_images = len(images)
+        results = []
+        for name in targets:
+            print(f"{name}: starting {TARGETS[name][0]} ...", file=sys.stderr, flush=True)
+            try:
+                results.append(bench_target(name, images, args, tmp))
+            except (RuntimeError, FileNotFoundError) as exc:
+                print(f"{name}: {exc}", file=sys.stderr)
+                return 1
+            r = results[-1]
+            print(f"{name}: p50 {r['single']['p50_ms']:.0f} ms (1 client), {r['concurrent']['throughput_rps']:.1f} req/s "
+                  f"({args.clients} clients), {r['single']['failures'] + r['concurrent']['failures']} failures", file=sys.stderr, flush=True)
+    text = report(results, args)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "report": text}, indent=2) + "\n")
+    failed = any(r["single"]["failures"] or r["concurrent"]["failures"] or not r["alive"] for r in results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

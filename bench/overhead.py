@@ -1,0 +1,318 @@
+"""Speed against the anchors: the transformer's overhead, and where ``predict`` spends its time.
+
+1. **ST overhead** (the paper: the ST-CNN is 6% slower than the CNN; target ≤ 10%): for each
+   canvas, the ST-CNN (affine, the zoo's architecture) against the same CNN without the ST
+   reading the same canvas (the zoo's ``*-cnn`` baseline), at batch 1 and 256, forward
+   (inference) and forward+backward (training). Also the ST alone (localisation net, grid,
+   sampler), and the ST-CNN over its own classifier on the crop. The two models of a pair are
+   timed interleaved, so a busy machine slows both alike; each figure is the median of rounds.
+2. **predict end to end**: decode, pre-processing, inference, the baseline CNN's reading and the
+   figures the app draws (:mod:`stn.viz`), per image, for real upload-style images; so we know
+   where time goes.
+3. **GPU** (when there is one): batch-256 inference images/s and the same ratios.
+
+    python bench/overhead.py                # all parts, 1 torch thread (as the app serves)
+    python bench/overhead.py --quick        # fewer rounds
+    python bench/overhead.py --part st      # only the overhead table
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from stn.model import ModelConfig, STClassifier
+
+CANVASES = {"r": (28, 28), "rts": (42, 42), "wild": (56, 56)}
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; torch {torch.__version__}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- 1. ST overhead
+
+
+def _models(dataset: str, device: torch.device) -> dict[str, torch.nn.Module]:
+    size = CANVASES[dataset]
+    torch.manual_seed(0)
+    st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine")).to(device)
+    cnn = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform=None)).to(device)
+    return {"st-cnn": st, "cnn": cnn, "st": st.st, "loc": st.st.localization, "cls-on-crop": st.classifier}
+
+
+def _step(model: torch.nn.Module, x: torch.Tensor, backward: bool) -> None:
+    if backward:
+        out = model(x)
+        out = out[0] if isinstance(out, tuple) else out
+        out.float().square().mean().backward()
+    else:
+        with torch.inference_mode():
+            model(x)
+
+
+def _time_pair(models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tensor], backward: bool, iters: int, rounds: int,
+               device: torch.device) -> dict[str, float]:
+    """Median seconds per call of each model, measured round-robin (A, B, C, A, B, C, ...)."""
+    for m in models.values():
+        m.train(backward)
+        for _ in range(max(2, iters // 5)):  # warm-up (allocator, oneDNN kernels, cuDNN autotune)
+            _step(m, inputs[_input_key(m, models)], backward)
+            m.zero_grad(set_to_none=True)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            x = inputs[_input_key(m, models)]
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                _step(m, x, backward)
+            _sync(device)
+            times[k].append((time.perf_counter() - t0) / iters)
+            m.zero_grad(set_to_none=True)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _input_key(m: torch.nn.Module, models: dict[str, torch.nn.Module]) -> str:
+    return "crop" if m is models.get("cls-on-crop") else "canvas"
+
+
+def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    rows = []
+    for dataset in args.datasets:
+        models = _models(dataset, device)
+        for batch in args.batches:
+            inputs = {
+                "canvas": torch.rand(batch, 1, *CANVASES[dataset], device=device),
+                "crop": torch.rand(batch, 1, 28, 28, device=device),
+            }
+            for backward in (False, True):
+                iters = max(1, int(args.budget / (batch if device.type == "cpu" else 8)))
+                t = _time_pair(models, inputs, backward, iters, args.rounds, device)
+                rows.append({
+                    "canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}",
+                    "batch": batch, "pass": "fwd+bwd" if backward else "fwd",
+                    **{f"{k}_ms": 1000 * v for k, v in t.items()},
+                    "overhead": t["st-cnn"] / t["cnn"] - 1,
+                    "st_share": t["st"] / t["st-cnn"], "loc_share_of_st": t["loc"] / t["st"],
+                    "vs_cls_on_crop": t["st-cnn"] / t["cls-on-crop"] - 1,
+                    "st_cnn_img_s": batch / t["st-cnn"], "cnn_img_s": batch / t["cnn"],
+                })
+                print(_st_row(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _st_row(r: dict) -> str:
+    return (f"| {r['canvas']} | {r['batch']} | {r['pass']} | {r['cnn_ms']:.3f} | {r['st-cnn_ms']:.3f} | "
+            f"{100 * r['overhead']:+.1f}% | {r['st_ms']:.3f} | {100 * r['st_share']:.0f}% | {100 * r['loc_share_of_st']:.0f}% | {r['cls-on-crop_ms']:.3f} | "
+            f"{100 * r['vs_cls_on_crop']:+.1f}% | {r['st_cnn_img_s']:,.0f} |")
+
+
+def st_table(rows: list[dict]) -> str:
+    head = ("| canvas | batch | pass | CNN ms | ST-CNN ms | ST-CNN vs CNN | ST alone ms | ST share of ST-CNN | loc net share of ST "
+            "| classifier on crop ms | ST-CNN vs its classifier | ST-CNN img/s |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    return head + "\n" + "\n".join(_st_row(r) for r in rows)
+
+
+# --------------------------------------------------------------------------- 2. predict end to end
+
+
+def upload_images(n: int) -> list[tuple[str, bytes]]:
+    """Upload-style files as bytes: sketches (RGBA), font digits on photographed paper (JPEG), MNIST on paper (PNG)."""
+    out: list[tuple[str, bytes]] = []
+    try:
+        from stn.uploads import font_images, sketch_images
+
+        for i, (img, _) in enumerate(sketch_images(n // 3, seed=1)):
+            buf = io.BytesIO()
+            img.save(buf, "PNG")
+            out.append((f"sketch{i}.png", buf.getvalue()))
+        for i, (img, _) in enumerate(font_images(1, seed=1)):
+            if i >= n // 3:
+                break
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=90)
+            out.append((f"font{i}.jpg", buf.getvalue()))
+    except ImportError:
+        pass
+    from PIL import Image
+
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    rng = np.random.default_rng(0)
+    i = 0
+    while len(out) < n:
+        side = int(rng.integers(200, 600))
+        d = Image.fromarray((255 - x[i, 0].numpy() * 255).astype(np.uint8)).resize((side // 2, side // 2), Image.Resampling.BICUBIC)
+        page = Image.new("L", (side, side), 235)
+        page.paste(d, (side // 4, side // 4))
+        buf = io.BytesIO()
+        page.convert("RGB").save(buf, "PNG")
+        out.append((f"paper{i}.png", buf.getvalue()))
+        i += 1
+    return out
+
+
+def predict_breakdown(args: argparse.Namespace) -> dict:
+    import stn
+    from stn import viz
+    from stn.preprocess import open_image, prepare
+    from stn.zoo import baseline_for, list_models
+
+    names = list_models()
+    if not names:
+        return {"skipped": f"no models in {stn.zoo.models_dir()}"}
+    name = args.model or (stn.DEFAULT_MODEL if stn.DEFAULT_MODEL in names else names[0])
+    model = stn.load_model(name, device="cpu")
+    base_name = baseline_for(name)
+    base = stn.load_model(base_name, device="cpu") if base_name else None
+    cfg = model.config
+    images = upload_images(args.images)
+    keys = ("decode", "preprocess", "inference", "baseline", "figures", "serialise")
+    stages: dict[str, list[float]] = {k: [] for k in keys}  # wall ms
+    cpu: dict[str, list[float]] = {k: [] for k in keys}  # CPU ms of this process (robust on a busy machine)
+    refused = 0
+    from PIL import Image
+
+    def clock() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    for rep in range(args.repeat + 1):  # the first pass warms up and is not counted
+        for fname, data in images:
+            marks = [clock()]
+            try:
+                open_image(data, fname)
+            except stn.ImageError:
+                refused += rep == 0
+                continue
+            marks.append(clock())
+            prep = prepare(data, tuple(cfg.input_size), float(cfg.digit_size), name=fname)
+            marks.append(clock())
+            pred = model.predict(prep.tensor)
+            marks.append(clock())
+            if base is not None:
+                base.predict(prep.tensor)
+            marks.append(clock())
+            params = [p[0].tolist() for p in pred.params]
+            fig = viz.grid_figure(prep.tensor[0, 0].numpy(), cfg.transform, params, tuple(cfg.crop_size))
+            crops = viz.crops_image([c[0, 0].numpy() for c in pred.crops])
+            html = viz.theta_html(cfg.transform, params, tuple(cfg.input_size), cfg.transform_options)
+            marks.append(clock())
+            json.dumps(fig, default=float)  # what Gradio sends for a plot
+            Image.fromarray(crops).save(io.BytesIO(), "PNG")  # and for an image output
+            len(html)
+            marks.append(clock())
+            if rep:
+                for i, k in enumerate(keys):
+                    stages[k].append(1000 * (marks[i + 1][0] - marks[i][0]))
+                    cpu[k].append(1000 * (marks[i + 1][1] - marks[i][1]))
+    med = {k: statistics.median(v) if v else 0.0 for k, v in stages.items()}
+    med_cpu = {k: statistics.median(v) if v else 0.0 for k, v in cpu.items()}
+    total, total_cpu = sum(med.values()), sum(med_cpu.values())
+    return {
+        "model": name, "baseline": base_name, "images": len(images), "refused": refused, "repeat": args.repeat,
+        "median_ms": med, "p95_ms": {k: float(np.percentile(v, 95)) if v else 0.0 for k, v in stages.items()},
+        "median_cpu_ms": med_cpu, "total_ms": total, "total_cpu_ms": total_cpu,
+        "end_to_end_over_inference": total / med["inference"] if med["inference"] else float("nan"),
+        "end_to_end_over_inference_cpu": total_cpu / med_cpu["inference"] if med_cpu["inference"] else float("nan"),
+    }
+
+
+def predict_table(r: dict) -> str:
+    if "skipped" in r:
+        return f"(predict breakdown skipped: {r['skipped']})"
+    names = {
+        "decode": "decode the file (open_image)", "preprocess": "pre-process (ink map, crop, resize)",
+        "inference": f"inference ({r['model']}, batch 1)", "baseline": f"baseline CNN reading ({r['baseline'] or 'none'})",
+        "figures": "figures (grid_figure, crops_image, theta_html)", "serialise": "serialise (figure JSON, crops PNG)",
+    }
+    lines = ["| stage | median ms | p95 ms | median CPU ms | share (CPU) |", "|---|---:|---:|---:|---:|"]
+    for k, label in names.items():
+        lines.append(f"| {label} | {r['median_ms'][k]:.2f} | {r['p95_ms'][k]:.2f} | {r['median_cpu_ms'][k]:.2f} | "
+                     f"{100 * r['median_cpu_ms'][k] / r['total_cpu_ms']:.0f}% |")
+    lines.append(f"| **end to end** | **{r['total_ms']:.2f}** | | **{r['total_cpu_ms']:.2f}** | 100% |")
+    lines.append("")
+    lines.append(f"end to end / inference alone: **{r['end_to_end_over_inference_cpu']:.1f}×** in CPU time "
+                 f"({r['end_to_end_over_inference']:.1f}× in wall time); {r['images']} upload-style images, "
+                 f"median of {r['repeat']} passes; {r['refused']} refused")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="ST-CNN overhead and predict breakdown")
+    ap.add_argument("--part", choices=["st", "predict", "all"], default="all")
+    ap.add_argument("--datasets", default="r,rts,wild", help="canvases for the overhead table")
+    ap.add_argument("--batches", default="1,256")
+    ap.add_argument("--rounds", type=int, default=7, help="timing rounds per model (median)")
+    ap.add_argument("--budget", type=float, default=256 * 6, help="images per timing round (sets iterations)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1, as app.py serves; 0 = torch's choice, which spins and stalls on shared cores)")
+    ap.add_argument("--images", type=int, default=30, help="upload-style images for the predict breakdown")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: both when a GPU is present)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    args.datasets = args.datasets.split(",")
+    args.batches = [int(b) for b in args.batches.split(",")]
+    if args.quick:
+        args.rounds, args.budget, args.images, args.repeat = 3, 256 * 2, 12, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = [torch.device(args.device)] if args.device else [torch.device("cpu")] + (
+        [torch.device("cuda")] if torch.cuda.is_available() else [])
+    out: dict = {"date": _dt.datetime.now().isoformat(timespec="minutes"), "runs": []}
+    text = [f"# bench/overhead.py, {out['date']}"]
+    for dev in devices:
+        if args.part in ("st", "all"):
+            rows = st_overhead(args, dev)
+            out["runs"].append({"device": dev.type, "machine": machine(dev), "st": rows})
+            text += ["", f"## ST overhead on {machine(dev)}", "", st_table(rows)]
+    if args.part in ("predict", "all"):
+        r = predict_breakdown(args)
+        out["predict"] = r
+        text += ["", f"## predict end to end, CPU: {machine(torch.device('cpu'))}", "", predict_table(r)]
+    if not torch.cuda.is_available():
+        text += ["", "(no GPU on this machine: the GPU rows are not measured)"]
+    print("\n".join(text))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

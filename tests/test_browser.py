@@ -1,0 +1,176 @@
+"""End to end in a real browser: Playwright for Python driving Debian's ``chromium`` (headless,
+``--no-sandbox``; CI installs it in ``.ci/run``). Opens the page, uploads an example, draws a
+stroke on the sketchpad, and checks that the grid plot, the crop(s) and the label appear after
+each; then the page at phone width and in dark mode. Screenshots go to ``tests/artifacts/``
+(git-ignored)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+TIMEOUT = 90_000  # ms: a loaded CI machine can take a while to import torch and answer
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium (CI installs it)"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+sync_api.expect.set_options(timeout=TIMEOUT)  # retrying assertions, not sleeps
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    import importlib.util
+
+    import stn.zoo
+
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if not stn.zoo.list_models() and "app" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("_stn_test_inference", Path(__file__).parent / "test_inference.py")
+        helpers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helpers)
+        os.environ["STN_MODELS"] = str(helpers.make_tiny_zoo(tmp_path_factory.mktemp("zoo")))
+    sys.path.insert(0, str(REPO))
+    try:
+        import app
+    finally:
+        sys.path.remove(str(REPO))
+    if not app.ENGINE.names:
+        pytest.skip("no models to serve")
+    _, local, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=_free_port(),
+                                  **app.LAUNCH_KWARGS)
+    try:
+        yield local.rstrip("/"), app
+    finally:
+        app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh --user-data-dir
+            executable_path=str(CHROMIUM), headless=True, args=FLAGS, viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(TIMEOUT)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _wait_for_views(page, expect, min_traces: int) -> None:
+    """The grid plot drawn (heatmap + grid traces), the crop image shown, the label filled."""
+    expect(page.locator("#stn-grid .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#stn-grid .heatmaplayer, #stn-grid .hm image, #stn-grid .heatmap").first).to_be_attached()
+    assert page.locator("#stn-grid .scatterlayer .trace").count() >= min_traces
+    expect(page.locator("#stn-crops img")).to_be_visible()
+    expect(page.locator("#stn-label")).to_contain_text("%")
+
+
+def test_upload_and_draw(url, browser_context):
+    expect = sync_api.expect
+    base, app = url
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base)
+    default = app.DEFAULT
+    has_st = app.ENGINE.info[default].has_transformer
+    _wait_for_views(page, expect, 2 if has_st else 0)  # the page opens on the first example
+    _shot(page, "01-opened")
+
+    # upload an example of the default model's task
+    task = app.ENGINE.info[default].dataset
+    example = next((p for p, m in app.EXAMPLES[1:] if m == default), app.EXAMPLES[0][0])
+    crops = page.locator("#stn-crops img")
+    before = crops.get_attribute("src")
+    page.locator("#stn-upload input[type=file]").set_input_files(example)
+    expect(crops).not_to_have_attribute("src", before)
+    _wait_for_views(page, expect, 2 if has_st else 0)
+    summary = page.locator("#stn-summary").inner_text()
+    assert "reads" in summary, summary
+    _shot(page, f"02-uploaded-{task}")
+
+    # draw a stroke on the sketchpad (the app picks the brush when the tab opens)
+    page.get_by_role("tab", name="Draw").click()
+    canvas = page.locator("#stn-sketch canvas").first
+    expect(canvas).to_be_visible()
+    expect(page.locator('#stn-sketch button[aria-label="Brush"]')).to_be_visible()
+    page.wait_for_function("() => window.__stnBrush === true")
+    box = canvas.bounding_box()
+    before = crops.get_attribute("src")
+    x0, y0 = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x0 + (6 if i > 10 else 0), y0 + i * box["height"] * 0.03, steps=2)
+    page.mouse.up()
+    expect(crops).not_to_have_attribute("src", before)
+    _wait_for_views(page, expect, 2 if has_st else 0)
+    _shot(page, "03-drawn")
+    assert not errors, errors
+
+
+def test_teaching_tabs_render(url, browser_context):
+    expect = sync_api.expect
+    base, app = url
+    page = browser_context.new_page()
+    page.goto(base)
+    expect(page.locator("#stn-grid .js-plotly-plot")).to_be_visible()
+    if not app.ENGINE.info[app.EXAMPLES[0][1]].has_transformer:
+        pytest.skip("the first example's model has no transformer")
+    page.get_by_role("tab", name="θ playground").click()
+    expect(page.locator("#pg-grid .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#pg-crop img")).to_be_visible()
+    page.get_by_role("tab", name="Sampling kernel").click()
+    expect(page.locator("#kn-plot .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#kn-crop img")).to_be_visible()
+    page.get_by_role("tab", name="Invariance").click()
+    expect(page.locator("#inv-grid .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#inv-rot-chart .js-plotly-plot")).to_be_visible()
+    _shot(page, "04-invariance")
+
+
+@pytest.mark.parametrize("width,scheme", [(390, "light"), (1280, "dark")])
+def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
+    expect = sync_api.expect
+    base, _ = url
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": width, "height": 844 if width < 500 else 900})
+    page.emulate_media(color_scheme=scheme)
+    page.goto(base + ("/?__theme=dark" if scheme == "dark" else ""))
+    expect(page.locator("#stn-grid .js-plotly-plot")).to_be_visible()
+    expect(page.locator("#stn-crops img")).to_be_visible()
+    if width < 500:  # nothing wider than the screen
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 2, f"the page is {overflow}px wider than a {width}px screen"
+        plot = page.locator("#stn-grid").bounding_box()
+        assert plot["width"] <= width and plot["height"] > 150
+    else:
+        assert page.evaluate("() => document.body.classList.contains('dark') || document.documentElement.classList.contains('dark')")
+    _shot(page, f"05-{width}px-{scheme}")

@@ -1,0 +1,134 @@
+"""``python -m stn predict FILE... [--model NAME] [--json]``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import stn
+from stn.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = stn.list_models()
+pytestmark = pytest.mark.skipif(not MODELS, reason=f"no models in {stn.zoo.models_dir()} yet (python -m stn train ...)")
+
+
+def _digit_png(path: Path, index: int = 0, size: int = 160) -> Path:
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    d = Image.fromarray((255 - x[index, 0].numpy() * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+    page = Image.new("L", (size * 3 // 2, size * 3 // 2), 255)
+    page.paste(d, (size // 4, size // 4))
+    page.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    broken = d / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    blank = d / "blank.png"
+    Image.new("L", (100, 100), 255).save(blank)
+    return {"seven": _digit_png(d / "seven.png", 0), "two": _digit_png(d / "two.png", 1), "broken": broken, "blank": blank}
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stn", "predict", *args], capture_output=True, text=True, timeout=180, cwd=REPO, env=env, check=False)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_json_lines_every_model(name, files, capsys):
+    """In-process for speed: one JSON object per file with the documented keys and shapes."""
+    model = stn.load_model(name, device="cpu")
+    rc = main(["predict", "--json", "--cpu", "--model", name, str(files["seven"]), str(files["two"])])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    rows = [json.loads(line) for line in out]
+    assert [Path(r["file"]).name for r in rows] == ["seven.png", "two.png"]
+    for r in rows:
+        assert set(r) == {"file", "model", "label", "probs", "theta"}
+        assert r["model"] == name
+        assert len(r["probs"]) == model.n_outputs  # 10 for single digits, 100 for pairs
+        assert all(isinstance(p, float) for p in r["probs"]) and abs(sum(r["probs"]) - 1) < 1e-3
+        assert len(r["label"]) == model.heads and r["label"].isdigit()
+        assert int(r["label"]) == int(np.argmax(r["probs"]))
+        if model.st is None:
+            assert r["theta"] == []
+        else:
+            assert len(r["theta"]) == model.heads
+            n_params = model.st.transform.n_params if hasattr(model.st, "transform") else None
+            for head in r["theta"]:
+                assert all(isinstance(v, float) for v in head)
+                if n_params:
+                    assert len(head) == n_params
+
+
+def test_default_model_labels(files):
+    if stn.DEFAULT_MODEL not in MODELS:
+        pytest.skip(f"default model {stn.DEFAULT_MODEL!r} not installed")
+    proc = _run("--json", str(files["seven"]), str(files["two"]))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["model"] for r in rows] == [stn.DEFAULT_MODEL] * 2
+    assert [r["label"] for r in rows] == ["7", "2"]
+
+
+def test_broken_file_among_good_ones(files):
+    """Subprocess, as a user runs it: errors in line, the others predicted, exit status 1."""
+    proc = _run("--json", "--model", MODELS[0], str(files["seven"]), str(files["broken"]), str(files["blank"]),
+                str(files["two"]), str(files["seven"].with_name("missing.png")))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [Path(r["file"]).name for r in rows] == ["seven.png", "broken.png", "blank.png", "two.png", "missing.png"]
+    assert "label" in rows[0] and "label" in rows[3]
+    assert set(rows[1]) == {"file", "error"} and rows[1]["error"].startswith("broken.png: ")
+    assert "damaged or truncated" in rows[1]["error"]
+    assert "no digit found" in rows[2]["error"]
+    assert "no such file" in rows[4]["error"]
+
+
+def test_table_output(files, capsys):
+    rc = main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"]), str(files["broken"])])
+    captured = capsys.readouterr()
+    assert rc == 1
+    lines = captured.out.splitlines()
+    assert lines[0].split() == ["file", "label", "prob", "model"]
+    assert str(files["seven"]) in lines[1] and MODELS[0] in lines[1] and "%" in lines[1]
+    assert "broken.png: the image file is damaged" in lines[2]
+    assert "1 of 2 files could not be read" in captured.err
+
+
+def test_unknown_model(files, capsys):
+    rc = main(["predict", "--model", "rts-afine", str(files["seven"])])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Unknown model 'rts-afine'" in err and "Known:" in err
+
+
+def test_default_falls_back_with_a_note(files, tmp_path):
+    """Without the default model the first listed one is used, with a note on stderr."""
+    other = next((m for m in MODELS if m != stn.DEFAULT_MODEL), None)
+    if other is None:
+        pytest.skip("only the default model is installed")
+    src = stn.zoo.models_dir()
+    for ext in ("json", "safetensors"):
+        shutil.copy(src / f"{other}.{ext}", tmp_path / f"{other}.{ext}")
+    proc = _run("--json", "--models-dir", str(tmp_path), str(files["seven"]))
+    assert proc.returncode == 0, proc.stderr
+    assert f"default model {stn.DEFAULT_MODEL!r} is not installed; using {other!r}" in proc.stderr
+    assert json.loads(proc.stdout)["model"] == other
+
+
+def test_help_lists_predict():
+    proc = subprocess.run([sys.executable, "-m", "stn", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    assert "predict" in proc.stdout

@@ -1,0 +1,223 @@
+"""stn.inference: the app's engine, on a tiny zoo written here (one model per family, a two-head
+pair model and a CNN baseline) whose transformers regress a known θ, so that every code path is
+exercised without the trained weights; and on the real zoo when it is there."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stn import viz
+from stn.inference import Engine, ImageError, UnknownModelError, distort_batch, fit_affine
+from stn.model import ModelConfig, STClassifier
+from stn.transforms import control_points
+from stn.zoo import DEFAULT_MODEL, list_models, save_model
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "assets" / "examples"
+
+# name: (dataset, canvas, transform, options, heads, digit size, θ the head regresses for every input)
+TINY = {
+    "wild-affine": ("wild", (56, 56), "affine", {}, 1, 32.0, viz.theta_from_reading(30, 0.6, 0.6, 0.0, 0.1, -0.2)),
+    "wild-cnn": ("wild", (56, 56), None, {}, 1, 32.0, None),
+    "pair-affine": ("pair", (42, 84), "affine", {}, 2, 62.0, viz.theta_from_reading(0, 0.5, 1, 0, -0.5, 0)
+                    + viz.theta_from_reading(0, 0.5, 1, 0, 0.5, 0)),
+    "e-tps": ("e", (28, 28), "tps", {"grid_size": 4}, 1, 20.0, (control_points(4) * 0.8).reshape(-1).tolist()),
+    "p-projective": ("p", (28, 28), "projective", {}, 1, 18.0, viz.theta_from_reading(-20, 0.8, 0.8, 0, 0, 0) + [0.1, -0.05]),
+    "tc-attention": ("tc", (60, 60), "attention", {}, 1, 20.0, [0.5, 0.2, -0.1]),
+}
+
+
+def _raw_bias(transform: str, theta: list[float], heads: int) -> torch.Tensor:
+    """Pre-``bound`` parameters whose bounded value is ``theta`` (tanh on translations)."""
+    per = len(theta) // heads
+    out = []
+    for k in range(heads):
+        p = list(theta[k * per : (k + 1) * per])
+        if transform in ("affine", "projective"):
+            p[2], p[5] = math.atanh(p[2]), math.atanh(p[5])
+        elif transform == "attention":
+            p[1], p[2] = math.atanh(p[1]), math.atanh(p[2])
+        out += p
+    return torch.tensor(out)
+
+
+def make_tiny_zoo(directory: Path) -> Path:
+    """Small random models with known θ (zero localisation weights, θ in the bias)."""
+    torch.manual_seed(0)
+    for name, (ds, canvas, transform, options, heads, digit, theta) in TINY.items():
+        cfg = ModelConfig(dataset=ds, input_size=canvas, transform=transform, transform_options=options, heads=heads,
+                          channels=(4, 8), hidden=16, loc_options={"channels": 4, "hidden": 8}, digit_size=digit)
+        model = STClassifier(cfg)
+        if transform is not None:
+            head = model.st.localization.head
+            with torch.no_grad():
+                head.weight.zero_()
+                head.bias.copy_(_raw_bias(transform, theta, heads))
+        card = {"description": f"tiny {name} for tests", "dataset": {"name": ds}, "metrics": {"test_error": 0.5}}
+        save_model(model.eval(), name, card, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> Path:
+    return make_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def engine(zoo, tmp_path_factory) -> Engine:
+    return Engine(zoo, device="cpu", cache_dir=tmp_path_factory.mktemp("sweeps"))
+
+
+def test_names_default_and_resolve(engine, zoo):
+    assert set(engine.names) == set(TINY)
+    assert engine.names[-1] == "wild-cnn"  # transformers first, CNNs last
+    assert engine.default_model() == (DEFAULT_MODEL, "")
+    assert engine.info["wild-affine"].baseline == "wild-cnn"
+    assert engine.info["pair-affine"].heads == 2 and engine.info["wild-cnn"].transform is None
+    with pytest.raises(UnknownModelError, match="Unknown model 'nope'.*wild-affine"):
+        engine.resolve("nope")
+
+
+def test_missing_default_falls_back_with_a_note(zoo):
+    e = Engine(zoo, device="cpu", names=["e-tps", "rts-missing"])
+    name, note = e.default_model()
+    assert name == "e-tps" and DEFAULT_MODEL in note and "e-tps" in note
+    empty = Engine(zoo / "nothing-here", device="cpu")
+    assert empty.default_model()[0] is None and "No models" in empty.default_model()[1]
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_predict_every_model(engine, name):
+    info = engine.info[name]
+    img = Image.fromarray((np.random.default_rng(0).random(info.input_size) * 40).astype(np.uint8), "L")
+    img.paste(255, (info.input_size[1] // 3, info.input_size[0] // 4, info.input_size[1] // 3 + 4, 3 * info.input_size[0] // 4))
+    r = engine.predict(img, name)
+    assert r.input.shape == info.input_size
+    assert len(r.reading.params) == (info.heads if info.transform else 0)
+    assert len(r.reading.crops) == info.heads
+    assert r.reading.probs.shape == (10**info.heads,) and abs(r.reading.probs.sum() - 1) < 1e-4
+    assert len(r.reading.label) == info.heads and r.reading.label == max(r.reading.top(), key=r.reading.top().get)
+    out = r.to_json()
+    json.dumps(out)
+    assert {"model", "label", "probs", "theta"} <= set(out)
+    assert out["model"] == name and len(out["theta"]) == len(r.reading.params)
+    if info.transform:
+        np.testing.assert_allclose(np.concatenate(out["theta"]), np.asarray(TINY[name][6]), atol=1e-4)
+    assert (out["baseline"] is not None) == (name == "wild-affine")
+    assert set(r.timings) >= {"prepare_ms", "model_ms", "baseline_ms"}
+
+
+def test_baseline_reads_the_same_input(engine):
+    x = torch.rand(1, 1, 56, 56)
+    r = engine.predict_tensor(x, "wild-affine")
+    direct = engine.models["wild-cnn"].predict(x)
+    np.testing.assert_allclose(r.baseline.probs, direct.probs[0].numpy(), atol=1e-6)
+
+
+def test_read_with_predicted_theta_is_the_prediction(engine):
+    for name in ("wild-affine", "pair-affine", "e-tps", "p-projective", "tc-attention"):
+        x = torch.rand(engine.info[name].input_size)
+        r = engine.predict_tensor(x, name)
+        again = engine.read_with(name, x, r.reading.params)
+        np.testing.assert_allclose(again.probs, r.reading.probs, atol=1e-5)
+        for a, b in zip(again.crops, r.reading.crops):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_read_with_another_theta_changes_the_crop(engine):
+    x = torch.rand(56, 56)
+    r = engine.predict_tensor(x, "wild-affine")
+    ident = engine.read_with("wild-affine", x, [np.array([1.0, 0, 0, 0, 1, 0])])
+    assert np.abs(ident.crops[0] - r.reading.crops[0]).max() > 0.05
+
+
+def test_warp_kernels(engine):
+    x = torch.rand(56, 56)
+    p = np.array(TINY["wild-affine"][6])
+    bil = engine.warp("wild-affine", x, p, "bilinear")
+    near = engine.warp("wild-affine", x, p, "nearest")
+    assert bil.shape == near.shape == (28, 28)
+    assert not np.allclose(bil, near)
+    assert set(np.round(near.ravel(), 5)) <= set(np.round(x.numpy().ravel(), 5)) | {0.0}  # nearest copies pixels
+
+
+def test_distort_identity_and_rotation():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 6:22, 13:15] = 1
+    np.testing.assert_allclose(Engine.distort(x), x[0, 0].numpy(), atol=1e-5)
+    turned = Engine.distort(x, 90)
+    assert turned[13:15, 6:22].mean() > 0.8  # a vertical bar turned a quarter is horizontal
+    batch = distort_batch(x, [0, 45, 90])
+    assert batch.shape == (3, 1, 28, 28)
+
+
+def test_fit_affine():
+    theta = viz.theta_from_reading(25, 0.7, 0.9, 0.1, 0.2, -0.1)
+    np.testing.assert_allclose(fit_affine("affine", theta), theta, atol=1e-9)
+    np.testing.assert_allclose(fit_affine("attention", [0.5, 0.1, 0.2]), [0.5, 0, 0.1, 0, 0.5, 0.2], atol=1e-9)
+    tps = fit_affine("tps", (control_points(4) * 0.5).reshape(-1).numpy())
+    np.testing.assert_allclose(tps, [0.5, 0, 0, 0, 0.5, 0], atol=1e-6)
+
+
+def test_rotation_sweep(engine):
+    x = torch.rand(56, 56)
+    s = engine.rotation_sweep("wild-affine", x, [-90.0, 0.0, 90.0])
+    assert s["angles"] == [-90.0, 0.0, 90.0] and len(s["labels"]) == 3
+    assert s["recovered"] == pytest.approx([0, 0, 0], abs=1e-3)  # this tiny θ does not depend on the input
+    assert engine.rotation_sweep("wild-cnn", x, [0.0])["recovered"] is None
+
+
+def test_accuracy_sweep_is_cached(engine):
+    angles = (-90.0, 0.0, 90.0)
+    out = engine.accuracy_sweep("wild-affine", angles, n=8)
+    assert out["n"] == 8 and out["baseline"] == "wild-cnn"
+    assert set(out["accuracy"]) == {"wild-affine", "wild-cnn"} and all(len(v) == 3 for v in out["accuracy"].values())
+    assert len(out["recovered_median"]) == 3
+    assert engine.has_sweep("wild-affine", angles, 8)
+    assert list(engine.cache_dir.glob("sweep-wild-affine-*.json"))
+    again = Engine(engine.directory, device="cpu", names=["wild-affine", "wild-cnn"], cache_dir=engine.cache_dir)
+    assert again.has_sweep("wild-affine", angles, 8) and again.accuracy_sweep("wild-affine", angles, 8) == json.loads(json.dumps(out))
+    pair = engine.accuracy_sweep("pair-affine", (0.0,), n=4)
+    assert pair["baseline"] is None and len(pair["accuracy"]["pair-affine"]) == 1
+
+
+def test_bad_images(engine, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.png"):
+        engine.predict(str(bad), "wild-affine")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (100, 100), 255).save(blank)
+    with pytest.raises(ImageError, match="no digit"):
+        engine.predict(str(blank), "wild-affine")
+    with pytest.raises(ValueError, match="expected an input of 56×56"):
+        engine.predict_tensor(torch.zeros(28, 28), "wild-affine")
+
+
+# --------------------------------------------------------------------------- the real zoo
+
+REAL = list_models()
+
+
+@pytest.mark.skipif(not REAL, reason="no trained models in models/ yet")
+def test_real_zoo_reads_its_own_examples():
+    """Each shipped model reads the bundled example of its own task correctly (the examples' file
+    names carry the label)."""
+    e = Engine(device="cpu")
+    index = json.loads((EXAMPLES / "examples.json").read_text())
+    checked = 0
+    for item in index:
+        models = [m for m in e.models_for(item["task"]) if e.info[m].has_transformer]
+        for m in models:
+            r = e.predict(str(EXAMPLES / item["file"]), m)
+            if item["file"].endswith(".png") and not item["file"].startswith("sketch"):
+                checked += 1
+                assert r.reading.top(3).get(item["label"], 0) > 0, f"{m} on {item['file']}: {r.reading.top(3)}"
+    assert checked or not any(e.info[m].has_transformer for m in e.names)

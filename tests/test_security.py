@@ -1,0 +1,252 @@
+"""Security: weights from safetensors only, nothing unpickled, no files served from outside the
+app's own assets, uploads size-capped, and no secrets in the repository."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+import stn
+
+REPO = Path(__file__).resolve().parent.parent
+
+# --------------------------------------------------------------------------- no pickle
+
+UNPICKLING = re.compile(
+    r"\btorch\.load\s*\(|\bimport\s+(c?pickle|dill|joblib|shelve)\b|\bfrom\s+(c?pickle|dill|joblib|shelve)\s+import"
+    r"|allow_pickle\s*=\s*True|\bpickle\.loads?\b|torch\.serialization|\.from_pretrained\s*\("
+)
+
+
+def _python_sources() -> list[Path]:
+    files = sorted((REPO / "stn").rglob("*.py"))
+    files += [p for p in (REPO / "app.py", *sorted((REPO / "bench").glob("*.py"))) if p.exists()]
+    return files
+
+
+def test_nothing_unpickles():
+    hits = []
+    for path in _python_sources():
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if UNPICKLING.search(line.split("#", 1)[0]):
+                hits.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not hits, "code that may unpickle:\n" + "\n".join(hits)
+
+
+def test_zoo_reads_safetensors_only():
+    src = (REPO / "stn" / "zoo.py").read_text()
+    assert "from safetensors" in src and "load_file" in src
+
+
+def test_models_dir_holds_no_pickles():
+    d = stn.zoo.models_dir()
+    bad = [p.name for p in d.glob("*") if p.suffix in {".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt", ".joblib"}]
+    assert not bad, f"pickle-based weights in {d}: {bad}"
+
+
+WEIGHTS = sorted(stn.zoo.models_dir().glob("*.safetensors"))
+
+
+@pytest.mark.skipif(not WEIGHTS, reason=f"no weights in {stn.zoo.models_dir()} yet")
+@pytest.mark.parametrize("path", WEIGHTS, ids=[p.name for p in WEIGHTS])
+def test_weights_are_plain_safetensors(path: Path):
+    """Every weights file parses as safetensors (a JSON header and raw tensors) and holds only tensors."""
+    import json
+    import struct
+
+    from safetensors import safe_open
+
+    raw = path.read_bytes()[:8]
+    (header_len,) = struct.unpack("<Q", raw)
+    header = json.loads(path.read_bytes()[8 : 8 + header_len])
+    assert all(k == "__metadata__" or {"dtype", "shape", "data_offsets"} <= set(v) for k, v in header.items())
+    with safe_open(str(path), framework="pt") as f:
+        keys = list(f.keys())
+        assert keys
+        for k in keys[:3]:
+            assert f.get_tensor(k).numel() >= 0
+
+
+@pytest.mark.parametrize("name", stn.list_models())
+def test_every_model_loads_from_safetensors(name):
+    model = stn.load_model(name, device="cpu")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+# --------------------------------------------------------------------------- no secrets
+
+SECRET_PATTERNS = {
+    "Hugging Face token": r"\bhf_[A-Za-z0-9]{30,}",
+    "GitHub token": r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
+    "AWS access key": r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
+    "OpenAI-style key": r"\bsk-[A-Za-z0-9_-]{32,}",
+    "Slack token": r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    "Google API key": r"\bAIza[0-9A-Za-z_-]{35}\b",
+    "private key": r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    "password assignment": r"(?i)\b(password|passwd|secret|api_key|token)\s*[:=]\s*['\"][^'\"\s]{8,}['\"]",
+}
+
+
+def _repo_files() -> list[Path]:
+    """Tracked files, and new ones git would pick up (not ignored)."""
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO, capture_output=True, check=True, timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("not a git checkout")
+    return [REPO / p for p in out.decode().split("\0") if p and (REPO / p).is_file()]
+
+
+def test_no_secrets_in_repository():
+    compiled = {k: re.compile(v) for k, v in SECRET_PATTERNS.items()}
+    hits = []
+    for path in _repo_files():
+        if path.name in {".env", "id_rsa", "id_ed25519"} or path.suffix in {".pem", ".key", ".p12"}:
+            hits.append(f"{path.relative_to(REPO)}: a credentials file")
+            continue
+        if path.stat().st_size > 2_000_000:
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:4096]:
+            continue  # binary (weights, images, npz)
+        text = data.decode("utf-8", "replace")
+        for kind, rx in compiled.items():
+            for m in rx.finditer(text):
+                line = text.count("\n", 0, m.start()) + 1
+                hits.append(f"{path.relative_to(REPO)}:{line}: {kind}")
+    assert not hits, "possible secrets:\n" + "\n".join(hits)
+
+
+# --------------------------------------------------------------------------- the running app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(port: int, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    """A raw GET: the path goes out exactly as written (no client-side ``..`` clean-up)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def app_port(tmp_path_factory):
+    """``python app.py`` in a subprocess, as deployed, on a free port."""
+    if not (REPO / "app.py").exists():
+        pytest.skip("app.py is not there yet: the path-traversal checks need the running app")
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
+               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
+    log = tmp_path_factory.mktemp("log") / "app.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if _get(port, "/gradio_api/info", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"app.py did not answer on port {port} within 240 s:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _secret_bits() -> dict[str, bytes]:
+    """Files the server must never hand out, and a line of each that would give them away."""
+    return {
+        "/etc/passwd": b"root:",
+        str(REPO / "stn" / "zoo.py"): b"def load_model",
+        str(REPO / "app.py"): b"import gradio",
+        str(REPO / "pyproject.toml"): b"[project]",
+    }
+
+
+def _attempts() -> list[str]:
+    paths = []
+    for target in _secret_bits():
+        rel = os.path.relpath(target, REPO)
+        for prefix in ("/gradio_api/file=", "/file=", "/gradio_api/file/", "/gradio_api/proxy=", "/static/", "/assets/",
+                       "/gradio_api/static/", "/svelte/"):
+            paths.append(prefix + target)
+            paths.append(prefix + quote(target, safe=""))
+            paths.append(prefix + rel)
+            paths.append(prefix + "../" * 8 + target.lstrip("/"))
+            paths.append(prefix + quote("../" * 8 + target.lstrip("/"), safe=""))
+            paths.append(prefix + "..%2f" * 8 + target.lstrip("/"))
+    paths += ["/../../../../etc/passwd", "/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/gradio_api/file=.git/config",
+              "/gradio_api/file=" + str(REPO / ".git" / "config"), "/gradio_api/file=/proc/self/environ",
+              "/gradio_api/file=models/../stn/zoo.py", "/gradio_api/file=assets/../app.py"]
+    return paths
+
+
+@pytest.mark.slow
+def test_no_files_outside_the_app_are_served(app_port):
+    markers = list(_secret_bits().values()) + [b"[core]", b"PATH="]
+    leaked = []
+    for path in _attempts():
+        try:
+            status, body = _get(app_port, path)
+        except OSError:  # a refused or dropped request is a refusal
+            continue
+        if status == 200 and any(m in body for m in markers):
+            leaked.append(f"{path} -> {status}, {body[:60]!r}")
+    assert not leaked, "served files from outside the app:\n" + "\n".join(leaked)
+    assert _get(app_port, "/gradio_api/info")[0] == 200, "the server died during the probing"
+    # The control: the same route does serve the app's own assets, so the refusals above are real.
+    own = sorted((REPO / "assets" / "examples").glob("*.png"))
+    if own:
+        status, body = _get(app_port, "/gradio_api/file=" + str(own[0]))
+        assert status == 200 and body.startswith(b"\x89PNG"), f"the app's own example {own[0].name} is not served ({status})"
+
+
+@pytest.mark.slow
+def test_uploads_are_size_capped(app_port):
+    """An upload over the limit is refused by the server (413), before the handler sees it."""
+    from stn.preprocess import MAX_FILE_BYTES
+
+    boundary = "stnboundary"
+    payload = os.urandom(MAX_FILE_BYTES + 1024)
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.png\"\r\n"
+        "Content-Type: image/png\r\n\r\n"
+    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=60)
+    try:
+        conn.request("POST", "/gradio_api/upload", body=body,
+                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+    assert resp.status == 413, f"an upload of {len(payload) / 2**20:.0f} MB was accepted ({resp.status}: {text[:200]})"

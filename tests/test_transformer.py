@@ -1,0 +1,236 @@
+"""Tests for :class:`stn.SpatialTransformer` and the localisation nets it builds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import stn
+from stn import transforms as T
+from stn.localization import CNNLocalizer, FCLocalizer, build_localizer
+from stn.transformer import SpatialTransformer
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+FAMILIES = ["affine", "attention", "projective", "tps"]
+LOCALIZERS = [("cnn", {"channels": 4, "hidden": 8}), ("fc", {"hidden": (16,)})]
+
+
+@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
+def dtype(request) -> torch.dtype:
+    return request.param
+
+
+# CUDA joins the device fixture where it exists; the CUDA-only tests below are marked skipif.
+@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+def _perturb_head(st: SpatialTransformer, std: float = 0.05, seed: int = 0) -> None:
+    """Move the localiser's last layer off its zero initialisation (as training would)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head = st.localization.head
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * std)
+
+
+def _set_head_bias(st: SpatialTransformer, bias: list[float]) -> None:
+    with torch.no_grad():
+        st.localization.head.bias.copy_(torch.tensor(bias))
+
+
+class TestSpatialTransformer:
+    def test_smoke(self):
+        st = SpatialTransformer((1, 42, 42), "affine", out_size=(28, 28))
+        y, theta = st(torch.rand(8, 1, 42, 42))
+        assert y.shape == (8, 1, 28, 28) and theta.shape == (8, 6)
+        assert stn.SpatialTransformer is SpatialTransformer
+        assert "transform=Affine(n_params=6), out_size=(28, 28), heads=1, bound=False" in repr(st)
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    @pytest.mark.parametrize(("loc", "loc_options"), LOCALIZERS)
+    @pytest.mark.parametrize("in_shape", [(1, 16, 16), (3, 15, 15), (2, 16, 20)])
+    def test_starts_at_identity(self, name, loc, loc_options, in_shape, dtype, device):
+        """Zero head weights + identity bias: θ is the identity for any input, output == input."""
+        st = SpatialTransformer(in_shape, name, localization=loc, loc_options=loc_options).to(device, dtype)
+        assert st.out_size == in_shape[1:]
+        x = torch.rand(3, *in_shape, dtype=dtype, device=device)
+        y, theta = st(x)
+        tf = st.transform
+        torch.testing.assert_close(theta, tf.identity(3, device=device, dtype=dtype), atol=1e-6, rtol=0)
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    @pytest.mark.parametrize("out_size", [(8, 8), (7, 9)])
+    def test_shapes_one_head(self, name, out_size):
+        st = SpatialTransformer((2, 16, 16), name, out_size=out_size, localization="fc", loc_options={"hidden": (8,)})
+        y, theta = st(torch.rand(5, 2, 16, 16))
+        assert isinstance(y, torch.Tensor) and y.shape == (5, 2, *out_size)
+        assert theta.shape == (5, st.transform.n_params)
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    def test_shapes_two_heads(self, name):
+        st = SpatialTransformer(
+            (1, 16, 16), name, out_size=(8, 10), heads=2, localization="fc", loc_options={"hidden": (8,)}
+        )
+        assert st.localization.head.out_features == 2 * st.transform.n_params
+        ys, thetas = st(torch.rand(4, 1, 16, 16))
+        assert isinstance(ys, tuple) and isinstance(thetas, tuple)
+        assert [y.shape for y in ys] == [torch.Size([4, 1, 8, 10])] * 2
+        assert [t.shape for t in thetas] == [torch.Size([4, st.transform.n_params])] * 2
+        outs, params = st.forward_heads(torch.rand(4, 1, 16, 16))
+        assert len(outs) == len(params) == 2
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    def test_heads_are_independent(self, name):
+        """Each head reads its own slice of the localiser output and warps with it."""
+        st = SpatialTransformer((1, 16, 16), name, heads=2, localization="fc", loc_options={"hidden": (8,)})
+        _perturb_head(st, seed=1)
+        x = torch.rand(3, 1, 16, 16)
+        ys, thetas = st(x)
+        raw = st.localization(x).view(3, 2, -1)
+        for k in range(2):
+            torch.testing.assert_close(thetas[k], raw[:, k])
+            torch.testing.assert_close(ys[k], st.warp(x, raw[:, k].contiguous()))
+        assert not torch.allclose(thetas[0], thetas[1])
+
+    def test_transform_object(self):
+        st = SpatialTransformer((1, 16, 16), T.ThinPlateSpline(grid_size=3), localization="fc")
+        assert st.transform.n_params == 18
+        y, theta = st(torch.rand(2, 1, 16, 16))
+        assert theta.shape == (2, 18) and y.shape == (2, 1, 16, 16)
+
+    def test_warp_mode_override(self):
+        st = SpatialTransformer((1, 8, 8), "attention", out_size=(4, 4), localization="fc")
+        x = torch.rand(2, 1, 8, 8)
+        # s = 0.5: the central 4×4 pixels, exactly, with either sampler
+        p = torch.tensor([[0.5, 0.0, 0.0]]).expand(2, 3)
+        torch.testing.assert_close(st.warp(x, p), x[..., 2:6, 2:6])
+        torch.testing.assert_close(st.warp(x, p, mode="nearest"), x[..., 2:6, 2:6])
+
+    @pytest.mark.parametrize(("name", "raw", "check"), [
+        ("affine", [1.0, 0.0, 5.0, 0.0, 1.0, -5.0], lambda p: (p[:, [2, 5]].abs() < 1).all()),
+        ("attention", [0.001, 5.0, -5.0], lambda p: (p[:, 0] >= 0.1).all() and (p[:, 1:].abs() < 1).all()),
+        ("attention", [-0.001, 0.0, 0.0], lambda p: (p[:, 0] >= 0.1).all()),
+        ("projective", [1, 0, 5, 0, 1, -5, 3, -3], lambda p: (p[:, [2, 5]].abs() < 1).all() and (p[:, 6:].abs() <= 0.5).all()),
+    ])  # fmt: skip
+    def test_bound(self, name, raw, check):
+        """bound=True: translation stays in (-1, 1), attention's scale >= min_scale (0.1).
+
+        (tanh saturates to exactly 1.0 in float32 for |t| > ~9; the raw values here stay below.)
+        """
+        st = SpatialTransformer((1, 16, 16), name, localization="fc", bound=True)
+        _set_head_bias(st, raw)
+        _, theta = st(torch.rand(4, 1, 16, 16))
+        assert check(theta), theta
+        unbounded = SpatialTransformer((1, 16, 16), name, localization="fc", bound=False)
+        _set_head_bias(unbounded, raw)
+        _, theta = unbounded(torch.rand(4, 1, 16, 16))
+        assert not check(theta)
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    def test_bound_starts_at_identity(self, name):
+        st = SpatialTransformer((1, 16, 16), name, localization="fc", bound=True)
+        x = torch.rand(2, 1, 16, 16)
+        y, _ = st(x)
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+    def test_bound_attention_min_scale_option(self):
+        st = SpatialTransformer((1, 16, 16), T.Attention(min_scale=0.3), localization="fc", bound=True)
+        _set_head_bias(st, [0.05, 0.0, 0.0])
+        _, theta = st(torch.rand(2, 1, 16, 16))
+        torch.testing.assert_close(theta[:, 0], torch.full((2,), 0.3))
+
+    @pytest.mark.parametrize("name", FAMILIES)
+    @pytest.mark.parametrize(("loc", "loc_options"), LOCALIZERS)
+    @pytest.mark.parametrize("bound", [False, True])
+    def test_gradients_reach_localisation(self, name, loc, loc_options, bound):
+        st = SpatialTransformer(
+            (1, 16, 16), name, out_size=(12, 12), localization=loc, loc_options=loc_options, bound=bound
+        )
+        x = torch.rand(4, 1, 16, 16)
+        target = torch.rand(4, 1, 12, 12)
+        # At initialisation the head's weights are zero, so only the head gets a gradient.
+        y, _ = st(x)
+        (y - target).square().mean().backward()
+        assert st.localization.head.weight.grad.abs().sum() > 0
+        assert st.localization.head.bias.grad.abs().sum() > 0
+        # Once the head has moved, the gradient flows through it into every layer of the body.
+        st.zero_grad()
+        _perturb_head(st)
+        y, _ = st(x)
+        (y - target).square().mean().backward()
+        for pname, param in st.named_parameters():
+            assert param.grad is not None and param.grad.abs().sum() > 0, pname
+
+    def test_gradcheck(self):
+        """float64 end to end: input → localiser → θ → grid → sampler."""
+        torch.manual_seed(0)
+        st = SpatialTransformer((1, 6, 6), "affine", out_size=(4, 5), localization="fc", loc_options={"hidden": (4,)})
+        _perturb_head(st, std=0.1)
+        st = st.double()
+        x = torch.rand(2, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda x: st(x)[0], (x,))
+
+    def test_bad_heads(self):
+        with pytest.raises(ValueError, match=r"heads must be >= 1, got 0"):
+            SpatialTransformer((1, 16, 16), heads=0)
+
+    def test_unknown_transform(self):
+        with pytest.raises(ValueError, match=r"Unknown transform 'tsp'\. Known: affine, attention, projective, tps"):
+            SpatialTransformer((1, 16, 16), "tsp")
+
+    def test_unknown_localizer(self):
+        with pytest.raises(ValueError, match=r"Unknown localisation net 'rnn'\. Known: cnn, fc\."):
+            SpatialTransformer((1, 16, 16), localization="rnn")
+
+    def test_wrong_input_size(self):
+        st = SpatialTransformer((1, 16, 16), localization="fc")
+        with pytest.raises(RuntimeError):
+            st(torch.rand(2, 1, 12, 12))
+
+    @CUDA
+    @pytest.mark.parametrize("name", FAMILIES)
+    def test_cuda_matches_cpu(self, name):
+        st = SpatialTransformer((1, 16, 16), name, localization="cnn", loc_options={"channels": 4, "hidden": 8})
+        _perturb_head(st)
+        x = torch.rand(2, 1, 16, 16)
+        y_cpu, t_cpu = st(x)
+        st.cuda()
+        y_gpu, t_gpu = st(x.cuda())
+        assert y_gpu.is_cuda
+        torch.testing.assert_close(t_gpu.cpu(), t_cpu, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(y_gpu.cpu(), y_cpu, atol=1e-4, rtol=1e-4)
+
+
+class TestLocalizers:
+    @pytest.mark.parametrize("in_shape", [(1, 28, 28), (3, 42, 60), (1, 14, 14)])
+    def test_cnn_shapes(self, in_shape):
+        net = CNNLocalizer(in_shape, 6)
+        assert net(torch.zeros(3, *in_shape)).shape == (3, 6)
+        assert isinstance(net.head, nn.Linear) and net.head.out_features == 6
+
+    def test_cnn_paper_sizes(self):
+        net = CNNLocalizer((1, 28, 28), 6)
+        convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+        assert [(c.out_channels, c.kernel_size) for c in convs] == [(20, (5, 5)), (20, (5, 5))]
+        assert net.head.in_features == 50
+
+    def test_cnn_too_small(self):
+        with pytest.raises(ValueError, match=r"CNNLocalizer: input 10x10 too small for two 5x5 convs"):
+            CNNLocalizer((1, 10, 10), 6)
+
+    def test_fc_shapes(self):
+        net = FCLocalizer((2, 9, 7), 3, hidden=(10, 5))
+        assert net(torch.zeros(4, 2, 9, 7)).shape == (4, 3)
+        assert net.head.in_features == 5
+        assert FCLocalizer((1, 9, 7), 3, hidden=()).head.in_features == 63
+
+    def test_build(self):
+        assert isinstance(build_localizer("cnn", (1, 28, 28), 6), CNNLocalizer)
+        fc = build_localizer("fc", (1, 28, 28), 6, hidden=[12])  # a list from a JSON config
+        assert isinstance(fc, FCLocalizer) and fc.head.in_features == 12
+        with pytest.raises(ValueError, match=r"Unknown localisation net 'mlp'\. Known: cnn, fc\."):
+            build_localizer("mlp", (1, 28, 28), 6)

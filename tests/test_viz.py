@@ -1,0 +1,238 @@
+"""stn.viz: the app's figures. Geometry against the library's own grids, conventions (pixel
+coordinates, anticlockwise rotations), and the figure dicts' structure (cheap, JSON-able, sized)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stn import viz
+from stn.sampling import bilinear_taps, sample
+from stn.transforms import compose_affine, control_points, decompose_affine, get
+
+FAMILIES = [("affine", {}), ("attention", {}), ("projective", {}), ("tps", {"grid_size": 4}), ("tps", {"grid_size": 3})]
+
+
+def _params(name: str, options: dict, seed: int = 0) -> torch.Tensor:
+    t = get(name, **options)
+    g = torch.Generator().manual_seed(seed)
+    p = t.identity(1, dtype=torch.float64) + 0.15 * torch.randn(1, t.n_params, generator=g, dtype=torch.float64)
+    if name == "projective":
+        p[:, 6:] *= 0.3
+    return p
+
+
+class TestMapPoints:
+    @pytest.mark.parametrize("name,options", FAMILIES, ids=[f"{n}{o.get('grid_size', '')}" for n, o in FAMILIES])
+    def test_matches_transform_grid(self, name, options):
+        t = get(name, **options)
+        p = _params(name, options)
+        grid = t.grid(p, (9, 13)).reshape(-1, 2).numpy()
+        mapped = viz.map_points(t, p[0].numpy(), viz.sample_points((9, 13)))
+        np.testing.assert_allclose(mapped, grid, atol=1e-6)
+
+    def test_accepts_a_family_name(self):
+        out = viz.map_points("affine", [1, 0, 0.5, 0, 1, 0], np.array([[0.0, 0.0], [1.0, -1.0]]))
+        np.testing.assert_allclose(out, [[0.5, 0.0], [1.5, -1.0]])
+
+    def test_tps_control_points_land_on_their_targets(self):
+        p = _params("tps", {"grid_size": 4})
+        out = viz.map_points(get("tps", grid_size=4), p[0].numpy(), control_points(4, dtype=torch.float64).numpy())
+        np.testing.assert_allclose(out, p.view(-1, 2).numpy(), atol=1e-9)
+
+    def test_sample_points_are_pixel_centres(self):
+        pts = viz.sample_points((2, 4))
+        assert pts.shape == (8, 2)
+        np.testing.assert_allclose(pts[:4, 0], [-0.75, -0.25, 0.25, 0.75])
+        np.testing.assert_allclose(pts[::4, 1], [-0.5, 0.5])
+
+
+class TestReading:
+    @pytest.mark.parametrize("rot,sx,sy,shear,tx,ty", [(0, 1, 1, 0, 0, 0), (30, 0.8, 0.6, 0.1, 0.2, -0.3), (-120, 1.2, -0.7, -0.3, 0.5, 0.1)])
+    def test_round_trip(self, rot, sx, sy, shear, tx, ty):
+        theta = viz.theta_from_reading(rot, sx, sy, shear, tx, ty)
+        r = viz.affine_reading("affine", theta)
+        assert r == pytest.approx({"rotation": rot, "scale_x": sx, "scale_y": sy, "shear": shear, "tx": tx, "ty": ty}, abs=1e-5)
+
+    def test_rotation_is_anticlockwise_on_screen(self):
+        """A digit drawn 30° anticlockwise (stn.data._place) is read upright by a grid turned +30°."""
+        from stn.data import _place
+
+        digit = torch.zeros(1, 1, 28, 28)
+        digit[0, 0, 4:24, 13:15] = 1.0  # a vertical bar
+        digit[0, 0, 4:6, 13:20] = 1.0  # with a flag to the right at the top
+        turned = _place(digit, (28, 28), torch.tensor([30.0]), torch.ones(1), torch.zeros(1, 2))
+        theta = torch.tensor([viz.theta_from_reading(30, 1, 1, 0, 0, 0)])
+        back = sample(turned, get("affine").grid(theta, (28, 28)))
+        wrong = sample(turned, get("affine").grid(torch.tensor([viz.theta_from_reading(-30, 1, 1, 0, 0, 0)]), (28, 28)))
+        assert F.mse_loss(back, digit) < 0.25 * F.mse_loss(wrong, digit)
+
+    def test_library_convention_is_the_opposite_sign(self):
+        assert viz.affine_reading("affine", compose_affine(25.0).reshape(-1).tolist())["rotation"] == pytest.approx(-25.0)
+        assert decompose_affine(torch.tensor(viz.theta_from_reading(25, 1, 1, 0, 0, 0))).rotation_deg == pytest.approx(-25.0, abs=1e-4)
+
+    def test_attention_projective_tps(self):
+        assert viz.affine_reading("attention", [0.5, 0.1, -0.2]) == {
+            "rotation": 0.0, "scale_x": 0.5, "scale_y": 0.5, "shear": 0.0, "tx": 0.1, "ty": -0.2}
+        r = viz.affine_reading("projective", viz.theta_from_reading(10, 1, 1, 0, 0, 0) + [0.1, 0.0])
+        assert r["rotation"] == pytest.approx(10)
+        assert viz.affine_reading("tps", [0.0] * 32) is None
+
+
+class TestGridFigure:
+    @pytest.mark.parametrize("name,options", FAMILIES[:4], ids=[n for n, _ in FAMILIES[:4]])
+    def test_structure(self, name, options):
+        p = _params(name, options)[0].numpy()
+        fig = viz.grid_figure(np.random.rand(42, 42), get(name, **options), [p], (28, 28), height=333)
+        json.dumps(fig)  # plain data, no numpy
+        names = [t["name"] for t in fig["data"] if "name" in t]
+        assert names[:3] == ["input", "head 1 grid", "head 1 region"]
+        assert fig["layout"]["height"] == 333
+        assert fig["layout"]["yaxis"]["scaleanchor"] == "x"  # square pixels
+        assert fig["layout"]["yaxis"]["range"][0] > fig["layout"]["yaxis"]["range"][1]  # y points down
+        grid = next(t for t in fig["data"] if t["name"] == "head 1 grid")
+        assert "reads input" in grid["hovertemplate"]
+        assert len(grid["x"]) == len(grid["customdata"])
+        if name == "tps":
+            assert any(t["name"] == "head 1 control points" for t in fig["data"])
+        if name == "projective":
+            assert any(t["name"] == "head 1 corners" for t in fig["data"])
+
+    def test_region_outline_is_in_pixels(self):
+        """The identity's sampled region is the canvas outline, ``[-0.5, W-0.5]``."""
+        fig = viz.grid_figure(np.zeros((20, 40)), "affine", [[1, 0, 0, 0, 1, 0]], (10, 10))
+        ring = next(t for t in fig["data"] if t["name"] == "head 1 region")
+        assert min(ring["x"]) == pytest.approx(-0.5) and max(ring["x"]) == pytest.approx(39.5)
+        assert min(ring["y"]) == pytest.approx(-0.5) and max(ring["y"]) == pytest.approx(19.5)
+        corner = next(t for t in fig["data"] if t["name"] == "head 1 top-left")
+        assert (corner["x"][0], corner["y"][0]) == pytest.approx((-0.5, -0.5))
+
+    def test_one_colour_per_head(self):
+        fig = viz.grid_figure(np.zeros((42, 84)), "affine", [[0.5, 0, -0.5, 0, 1, 0], [0.5, 0, 0.5, 0, 1, 0]], (28, 28))
+        regions = [t for t in fig["data"] if t["name"].endswith("region")]
+        assert [r["line"]["color"] for r in regions] == [viz.head_color(0), viz.head_color(1)]
+
+    def test_cnn_has_no_grid(self):
+        fig = viz.grid_figure(np.zeros((28, 28)), None, [])
+        assert [t["name"] for t in fig["data"]] == ["input"]
+        assert "no transformer" in fig["layout"]["annotations"][0]["text"]
+
+    def test_is_cheap(self):
+        import time
+
+        p = _params("tps", {"grid_size": 4})[0].numpy()
+        t = get("tps", grid_size=4)
+        viz.grid_figure(np.zeros((56, 56)), t, [p])
+        start = time.perf_counter()
+        for _ in range(5):
+            viz.grid_figure(np.zeros((56, 56)), t, [p])
+        assert (time.perf_counter() - start) / 5 < 0.25  # a few ms on an idle core; generous for CI
+
+
+class TestCrops:
+    def test_upscale_keeps_pixels(self):
+        up = viz.upscale(np.array([[0, 1], [2, 3]]), 3)
+        assert up.shape == (6, 6) and (up[:3, :3] == 0).all() and (up[3:, 3:] == 3).all()
+
+    def test_crops_image(self):
+        a = np.zeros((28, 28))
+        b = np.ones((28, 28))
+        img = viz.crops_image([a, b], target=224, border=4, gap=16)
+        assert img.shape == (232, 232 * 2 + 16, 4) and img.dtype == np.uint8
+        assert (img[:, 232:248, 3] == 0).all()  # the gap is transparent
+        assert tuple(img[0, 0, :3]) == tuple(int(viz.HEAD_COLORS[0][i : i + 2], 16) for i in (1, 3, 5))
+        assert (img[4:228, 4:228, :3] == 0).all() and (img[4:228, 252:476, :3] == 255).all()
+
+    def test_mark(self):
+        img = viz.crops_image([np.zeros((28, 28))], mark=(0, 0))
+        assert tuple(img[4, 4, :3]) == (255, 40, 40)
+
+
+class TestThetaHtml:
+    def test_affine(self):
+        html = viz.theta_html("affine", [viz.theta_from_reading(30, 0.5, 0.5, 0, 0.25, 0)], (56, 56))
+        assert "stn-matrix" in html and "30.0° anticlockwise" in html and "7.0" in html  # 0.25 · 56/2 px
+
+    def test_each_family(self):
+        assert "isotropic" in viz.theta_html("attention", [[0.5, 0.1, 0.2]], (60, 60))
+        assert "top-left corner" in viz.theta_html("projective", [[1, 0, 0, 0, 1, 0, 0, 0]], (28, 28))
+        tps = viz.theta_html("tps", [control_points(4).reshape(-1).tolist()], (28, 28), {"grid_size": 4})
+        assert "4×4 control points" in tps and tps.count("<td") == 16
+        assert "plain CNN" in viz.theta_html(None, [], (28, 28))
+
+    def test_two_heads_are_labelled(self):
+        html = viz.theta_html("affine", [[1, 0, 0, 0, 1, 0]] * 2, (42, 84))
+        assert "head 1" in html and "head 2" in html
+
+    def test_no_negative_zero(self):
+        assert "−0.000" not in viz.theta_html("affine", [[1, -1e-7, 0, 0, 1, -1e-9]], (28, 28))
+
+
+class TestKernel:
+    def _setup(self):
+        g = torch.Generator().manual_seed(1)
+        img = torch.rand(1, 1, 12, 16, generator=g)
+        theta = torch.tensor([viz.theta_from_reading(20, 0.6, 0.7, 0.1, 0.1, -0.2)])
+        grid = get("affine").grid(theta, (8, 8))
+        return img, grid
+
+    @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+    def test_formula_value_is_grid_sample(self, mode):
+        img, grid = self._setup()
+        out = sample(img, grid, mode=mode)
+        for r, c in [(0, 0), (3, 5), (7, 7)]:
+            pt = tuple(grid[0, r, c].tolist())
+            taps = viz.nearest_tap(pt, (12, 16)) if mode == "nearest" else bilinear_taps(pt, (12, 16))
+            recon = sum(w * float(img[0, 0, rr, cc]) for rr, cc, w in taps)
+            assert recon == pytest.approx(float(out[0, 0, r, c]), abs=1e-5)
+            text = viz.kernel_formula(img[0, 0].numpy(), pt, mode, (r, c))
+            value = float(re.search(r"= (-?[0-9.]+)\$\$", text).group(1))
+            assert value == pytest.approx(float(out[0, 0, r, c]), abs=2e-3)
+            assert f"row {r}, col {c}" in text
+
+    def test_kernel_figure(self):
+        img, grid = self._setup()
+        fig = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "bilinear")
+        json.dumps(fig)
+        weights = [t["text"][0] for t in fig["data"] if t.get("mode") == "text" and t.get("text", [""])[0].startswith("<b>w=")]
+        assert len(weights) == 4
+        assert sum(float(w[5:-4]) for w in weights) == pytest.approx(1.0, abs=0.02)
+        assert "xaxis2" in fig["layout"]
+        nearest = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "nearest")
+        assert sum(1 for t in nearest["data"] if t.get("mode") == "text" and t.get("text", [""])[0].startswith("<b>w=")) == 1
+
+    def test_outside_reads_padding(self):
+        assert viz.nearest_tap((5.0, 5.0), (10, 10)) == []
+        assert "outside the input" in viz.kernel_formula(np.zeros((10, 10)), (5.0, 5.0), "bilinear", (0, 0))
+
+
+class TestCharts:
+    def test_rotation_figure(self):
+        a = list(range(-180, 181, 20))
+        fig = viz.rotation_figure(a, a, test_median=a, test_band=(a, a), trained=(-45, 45), current=30)
+        json.dumps(fig)
+        assert [t["name"] for t in fig["data"]] == ["perfect", "test digits (quartiles)", "test digits (median)", "this input"]
+        assert len(fig["layout"]["shapes"]) == 2 and fig["layout"]["height"] > 0
+
+    def test_accuracy_figure(self):
+        fig = viz.accuracy_figure([-90, 0, 90], {"st": [0.5, 1.0, 0.5], "cnn": [0.2, 0.9, 0.2]}, n=100)
+        assert [t["y"] for t in fig["data"]] == [[50.0, 100.0, 50.0], [20.0, 90.0, 20.0]]
+        assert "100 test digits" in fig["layout"]["yaxis"]["title"]["text"]
+
+
+def test_table1_puts_ours_beside_the_paper():
+    cards = [
+        {"name": "rts-affine", "dataset": {"name": "rts"}, "config": {"transform": "affine"}, "metrics": {"test_error": 0.0083}},
+        {"name": "rts-cnn", "dataset": {"name": "rts"}, "config": {"transform": None}, "metrics": {"test_error": 0.0176}},
+        {"name": "wild-affine", "dataset": {"name": "wild"}, "config": {"transform": "affine"}, "metrics": {"test_error": 0.02}},
+    ]
+    html = viz.table1_html(cards)
+    assert "0.5 / <b" in html and "0.83</b>" in html and "0.8 / <b" in html and "1.76</b>" in html
+    assert "<th>WILD</th>" in html
+    assert math.isclose(viz.PAPER_TABLE1["ST-CNN TPS"]["e"], 1.1)

@@ -1,0 +1,167 @@
+"""The "Watch it learn" tab: its event functions called directly, and the tab served and driven by gradio_client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from gradio.components.plot import PlotData
+
+from stn.live import LiveManager, LiveSettings
+from webui import watch_tab
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    """A throwaway zoo: an affine model and the CNN baseline, a few steps each, with their replays."""
+    from stn.cli import main
+
+    d = tmp_path_factory.mktemp("zoo")
+    for args in (
+        ["--dataset", "rts", "--steps", "6", "--name", "w-affine"],
+        ["--dataset", "rts", "--transform", "none", "--steps", "3", "--name", "w-cnn"],
+    ):
+        assert main(["train", *args, "--batch-size", "16", "--data", "bundled", "--models-dir", str(d), "--quiet"]) == 0
+    # a card without a replay file is not offered
+    (d / "no-replay.json").write_text((d / "w-cnn.json").read_text().replace("w-cnn.replay", "gone.replay"))
+    (d / "no-replay.safetensors").write_bytes((d / "w-cnn.safetensors").read_bytes())
+    return d
+
+
+@pytest.fixture
+def zoo(zoo_dir, monkeypatch):
+    monkeypatch.setenv("STN_MODELS", str(zoo_dir))
+    monkeypatch.setattr(watch_tab, "MANAGER", LiveManager(max_runs=1))
+    monkeypatch.setattr(watch_tab, "DEFAULT_LIVE", LiveSettings(batch_size=16))  # keep the test runs short
+    return zoo_dir
+
+
+class FakeRequest:
+    def __init__(self, session: str) -> None:
+        self.session_hash = session
+
+
+def _figure(p) -> dict:
+    assert isinstance(p, PlotData) and p.type == "plotly"
+    return json.loads(p.plot)
+
+
+class TestReplayEvents:
+    def test_choices_are_models_with_a_replay(self, zoo) -> None:
+        assert watch_tab.replay_choices() == ["w-affine", "w-cnn"]
+
+    def test_show_and_render(self, zoo) -> None:
+        slider, probe, crops, curve, info = watch_tab.show_replay("w-affine")
+        assert slider["maximum"] == 6 and slider["value"] == 0 and "every 1 training steps" in slider["label"]
+        assert len(_figure(probe)["data"]) == 4 and crops.dtype == np.uint8
+        assert "step 0 of 6" in info and "centring" in info
+        probe, crops, curve, info = watch_tab.render_replay("w-affine", 6)
+        assert "step 6 of 6" in info and "training loss" in info
+        assert _figure(curve)["layout"]["shapes"][0]["x0"] == 6
+        probe, crops, curve, info = watch_tab.render_replay("w-affine", 99)  # clamped to the last snapshot
+        assert "snapshot 7/7" in info
+
+    def test_cnn_baseline_has_no_grid(self, zoo) -> None:
+        probe, crops, _curve, info = watch_tab.render_replay("w-cnn", 1)
+        assert [t["mode"] for t in _figure(probe)["data"]] == ["text"] and "CNN baseline" in info
+        assert crops.shape[0] == crops.shape[1]
+
+    def test_no_model(self, zoo) -> None:
+        _slider, *_rest, info = watch_tab.show_replay(None)
+        assert "No zoo model has a replay yet" in info
+        assert watch_tab.render_replay(None, 0) == (None, None, None, "")
+
+    def test_unknown_model_is_a_clear_error(self, zoo) -> None:
+        with pytest.raises(gr.Error, match="No replay for 'nope'"):
+            watch_tab.render_replay("nope", 0)
+
+    def test_play_advances_the_slider(self, zoo, monkeypatch) -> None:
+        monkeypatch.setattr(watch_tab, "PLAY_INTERVAL", 0.0)
+
+        async def collect(index):
+            return [frame async for frame in watch_tab.play_replay("w-affine", index)]
+
+        frames = asyncio.run(collect(3))
+        assert [f[0] for f in frames] == [3, 4, 5, 6]
+        assert [f[0] for f in asyncio.run(collect(6))][:2] == [0, 1]  # at the end: plays from the start
+
+    def test_load_lists_the_zoo(self, zoo) -> None:
+        dropdown, _slider, *_frame = watch_tab._on_load("gone")
+        assert dropdown["choices"] == ["w-affine", "w-cnn"] and dropdown["value"] == "w-affine"
+
+
+class TestLiveEvents:
+    def test_streams_several_updates(self, zoo) -> None:
+        outs = list(watch_tab.train_live("affine", "rts", 50, "3e-3", 0, None, FakeRequest("s1")))
+        assert len(outs) >= 3
+        run, status, _probe, crops, curve, start, stop = outs[-1]
+        assert run.trainer.step_count == 50 and "**Done:** affine on RTS, step 50 of 50" in status
+        assert start["interactive"] is True and stop["interactive"] is False
+        assert outs[0][6]["interactive"] is True  # Stop is live while training
+        assert len(_figure(curve)["data"][0]["x"]) == 50 and crops.ndim == 3
+        assert watch_tab.MANAGER.active() == 0  # the slot is free again
+
+    def test_cap_reached_message(self, zoo) -> None:
+        held = watch_tab.MANAGER.start("someone-else", LiveSettings(steps=10))
+        try:
+            outs = list(watch_tab.train_live("affine", "rts", 50, "3e-3", 0, None, FakeRequest("s2")))
+        finally:
+            watch_tab.MANAGER.release("someone-else", held)
+        assert len(outs) == 1
+        run, status, *_, start, _stop = outs[0]
+        assert run is None and "The server is busy" in status and start["interactive"] is True
+
+    def test_bad_settings(self, zoo) -> None:
+        (out,) = list(watch_tab.train_live("warp", "rts", 50, "3e-3", 0, None, FakeRequest("s3")))
+        assert "Unknown transform 'warp'" in out[1]
+
+    def test_stop(self, zoo) -> None:
+        gen = watch_tab.train_live("affine", "rts", 1000, "3e-3", 0, None, FakeRequest("s4"))
+        run = next(gen)[0]
+        status, start, _stop = watch_tab.stop_live(run, FakeRequest("s4"))
+        assert "**Stopped:** affine on RTS, step 0 of 1,000" in status and start["interactive"] is True
+        last = list(gen)[-1]
+        assert "**Stopped:**" in last[1] and run.trainer.step_count < 1000
+        assert watch_tab.stop_live(None, FakeRequest("nobody"))[0] == "No training run to stop."
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_tab_served_and_driven_by_gradio_client(zoo, tmp_path, monkeypatch) -> None:
+    from gradio_client import Client
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    with gr.Blocks() as demo, gr.Tab("Watch it learn"):
+        watch_tab.build_watch_tab()
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+        assert {"/replay_model", "/replay_frame", "/replay_play", "/train_live", "/stop_live"} <= set(api)
+
+        probe, _crops, _curve, info = client.predict("w-affine", 6, api_name="/replay_frame")
+        assert "step 6 of 6" in info and json.loads(probe["plot"])["layout"]["height"] == 380
+
+        job = client.submit("affine", "rts", 50, "3e-3", 0, api_name="/train_live")
+        outs = job.result(timeout=600) and job.outputs()
+        assert len(outs) >= 3, f"only {len(outs)} updates streamed"
+        statuses = [o[0] for o in outs]
+        assert "**Done:**" in statuses[-1] and "step 50 of 50" in statuses[-1]
+
+        played = client.submit("w-affine", 0, api_name="/replay_play")
+        played.result(timeout=120)
+        assert [o[0] for o in played.outputs()][-1] == 6
+    finally:
+        demo.close()

@@ -1,0 +1,457 @@
+"""The "Watch it learn" tab: a training replay of every zoo model, and live training in the browser.
+
+``build_watch_tab()`` creates the tab's components inside the caller's current ``gr.Tab`` and
+wires its events. The event functions are plain module functions, testable without a browser.
+
+Concurrency: the live-training event has its own ``concurrency_id`` and an explicit limit a
+little above :class:`stn.live.LiveManager`'s cap, so that a visitor over the cap gets the
+"busy" message at once instead of waiting in the queue; training steps run with one intra-op
+thread (see :mod:`stn.live`). Replay events are light and unlimited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from gradio.components.plot import PlotData
+
+from stn.data import DATASETS
+from stn.live import LIVE_DATASETS, MAX_STEPS, LiveBusy, LiveManager, LiveRun, LiveSettings, LiveUpdate, ink_offset
+from stn.replay import Replay, load_replay
+from stn.training_viz import ProbeView, crops_mosaic, curve_figure, with_step_marker
+from stn.transforms import names as transform_names
+from stn.zoo import list_models, load_card, load_model, models_dir
+
+__all__ = [
+    "MANAGER",
+    "build_watch_tab",
+    "play_replay",
+    "render_replay",
+    "replay_choices",
+    "show_replay",
+    "stop_live",
+    "train_live",
+]
+
+MANAGER = LiveManager()  # the server's live runs (cap: stn.live.default_max_runs())
+PLAY_INTERVAL = 0.3  # seconds per replay frame
+LOC_LRS = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"]
+DEFAULT_LIVE = LiveSettings()
+
+BUNDLED_NOTE = (
+    "Live runs train on the **4,000 MNIST training digits bundled with this Space** "
+    "(`assets/mnist-subset.npz`, a compressed subset of MNIST, CC BY-SA 3.0), distorted afresh on "
+    "every batch; the 16 probe images come from the bundled test digits. "
+)
+
+
+def _plot(fig: dict) -> PlotData:
+    """A plotly dict figure for ``gr.Plot`` (skips plotly's slow validation)."""
+    return PlotData(type="plotly", plot=json.dumps(fig, separators=(",", ":")))
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.0f}%"
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@dataclass
+class _ReplayBundle:
+    name: str
+    card: dict
+    replay: Replay
+    model: object
+    view: ProbeView
+    curve: dict  # base curve figure, the marker is added per frame
+    centring_start: float
+
+
+_BUNDLES: dict[tuple[str, str, float], _ReplayBundle] = {}
+_BUNDLES_LOCK = threading.Lock()
+
+
+def _replay_path(name: str, directory: Path | None = None) -> Path | None:
+    d = directory or models_dir()
+    try:
+        card = load_card(name, d)
+    except (ValueError, OSError, json.JSONDecodeError):
+        return None
+    rel = card.get("replay")
+    path = d / rel if rel else d / f"{name}.replay.safetensors"
+    return path if path.exists() else None
+
+
+def replay_choices(directory: Path | None = None) -> list[str]:
+    """Zoo models that ship a replay file, sorted."""
+    return [n for n in list_models(directory) if _replay_path(n, directory) is not None]
+
+
+def _bundle(name: str) -> _ReplayBundle:
+    d = models_dir()
+    path = _replay_path(name, d)
+    if path is None:
+        raise gr.Error(
+            f"No replay for {name!r}: the zoo has replays for {', '.join(replay_choices()) or 'no model yet'}."
+        )
+    key = (str(d), name, path.stat().st_mtime)
+    with _BUNDLES_LOCK:
+        if key in _BUNDLES:
+            return _BUNDLES[key]
+    card = load_card(name, d)
+    rep = load_replay(path)
+    model = load_model(name, device="cpu", directory=d)
+    view = ProbeView(rep.probe, rep.probe_labels)
+    total = int(rep.steps[-1]) if len(rep.steps) else 1
+    curve = curve_figure(rep.curve_step.tolist(), rep.curve_loss.tolist(), rep.curve_acc.tolist(), total_steps=total)
+    start = ink_offset(rep.crops(model, 0)) if rep.params.numel() else float("nan")
+    bundle = _ReplayBundle(name, card, rep, model, view, curve, start)
+    with _BUNDLES_LOCK:
+        _BUNDLES[key] = bundle
+    return bundle
+
+
+def _replay_frame(name: str, index: int) -> tuple[PlotData, np.ndarray, PlotData, str]:
+    b = _bundle(name)
+    rep = b.replay
+    n = len(rep.steps)
+    i = int(min(max(int(index or 0), 0), n - 1))
+    step = int(rep.steps[i])
+    has_st = rep.params.numel() > 0 and b.model.st is not None
+    params = [rep.params[i, k] for k in range(rep.params.shape[1])] if has_st else []
+    transform = b.model.st.transform if has_st else None
+    probe = _plot(b.view.figure(transform, params, rep.labels[i]))
+    crops = rep.crops(b.model, i)
+    mosaic = crops_mosaic(crops)
+    curve = _plot(with_step_marker(b.curve, step))
+    # the curve is sampled on its own steps: read it at the nearest point
+    cs = rep.curve_step
+    j = int((cs - step).abs().argmin()) if len(cs) else None
+    loss = float(rep.curve_loss[j]) if j is not None and step > 0 else None
+    acc = float(rep.curve_acc[j]) if j is not None and step > 0 else None
+    truth = rep.probe_labels.view(len(rep.probe_labels), -1)
+    spelled = truth[:, 0].clone()
+    for k in range(1, truth.shape[1]):
+        spelled = spelled * 10 + truth[:, k]
+    correct = int((rep.labels[i] == spelled).sum())
+    total = int(rep.steps[-1])
+    parts = [f"**{name}**: step {step:,} of {total:,} (snapshot {i + 1}/{n})"]
+    if step > 0:
+        parts.append(f"training loss {loss:.3f}, accuracy {_pct(acc)}")
+    parts.append(f"probe images read right: {correct}/{len(spelled)}")
+    if has_st:
+        parts.append(
+            f"centring {ink_offset(crops):.2f} (identity: {b.centring_start:.2f}; 0 = digit centred in its crop)"
+        )
+    else:
+        parts.append("CNN baseline: no transformer, the classifier sees the whole image")
+    return probe, mosaic, curve, " · ".join(parts)
+
+
+def show_replay(name: str | None):
+    """Model picked: reset the slider to its snapshots and show the first one."""
+    if not name:
+        msg = "No zoo model has a replay yet: they are recorded by `python -m stn train` (models/NAME.replay.safetensors)."
+        return gr.update(value=0, maximum=1), None, None, None, msg
+    b = _bundle(name)
+    n = len(b.replay.steps)
+    every = int(b.replay.steps[1] - b.replay.steps[0]) if n > 1 else 0
+    probe, mosaic, curve, info = _replay_frame(name, 0)
+    slider = gr.update(
+        value=0,
+        minimum=0,
+        maximum=max(n - 1, 1),
+        step=1,
+        label=f"Snapshot (one every {every:,} training steps)" if every else "Snapshot",
+    )
+    desc = b.card.get("description", "")
+    return slider, probe, mosaic, curve, f"{info}  \n{desc}"
+
+
+def render_replay(name: str | None, index: float):
+    """Slider moved: the frame at snapshot ``index``."""
+    if not name:
+        return None, None, None, ""
+    return _replay_frame(name, int(index))
+
+
+async def play_replay(name: str | None, index: float):
+    """Play: advance the slider one snapshot every ``PLAY_INTERVAL`` s, from ``index`` (or from the start if at the end)."""
+    if not name:
+        return
+    b = await asyncio.to_thread(_bundle, name)
+    n = len(b.replay.steps)
+    start = int(index or 0)
+    start = 0 if start >= n - 1 else start
+    for i in range(start, n):
+        frame = await asyncio.to_thread(_replay_frame, name, i)
+        yield (i, *frame)
+        await asyncio.sleep(PLAY_INTERVAL)
+
+
+# --------------------------------------------------------------------------- live training
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
+
+
+def _live_status(u: LiveUpdate, run: LiveRun) -> str:
+    s = run.settings
+    head = {
+        "running": "Training",
+        "done": "Done:",
+        "stopped": "Stopped:",
+        "timeout": f"Time limit ({s.max_seconds:.0f} s) reached:",
+    }[u.status]
+    parts = [
+        f"**{head}** {s.transform} on {s.dataset.upper()}, step {u.step:,} of {u.total_steps:,}",
+        f"{u.steps_per_second:.1f} steps/s" if u.step else "building",
+        f"{u.elapsed:.0f} s",
+    ]
+    if u.loss is not None:
+        parts.append(f"loss {u.loss:.3f}, accuracy {_pct(u.acc)}")
+    parts.append(f"probe {u.probe_correct}/{len(u.labels)} right")
+    if u.crops:
+        parts.append(f"centring {u.centring:.2f} (identity {u.centring_start:.2f}; 0 = centred)")
+    return " · ".join(parts)
+
+
+def _live_frame(u: LiveUpdate, run: LiveRun, view: ProbeView):
+    probe = _plot(view.figure(run.transform, u.params, u.labels))
+    mosaic = crops_mosaic(u.crops) if u.crops else None
+    curve = _plot(
+        curve_figure(u.curve["step"], u.curve["loss"], u.curve["acc"], current=u.step, total_steps=u.total_steps)
+    )
+    return probe, mosaic, curve
+
+
+def train_live(
+    transform: str,
+    dataset: str,
+    steps: float,
+    loc_lr: str | float,
+    seed: float | None,
+    run: LiveRun | None = None,
+    request: gr.Request | None = None,
+):
+    """Start a live run and stream its updates.
+
+    Yields ``(run state, status, probe figure, crops, curve, start button, stop button)``.
+    """
+    session = _session(request)
+    busy = (gr.update(), gr.update(), gr.update())
+    try:
+        settings = replace(
+            DEFAULT_LIVE,
+            dataset=dataset,
+            transform=transform,
+            steps=int(steps),
+            loc_lr=float(loc_lr),
+            seed=int(seed or 0),
+        ).checked()
+    except (TypeError, ValueError) as exc:
+        yield run, f"⚠️ {exc}", *busy, gr.update(interactive=True), gr.update(interactive=False)
+        return
+    try:
+        live = MANAGER.start(session, settings)
+    except LiveBusy as exc:
+        gr.Warning(str(exc))
+        yield run, f"⚠️ {exc}", *busy, gr.update(interactive=True), gr.update(interactive=False)
+        return
+    try:
+        view = ProbeView(live.probe.cpu(), live.probe_labels)
+        for u in live.updates():
+            running = not u.finished
+            yield (
+                live,
+                _live_status(u, live),
+                *_live_frame(u, live, view),
+                gr.update(interactive=not running),
+                gr.update(interactive=running),
+            )
+    finally:  # also when Gradio closes the generator (Stop, or the visitor left)
+        live.stop()
+        MANAGER.release(session, live)
+
+
+def stop_live(run: LiveRun | None = None, request: gr.Request | None = None):
+    """Stop this session's run (the training event is also cancelled); re-enables Start."""
+    stopped = False
+    if run is not None:
+        run.stop()
+        stopped = True
+    stopped = MANAGER.stop(_session(request)) or stopped
+    if stopped and run is not None and run.last is not None:
+        msg = _live_status(replace(run.last, status="stopped"), run)
+    else:
+        msg = "No training run to stop."
+    return msg, gr.update(interactive=True), gr.update(interactive=False)
+
+
+def _stop_on_close(run: LiveRun | None) -> None:
+    if run is not None:
+        run.stop()
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def build_watch_tab() -> None:
+    """Create the tab's components in the current ``gr.Tab``/``gr.Blocks`` context and wire the events."""
+    choices = replay_choices()
+    gr.Markdown(
+        "## Watch a spatial transformer learn where to look\n"
+        "Each probe image shows the **sampling grid** of the transformer: the region that becomes the "
+        "crop the classifier reads (one colour per head; the cross is where the crop's centre reads). At the "
+        "start of training the grid is the whole image (the identity); as the network learns, it moves, turns "
+        "and shrinks onto the digit, and the crops on the right straighten and fill up. Labels in the corners "
+        "are the model's readings (green right, red wrong)."
+    )
+    with gr.Group():
+        gr.Markdown("### Training replay of a zoo model")
+        with gr.Row(equal_height=True):
+            model = gr.Dropdown(
+                choices=choices,
+                value=choices[0] if choices else None,
+                label="Model",
+                scale=2,
+                allow_custom_value=False,
+            )
+            try:
+                n_snap = len(_bundle(choices[0]).replay.steps) if choices else 2
+            except Exception:  # noqa: BLE001 -- a broken replay must not keep the app from starting
+                n_snap = 2
+            slider = gr.Slider(0, max(n_snap - 1, 1), value=0, step=1, label="Snapshot", scale=4)
+            play = gr.Button("▶ Play", scale=1, min_width=90)
+            pause = gr.Button("⏸ Pause", scale=1, min_width=90)
+        replay_info = gr.Markdown(
+            "" if choices else "No zoo model has a replay yet: they appear as `python -m stn train` finishes."
+        )
+        with gr.Row():
+            replay_probe = gr.Plot(label="Probe images and sampling grids", show_label=True, scale=3)
+            replay_crops = gr.Image(
+                label="Crops (what the classifier sees)",
+                format="png",
+                height=380,
+                interactive=False,
+                scale=2,
+                elem_classes=["stn-pixelated"],
+            )
+        replay_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
+
+    replay_outputs = [replay_probe, replay_crops, replay_curve, replay_info]
+    model.change(
+        show_replay,
+        model,
+        [slider, *replay_outputs],
+        api_name="replay_model",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    slider.input(
+        render_replay,
+        [model, slider],
+        replay_outputs,
+        api_name="replay_frame",
+        concurrency_limit=None,
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
+    playing = play.click(
+        play_replay,
+        [model, slider],
+        [slider, *replay_outputs],
+        api_name="replay_play",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    pause.click(None, cancels=[playing], api_visibility="private", concurrency_limit=None)
+
+    # live training
+    with gr.Group():
+        gr.Markdown(
+            "### Train it yourself\n"
+            + BUNDLED_NOTE
+            + f"Affine on RTS finds the digits within about a minute on a 2-core CPU (faster on a GPU). "
+            f"One run per visitor, at most {MANAGER.max_runs} at a time on this server."
+        )
+        with gr.Row():
+            transform = gr.Dropdown(transform_names(), value=DEFAULT_LIVE.transform, label="Transform family")
+            dataset = gr.Dropdown(
+                [(f"{d.upper()}: {DATASETS[d].description}", d) for d in LIVE_DATASETS],
+                value=DEFAULT_LIVE.dataset,
+                label="Dataset",
+            )
+            steps = gr.Slider(
+                50,
+                MAX_STEPS,
+                value=DEFAULT_LIVE.steps,
+                step=50,
+                label=f"Training steps (batches of {DEFAULT_LIVE.batch_size})",
+            )
+            loc_lr = gr.Dropdown(
+                LOC_LRS, value="1e-3", label="Localisation-net learning rate", info="the zoo trains it at 3e-4"
+            )
+            seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+        with gr.Row():
+            start = gr.Button("Start training", variant="primary")
+            stop = gr.Button("Stop", variant="stop", interactive=False)
+        live_status = gr.Markdown("")
+        with gr.Row():
+            live_probe = gr.Plot(label="Probe images and sampling grids", scale=3)
+            live_crops = gr.Image(
+                label="Crops", format="png", height=380, interactive=False, scale=2, elem_classes=["stn-pixelated"]
+            )
+        live_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
+    run_state = gr.State(None, delete_callback=_stop_on_close)
+
+    training = start.click(
+        train_live,
+        [transform, dataset, steps, loc_lr, seed, run_state],
+        [run_state, live_status, live_probe, live_crops, live_curve, start, stop],
+        api_name="train_live",
+        concurrency_limit=MANAGER.max_runs + 2,  # over the cap: answered at once with the busy message
+        concurrency_id="stn-live-training",
+        show_progress="hidden",
+    )
+    stop.click(
+        stop_live,
+        [run_state],
+        [live_status, start, stop],
+        api_name="stop_live",
+        cancels=[training],
+        concurrency_limit=None,
+    )
+
+    root = gr.context.Context.root_block
+    if root is not None:  # the zoo fills up while the server runs: list its replays on each page load
+        root.load(
+            _on_load,
+            model,
+            [model, slider, *replay_outputs],
+            api_name="replay_models",
+            concurrency_limit=None,
+            show_progress="hidden",
+        )
+
+
+def _on_load(current: str | None):
+    """Page load: the current list of replays, and the first frame of the selected one."""
+    names = replay_choices()
+    value = current if current in names else (names[0] if names else None)
+    return gr.update(choices=names, value=value), *show_replay(value)
+
+
+if __name__ == "__main__":
+    with gr.Blocks(title="stn: watch it learn") as demo, gr.Tab("Watch it learn"):
+        build_watch_tab()
+    demo.queue().launch(server_port=int(os.environ.get("PORT", "7860")))
