@@ -374,16 +374,12 @@ def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_di
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import gradio
     import torch
+
+    from stn.train import cpu_name
+
+    cpu = cpu_name()
 
     return f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__}, gradio {gradio.__version__}"
 

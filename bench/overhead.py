@@ -23,7 +23,6 @@ import datetime as _dt
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stn.model import ModelConfig, STClassifier
+from stn.train import cpu_name
 
 CANVASES = {"r": (28, 28), "rts": (42, 42), "wild": (56, 56)}
 
@@ -43,15 +43,7 @@ CANVASES = {"r": (28, 28), "rts": (42, 42), "wild": (56, 56)}
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}; torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; torch {torch.__version__}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads; torch {torch.__version__}"
 
 
 def _sync(device: torch.device) -> None:

@@ -17,17 +17,6 @@ FAMILIES = ["affine", "attention", "projective", "tps"]
 LOCALIZERS = [("cnn", {"channels": 4, "hidden": 8}), ("fc", {"hidden": (16,)})]
 
 
-@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
-def dtype(request) -> torch.dtype:
-    return request.param
-
-
-# CUDA joins the device fixture where it exists; the CUDA-only tests below are marked skipif.
-@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-def device(request) -> torch.device:
-    return torch.device(request.param)
-
-
 def _perturb_head(st: SpatialTransformer, std: float = 0.05, seed: int = 0) -> None:
     """Move the localiser's last layer off its zero initialisation (as training would)."""
     g = torch.Generator().manual_seed(seed)

@@ -26,17 +26,6 @@ SIZES = [(7, 7), (8, 8), (5, 9)]  # odd, even, non-square
 FAMILIES = ["affine", "attention", "projective", "tps"]
 
 
-@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
-def dtype(request) -> torch.dtype:
-    return request.param
-
-
-# CUDA joins the device fixture where it exists; the CUDA-only tests below are marked skipif.
-@pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-def device(request) -> torch.device:
-    return torch.device(request.param)
-
-
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype) -> None:
     torch.testing.assert_close(actual, expected, atol=TOL[dtype], rtol=0)
 
