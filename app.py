@@ -465,7 +465,7 @@ def kernel_view(session: Session | None, head: str | None, mode: str, row: float
                            np.stack([dense[::-1], np.ones_like(dense)], 1), np.stack([-np.ones_like(dense), dense[::-1]], 1)])
     ring = viz.map_points(t, p, edge)
     ring_px = np.stack([((ring[:, 0] + 1) * info.input_size[1] - 1) / 2, ((ring[:, 1] + 1) * info.input_size[0] - 1) / 2], 1)
-    fig = viz.kernel_figure(res.input, (float(pt[0]), float(pt[1])), mode, region=[ring_px], height=_plot_height(info.input_size, 520, 260, 380))
+    fig = viz.kernel_figure(res.input, (float(pt[0]), float(pt[1])), mode, region=[ring_px], height=_plot_height(info.input_size, 520, 240, 320))
     image = viz.crops_image([crop], target=KN_TARGET, border=KN_BORDER, colors=[viz.head_color(k)], mark=(r, c))
     formula = viz.kernel_formula(res.input, (float(pt[0]), float(pt[1])), mode, (r, c), k)
     value = float(crop[r, c])
@@ -711,6 +711,7 @@ CSS = """
 .stn-head { font-weight: 600; margin-top: 6px; }
 .stn-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: -1px; }
 .stn-scroll { overflow-x: auto; }
+#kn-formula .katex-display, #kn-formula p { overflow-x: auto; overflow-y: hidden; }
 .stn-cards, .stn-table1 { border-collapse: collapse; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
 .stn-cards td, .stn-cards th, .stn-table1 td, .stn-table1 th { padding: 4px 10px; border-bottom: 1px solid var(--border-color-primary); text-align: left; white-space: nowrap; }
 .stn-ours-good b { color: #1f9d55; }
@@ -835,7 +836,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
                                        height=260, elem_id="kn-crop")
                 with gr.Column(scale=4, min_width=300):
                     kn_plot = gr.Plot(label="Source point and the pixels it reads (right: zoom)", elem_id="kn-plot")
-                    kn_formula = gr.Markdown(latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                    kn_formula = gr.Markdown(elem_id="kn-formula", latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                                {"left": "$", "right": "$", "display": False}])
 
         # ------------------------------------------------------------------ invariance
@@ -876,7 +877,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
         with gr.Tab("About", id="about"):
             gr.Markdown(PAPER)
             gr.Markdown("### Table 1, reproduced\nTest error (%) on distorted MNIST: **the paper / ours** "
-                        "(ours in bold where a model of that row was trained on that task; hover for its name). "
+                        "(ours in bold where a model of that row was trained on that task, green where it is at or below the paper's; "
+                        "hover for the model's name). "
                         "R: rotated, RTS: rotated-translated-scaled, P: projective, E: elastic, TC: translated and cluttered "
                         "(the paper's TC numbers are from §4.1's text).")
             gr.HTML(f'<div class="stn-scroll">{viz.table1_html(list(ENGINE.cards.values()))}</div>')

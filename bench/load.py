@@ -338,6 +338,8 @@ def run_phase(server: Server, images: list[Path], n: int, clients: int, model: s
 
 def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_dir: Path) -> dict:
     script, env = TARGETS[name]
+    if name == "app" and args.app:
+        script = args.app
     if not (REPO / script).exists():
         raise FileNotFoundError(f"{script} is not there")
     env = dict(env)
@@ -446,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name sent to predict (default: the app's default)")
     ap.add_argument("--images", type=Path, default=None, help="folder of example images (default: assets/examples, else MNIST digits on paper)")
     ap.add_argument("--floor-input", choices=["image", "file"], default=None, help="input component of the floor app")
+    ap.add_argument("--app", default=None, help="script to run as the app target (default app.py): to compare app variants")
     ap.add_argument("--quick", action="store_true", help="20 + 100 requests: check that it all runs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
@@ -463,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         args.n_images = len(images)
         results = []
         for name in targets:
-            print(f"{name}: starting {TARGETS[name][0]} ...", file=sys.stderr, flush=True)
+            print(f"{name}: starting {args.app if name == 'app' and args.app else TARGETS[name][0]} ...", file=sys.stderr, flush=True)
             try:
                 results.append(bench_target(name, images, args, tmp))
             except (RuntimeError, FileNotFoundError) as exc:

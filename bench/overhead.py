@@ -268,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["st", "predict", "all"], default="all")
     ap.add_argument("--datasets", default="r,rts,wild", help="canvases for the overhead table")
     ap.add_argument("--batches", default="1,256")
-    ap.add_argument("--rounds", type=int, default=7, help="timing rounds per model (median)")
-    ap.add_argument("--budget", type=float, default=256 * 6, help="images per timing round (sets iterations)")
+    ap.add_argument("--rounds", type=int, default=5, help="timing rounds per model (median)")
+    ap.add_argument("--budget", type=float, default=512, help="images per timing round (sets iterations)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1, as app.py serves; 0 = torch's choice, which spins and stalls on shared cores)")
     ap.add_argument("--images", type=int, default=30, help="upload-style images for the predict breakdown")
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args.datasets = args.datasets.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
     if args.quick:
-        args.rounds, args.budget, args.images, args.repeat = 3, 256 * 2, 12, 1
+        args.rounds, args.budget, args.images, args.repeat = 3, 256, 12, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [torch.device(args.device)] if args.device else [torch.device("cpu")] + (
