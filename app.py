@@ -22,10 +22,11 @@ import logging
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -35,7 +36,6 @@ from PIL import Image
 
 from stn import viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
-from stn.zoo import DEFAULT_MODEL
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
     import spaces  # type: ignore[import-not-found]
@@ -86,7 +86,7 @@ def raw_file_input(component: gr.Image) -> gr.Image:
             return str(payload.path)
         try:
             return stock(payload)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to decode is the same answer to the user
             raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
 
     component.preprocess = preprocess  # type: ignore[method-assign]
@@ -111,7 +111,7 @@ def user_errors(fn: Callable) -> Callable:
             raise gr.Error(str(exc), title="Cannot read the image") from None
         except UnknownModelError as exc:
             raise gr.Error(str(exc), title="Unknown model") from None
-        except Exception as exc:  # never a traceback in the browser
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the browser
             log.error("%s failed: %s", fn.__name__, traceback.format_exc())
             raise gr.Error(f"Something went wrong while reading this image ({type(exc).__name__}); please try another one.") from None
 
@@ -132,7 +132,7 @@ def _pct(p: float) -> str:
 
 def _plot_height(size: tuple[int, int], width: int = 440, lo: int = 220, hi: int = 400) -> int:
     h, w = size
-    return int(min(hi, max(lo, width * h / w + 12)))
+    return int(min(hi, max(lo, width * h / w + 40)))
 
 
 def _model_label(name: str) -> str:
@@ -188,7 +188,7 @@ def _main_outputs(result: Result) -> tuple:
     )
     theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
     if result.baseline is not None:
-        baseline = gr.update(value=result.baseline.top(3), visible=True, label=f"The plain CNN {result.baseline.model} on the same input")
+        baseline = gr.update(value=result.baseline.top(3), visible=True, label=f"Plain CNN ({result.baseline.model})")
     else:  # no CNN trained on this task in the zoo (or the model is itself the CNN)
         baseline = gr.update(value=None, visible=False)
     return (_summary(result), _plot(fig), _crops(result), result.reading.top(), baseline, theta, result.to_json())
@@ -490,7 +490,7 @@ def kernel_click(session: Session | None, head: str | None, mode: str, evt: gr.S
     if session is None or not session.result.info.has_transformer:
         return (gr.skip(),) * 5
     h, w = session.result.info.crop_size
-    f = max(1, int(round(KN_TARGET / max(h, w))))
+    f = max(1, round(KN_TARGET / max(h, w)))
     x, y = evt.index[0], evt.index[1]
     c = int(min(max((x - KN_BORDER) // f, 0), w - 1))
     r = int(min(max((y - KN_BORDER) // f, 0), h - 1))
@@ -679,7 +679,7 @@ def cache_examples() -> None:
     for i in range(len(EXAMPLES)):
         try:
             example_outputs(i)
-        except Exception:  # an example that fails shows its error when clicked
+        except Exception:
             log.exception("example %s failed", EXAMPLES[i][0])
 
 
@@ -697,6 +697,8 @@ def load_example(evt: gr.SelectData) -> tuple:
 
 CSS = """
 .stn-pixelated img, .stn-pixelated canvas { image-rendering: pixelated; }
+.stn-pixelated img { object-fit: contain !important; max-width: 100% !important; width: 100%; height: 100%; }
+#stn-crops img, #pg-crop img, #inv-crop img { padding: 3px; box-sizing: border-box; }  /* keep the frames' edges */
 #stn-upload img { image-rendering: pixelated; min-width: 60%; min-height: 60%; object-fit: contain; }
 #stn-examples .caption-label, #stn-examples figcaption { font-size: 0.75rem; white-space: normal; }
 .stn-theta { font-size: 0.92rem; line-height: 1.35; }
@@ -720,6 +722,7 @@ CSS = """
 @media (max-width: 640px) {
   .stn-matrix td { padding: 2px 5px; }
   #stn-header p { font-size: 0.9rem; }
+  #kn-formula .katex-display { font-size: 0.78em; }
 }
 """
 
@@ -767,10 +770,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
                 with gr.Column(scale=7, min_width=320):
                     summary = gr.Markdown(elem_id="stn-summary")
                     with gr.Row(equal_height=False):
-                        grid_plot = gr.Plot(label="Where the transformer looks: its sampling grid on the input", min_width=300, scale=3,
+                        grid_plot = gr.Plot(label="Where it looks: the sampling grid", min_width=300, scale=3,
                                             elem_id="stn-grid")
                         with gr.Column(scale=2, min_width=240):
-                            crops_img = gr.Image(label="What it reads: the rectified crop (one per head)", format="png", interactive=False,
+                            crops_img = gr.Image(label="What it reads: the crop", format="png", interactive=False,
                                                  elem_id="stn-crops", elem_classes=["stn-pixelated"], height=250, buttons=["fullscreen"])
                             label_out = gr.Label(num_top_classes=5, label="Prediction (top 5)", elem_id="stn-label")
                     with gr.Row(equal_height=False):
@@ -778,7 +781,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
                             gr.Markdown("**θ and its reading**")
                             theta_out = gr.HTML(elem_id="stn-theta")
                         with gr.Column(scale=2, min_width=240):
-                            baseline_out = gr.Label(num_top_classes=3, label="The plain CNN on the same input", elem_id="stn-baseline")
+                            baseline_out = gr.Label(num_top_classes=3, label="Plain CNN, same input", elem_id="stn-baseline")
                     with gr.Accordion("API answer (JSON)", open=False):
                         json_out = gr.JSON(label="What the predict endpoint returns", elem_id="stn-json")
             main_outputs = [summary, grid_plot, crops_img, label_out, baseline_out, theta_out, json_out]
@@ -830,12 +833,12 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
                 with gr.Column(scale=2, min_width=260):
                     kn_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
                     kn_mode = gr.Radio(["bilinear", "nearest"], value="bilinear", label="Sampling kernel")
-                    kn_row = gr.Slider(0, 27, value=14, step=1, label="output row")
-                    kn_col = gr.Slider(0, 27, value=14, step=1, label="output column")
+                    kn_row = gr.Slider(0, 27, value=14, step=1, label="output row", elem_id="kn-row")
+                    kn_col = gr.Slider(0, 27, value=14, step=1, label="output column", elem_id="kn-col")
                     kn_crop = gr.Image(label="The crop (click a pixel)", format="png", interactive=False, elem_classes=["stn-pixelated"],
                                        height=260, elem_id="kn-crop")
                 with gr.Column(scale=4, min_width=300):
-                    kn_plot = gr.Plot(label="Source point and the pixels it reads (right: zoom)", elem_id="kn-plot")
+                    kn_plot = gr.Plot(label="Source point; right: the pixels it reads, red weights", elem_id="kn-plot")
                     kn_formula = gr.Markdown(elem_id="kn-formula", latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                                                {"left": "$", "right": "$", "display": False}])
 
@@ -854,13 +857,14 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
                 with gr.Column(scale=3, min_width=300):
                     inv_plot = gr.Plot(label="The moved input and the sampling grid", elem_id="inv-grid")
                 with gr.Column(scale=2, min_width=240):
-                    inv_crop = gr.Image(label="The crop", format="png", interactive=False, elem_classes=["stn-pixelated"], height=250)
+                    inv_crop = gr.Image(label="The crop", format="png", interactive=False, elem_classes=["stn-pixelated"], height=250,
+                                        elem_id="inv-crop")
                     inv_label = gr.Label(num_top_classes=3, label="The transformer reads")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=300):
-                    inv_chart = gr.Plot(label="Recovered rotation against the input's rotation", elem_id="inv-rot-chart")
+                    inv_chart = gr.Plot(label="Rotation the transformer undoes", elem_id="inv-rot-chart")
                 with gr.Column(min_width=300):
-                    acc_chart = gr.Plot(label="Accuracy over the rotation sweep: ST-CNN against the plain CNN", elem_id="inv-acc-chart")
+                    acc_chart = gr.Plot(label="Accuracy: ST-CNN and plain CNN", elem_id="inv-acc-chart")
                     acc_note = gr.Markdown()
                     acc_btn = gr.Button("Compute the accuracy sweep", size="sm")
 

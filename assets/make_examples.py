@@ -32,7 +32,7 @@ from PIL import Image, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stn.data import load_mnist, test_set  # noqa: E402
+from stn.data import load_mnist, test_set
 
 OUT = ROOT / "assets" / "examples"
 

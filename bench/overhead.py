@@ -6,6 +6,8 @@
    (inference) and forward+backward (training). Also the ST alone (localisation net, grid,
    sampler), and the ST-CNN over its own classifier on the crop. The two models of a pair are
    timed interleaved, so a busy machine slows both alike; each figure is the median of rounds.
+   On the CPU with one torch thread (the default, as the app serves) the clock is the process's
+   CPU time, which leaves out the time spent waiting for a core on a shared machine.
 2. **predict end to end**: decode, pre-processing, inference, the baseline CNN's reading and the
    figures the app draws (:mod:`stn.viz`), per image, for real upload-style images; so we know
    where time goes.
@@ -80,16 +82,19 @@ def _time_pair(models: dict[str, torch.nn.Module], inputs: dict[str, torch.Tenso
         for _ in range(max(2, iters // 5)):  # warm-up (allocator, oneDNN kernels, cuDNN autotune)
             _step(m, inputs[_input_key(m, models)], backward)
             m.zero_grad(set_to_none=True)
+    # On the CPU, the process's CPU time: on a shared machine it leaves out the time spent waiting
+    # for a core (with one torch thread, CPU time is the work done). On a GPU, wall time.
+    clock = time.perf_counter if device.type == "cuda" or torch.get_num_threads() > 1 else time.process_time
     times: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(rounds):
         for k, m in models.items():
             x = inputs[_input_key(m, models)]
             _sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(iters):
                 _step(m, x, backward)
             _sync(device)
-            times[k].append((time.perf_counter() - t0) / iters)
+            times[k].append((clock() - t0) / iters)
             m.zero_grad(set_to_none=True)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import threading
@@ -33,7 +34,7 @@ from stn.transforms import Transform
 from stn.viz import affine_reading, map_points, sample_points
 from stn.zoo import DEFAULT_MODEL, UnknownModelError, baseline_for, list_models, load_card, load_model, models_dir
 
-__all__ = ["ModelInfo", "Reading", "Result", "Engine", "ImageError", "UnknownModelError", "fit_affine", "TRAIN_ROTATION"]
+__all__ = ["TRAIN_ROTATION", "Engine", "ImageError", "ModelInfo", "Reading", "Result", "UnknownModelError", "fit_affine"]
 
 TOP_K = 5
 # Rotation range (± degrees) each dataset is trained on (stn.data): shaded on the invariance charts.
@@ -381,8 +382,8 @@ class Engine:
             for m in todo:
                 try:
                     self.accuracy_sweep(m)
-                except Exception:  # a sweep is a nicety; never take the server down for it
-                    pass
+                except Exception:
+                    logging.getLogger(__name__).warning("accuracy sweep of %s failed", m, exc_info=True)
 
         thread = threading.Thread(target=run, name="stn-sweeps", daemon=True)
         thread.start()
@@ -439,7 +440,7 @@ def _rotations(transform: Transform, params: np.ndarray, out_size: tuple[int, in
     rot = []
     for p in params:
         theta = p if transform.name == "affine" else fit_affine(transform, p)
-        a, b, c, d = theta[0], theta[1], theta[3], theta[4]
+        a, c = theta[0], theta[3]
         rot.append(-math.degrees(math.atan2(c, a)))  # as stn.transforms.decompose_affine, anticlockwise
     return np.asarray(rot)
 

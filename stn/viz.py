@@ -41,22 +41,22 @@ from stn.transforms import (
 
 __all__ = [
     "HEAD_COLORS",
-    "head_color",
-    "map_points",
-    "sample_points",
+    "PAPER_TABLE1",
+    "accuracy_figure",
     "affine_reading",
-    "theta_from_reading",
-    "grid_figure",
-    "upscale",
     "crops_image",
-    "theta_html",
-    "nearest_tap",
+    "grid_figure",
+    "head_color",
     "kernel_figure",
     "kernel_formula",
+    "map_points",
+    "nearest_tap",
     "rotation_figure",
-    "accuracy_figure",
+    "sample_points",
     "table1_html",
-    "PAPER_TABLE1",
+    "theta_from_reading",
+    "theta_html",
+    "upscale",
 ]
 
 # One colour per transformer head; readable on a black canvas, a white page and a dark theme.
@@ -362,7 +362,8 @@ def grid_figure(
         })
     stack = np.concatenate(allpts)
     xaxis, yaxis = _image_axes(size, stack.min(0), stack.max(0))
-    layout = _layout(height, xaxis=xaxis, yaxis=yaxis, annotations=annotations, hovermode="closest")
+    layout = _layout(height, xaxis=xaxis, yaxis=yaxis, annotations=annotations, hovermode="closest",
+                     margin={"l": 6, "r": 6, "t": 34, "b": 6})  # room for the UI's label above the canvas
     return {"data": data, "layout": layout, "config": PLOT_CONFIG}
 
 
@@ -397,7 +398,7 @@ def crops_image(
     tiles = []
     for k, crop in enumerate(crops):
         crop = np.asarray(crop, dtype=np.float64)
-        f = max(1, int(round(target / max(crop.shape))))
+        f = max(1, round(target / max(crop.shape)))
         grey = upscale(_to_u8(crop), f)
         h, w = grey.shape
         tile = np.zeros((h + 2 * border, w + 2 * border, 4), dtype=np.uint8)
@@ -434,7 +435,7 @@ def _fmt(v: float, digits: int = 3) -> str:
     if abs(v) < 0.5 * 10**-digits:
         v = 0.0  # no "-0.000"
     s = f"{v:+.{digits}f}"
-    return "\u2212" + s[1:] if s.startswith("-") else s[1:] if s.startswith("+") else s
+    return "\u2212" + s[1:] if s.startswith("-") else s.removeprefix("+")
 
 
 def _matrix(rows: list[list[float]]) -> str:
@@ -485,7 +486,7 @@ def theta_html(transform: str | None, params: Sequence[Sequence[float]], in_size
             body += _kv([(f"{n} corner", f"({_fmt(c[0], 1)}, {_fmt(c[1], 1)}) px") for n, c in zip(names, corners)]
                         + [("perspective", f"({_fmt(p[6])}, {_fmt(p[7])})")])
         elif transform == "tps":
-            k_side = int(round(math.sqrt(len(p) // 2)))
+            k_side = round(math.sqrt(len(p) // 2))
             rest = control_points(k_side).double().numpy()
             tgt = np.asarray(p, dtype=np.float64).reshape(-1, 2)
             d = (tgt - rest) * np.array([w / 2, h / 2])
@@ -534,9 +535,9 @@ def kernel_figure(
     """Where one output pixel reads the input: its source point and the pixels that feed it.
 
     Left: the whole input with the sampled region and the source point. Right: a zoom on the
-    ``2·radius`` × ``2·radius`` pixels around it, each labelled with its value; the taps of the kernel
-    (4 for bilinear, 1 for nearest) are outlined and labelled with their weights, with a line
-    from the source point to each.
+    ``2·radius`` × ``2·radius`` pixels around it, each labelled with its value (bottom); the taps of
+    the kernel (4 for bilinear, 1 for nearest) are outlined in red and labelled with their weights
+    (top, red), with a line from the source point to each.
 
     Args:
         image: ``(H, W)`` input in [0, 1].
@@ -573,7 +574,7 @@ def kernel_figure(
             texts_y.append(rr + 0.28)
             texts.append(f"{img[rr, cc]:.2f}")
     data.append({"type": "scatter", "mode": "text", "xaxis": "x2", "yaxis": "y2", "x": texts_x, "y": texts_y, "text": texts,
-                 "textfont": {"size": 10, "color": [("#000000" if img[int(round(y - 0.28)), x] > 0.55 else "#d0d4da") for x, y in zip(texts_x, texts_y)]},
+                 "textfont": {"size": 10, "color": [("#000000" if img[round(y - 0.28), x] > 0.55 else "#d0d4da") for x, y in zip(texts_x, texts_y)]},
                  "hoverinfo": "skip"})
     for row, col, wgt in taps:
         data.append({"type": "scatter", "mode": "lines", "xaxis": "x2", "yaxis": "y2", "hoverinfo": "skip",
@@ -582,7 +583,7 @@ def kernel_figure(
         data.append({"type": "scatter", "mode": "lines", "xaxis": "x2", "yaxis": "y2", "hoverinfo": "skip",
                      "x": [round(sx, 3), col], "y": [round(sy, 3), row], "line": {"color": "#ff2d2d", "width": 1, "dash": "dot"}})
         data.append({"type": "scatter", "mode": "text", "xaxis": "x2", "yaxis": "y2", "x": [col], "y": [row - 0.2],
-                     "text": [f"<b>w={wgt:.2f}</b>"], "textfont": {"size": 11, "color": "#ff5a5a"},
+                     "text": [f"<b>{wgt:.2f}</b>"], "textfont": {"size": 11, "color": "#ff5a5a"}, "name": "weight",
                      "hovertemplate": f"U[{row},{col}] = {img[row, col]:.3f}, weight {wgt:.3f}<extra></extra>"})
     data.append({"type": "scatter", "mode": "markers", "xaxis": "x2", "yaxis": "y2", "x": [round(sx, 3)], "y": [round(sy, 3)],
                  "marker": {"color": "#ff2d2d", "size": 12, "symbol": "x"},
@@ -595,7 +596,8 @@ def kernel_figure(
     xa2 = {**xa, "range": [c0 - 0.5, c1 - 0.5], "domain": [0.52, 1.0], "anchor": "y2"}
     ya2 = {**ya, "range": [r1 - 0.5, r0 - 0.5], "scaleanchor": "x2", "anchor": "x2"}
     xa = {**xa, "domain": [0.0, 0.46]}
-    layout = _layout(height, xaxis=xa, yaxis=ya, xaxis2=xa2, yaxis2=ya2, hovermode="closest")
+    layout = _layout(height, xaxis=xa, yaxis=ya, xaxis2=xa2, yaxis2=ya2, hovermode="closest",
+                     margin={"l": 6, "r": 6, "t": 34, "b": 6})
     return {"data": data, "layout": layout, "config": PLOT_CONFIG}
 
 
@@ -640,7 +642,7 @@ def _chart_layout(height: int, xtitle: str, ytitle: str, **extra: object) -> dic
     axis = {"gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, "linecolor": GRID_COLOR, "fixedrange": True}
     return _layout(
         height,
-        margin={"l": 56, "r": 12, "t": 40, "b": 100},
+        margin={"l": 56, "r": 12, "t": 52, "b": 100},
         showlegend=True,
         legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 11}},
         xaxis={**axis, "title": {"text": xtitle}},

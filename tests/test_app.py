@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import importlib.util
-import io
 import json
 import os
 import socket
@@ -223,7 +222,7 @@ def test_playground(tiny, tmp_path, name):
     cx, cy = reset[11]["value"], reset[12]["value"]
     # the predicted θ, unchanged, reads what the model read
     same = tiny.playground_update(session, params, "head 1", *vals.values(), 1, cx, cy)
-    assert list(same[4])[0] == list(reset[16])[0]
+    assert next(iter(same[4])) == next(iter(reset[16]))
     np.testing.assert_allclose(same[1][0], params[0], atol=2e-3)
     head = "head 2" if info.heads > 1 else "head 1"
     k = 1 if info.heads > 1 else 0
@@ -263,7 +262,7 @@ def test_kernel(tiny, tmp_path, name):
         return
     assert reset[0]["value"] == 14 and reset[0]["maximum"] == 27
     for mode in ("bilinear", "nearest"):
-        plot, image, formula = tiny.kernel_view(session, "head 1", mode, 3, 20)
+        _, _, formula = tiny.kernel_view(session, "head 1", mode, 3, 20)
         assert "row 3, col 20" in formula and ("eq. 5" in formula if mode == "bilinear" else "eq. 4" in formula)
         value = float(formula.split("The crop's pixel holds **")[1].split("**")[0])
         crop = tiny.ENGINE.warp(name, session.result.input, session.result.reading.params[0], mode)
@@ -371,7 +370,7 @@ def _odd_files(tmp_path: Path) -> dict[str, Path]:
     base = Image.open(digit_png(tmp_path / "base.png", 96, 3)).convert("L")
     files = {}
     p = tmp_path / "grey16.png"
-    Image.fromarray((np.asarray(base, dtype=np.uint16) * 257)).save(p)
+    Image.fromarray(np.asarray(base, dtype=np.uint16) * 257).save(p)
     files["16-bit"] = p
     p = tmp_path / "cmyk.jpg"
     base.convert("CMYK").save(p)

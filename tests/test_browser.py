@@ -149,7 +149,20 @@ def test_teaching_tabs_render(url, browser_context):
     expect(page.locator("#pg-crop img")).to_be_visible()
     page.get_by_role("tab", name="Sampling kernel").click()
     expect(page.locator("#kn-plot .js-plotly-plot")).to_be_visible()
-    expect(page.locator("#kn-crop img")).to_be_visible()
+    crop = page.locator("#kn-crop img")
+    expect(crop).to_be_visible()
+    # click output pixel (row 3, col 20) of the crop: the sliders and the formula follow
+    h, w = app.ENGINE.info[app.EXAMPLES[0][1]].crop_size
+    f = max(1, round(app.KN_TARGET / max(h, w)))
+    nat_w, nat_h = w * f + 2 * app.KN_BORDER, h * f + 2 * app.KN_BORDER
+    box = crop.bounding_box()
+    s = min(box["width"] / nat_w, box["height"] / nat_h)
+    x = box["x"] + (box["width"] - nat_w * s) / 2 + (app.KN_BORDER + 20 * f + f / 2) * s
+    y = box["y"] + (box["height"] - nat_h * s) / 2 + (app.KN_BORDER + 3 * f + f / 2) * s
+    page.mouse.click(x, y)
+    expect(page.locator("#kn-row input[type=number]")).to_have_value("3")
+    expect(page.locator("#kn-col input[type=number]")).to_have_value("20")
+    expect(page.locator("#kn-formula")).to_contain_text("row 3, col 20")
     page.get_by_role("tab", name="Invariance").click()
     expect(page.locator("#inv-grid .js-plotly-plot")).to_be_visible()
     expect(page.locator("#inv-rot-chart .js-plotly-plot")).to_be_visible()

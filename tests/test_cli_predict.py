@@ -17,7 +17,7 @@ from stn.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = stn.list_models()
-pytestmark = pytest.mark.skipif(not MODELS, reason=f"no models in {stn.zoo.models_dir()} yet (python -m stn train ...)")
+needs_models = pytest.mark.skipif(not MODELS, reason=f"no models in {stn.zoo.models_dir()} yet (python -m stn train ...)")
 
 
 def _digit_png(path: Path, index: int = 0, size: int = 160) -> Path:
@@ -45,6 +45,7 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stn", "predict", *args], capture_output=True, text=True, timeout=180, cwd=REPO, env=env, check=False)
 
 
+@needs_models
 @pytest.mark.parametrize("name", MODELS)
 def test_json_lines_every_model(name, files, capsys):
     """In-process for speed: one JSON object per file with the documented keys and shapes."""
@@ -72,6 +73,7 @@ def test_json_lines_every_model(name, files, capsys):
                     assert len(head) == n_params
 
 
+@needs_models
 def test_default_model_labels(files):
     if stn.DEFAULT_MODEL not in MODELS:
         pytest.skip(f"default model {stn.DEFAULT_MODEL!r} not installed")
@@ -82,6 +84,7 @@ def test_default_model_labels(files):
     assert [r["label"] for r in rows] == ["7", "2"]
 
 
+@needs_models
 def test_broken_file_among_good_ones(files):
     """Subprocess, as a user runs it: errors in line, the others predicted, exit status 1."""
     proc = _run("--json", "--model", MODELS[0], str(files["seven"]), str(files["broken"]), str(files["blank"]),
@@ -97,6 +100,7 @@ def test_broken_file_among_good_ones(files):
     assert "no such file" in rows[4]["error"]
 
 
+@needs_models
 def test_table_output(files, capsys):
     rc = main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"]), str(files["broken"])])
     captured = capsys.readouterr()
@@ -115,6 +119,7 @@ def test_unknown_model(files, capsys):
     assert "Unknown model 'rts-afine'" in err and "Known:" in err
 
 
+@needs_models
 def test_default_falls_back_with_a_note(files, tmp_path):
     """Without the default model the first listed one is used, with a note on stderr."""
     other = next((m for m in MODELS if m != stn.DEFAULT_MODEL), None)

@@ -200,12 +200,12 @@ class TestKernel:
         img, grid = self._setup()
         fig = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "bilinear")
         json.dumps(fig)
-        weights = [t["text"][0] for t in fig["data"] if t.get("mode") == "text" and t.get("text", [""])[0].startswith("<b>w=")]
+        weights = [t["text"][0] for t in fig["data"] if t.get("name") == "weight"]
         assert len(weights) == 4
-        assert sum(float(w[5:-4]) for w in weights) == pytest.approx(1.0, abs=0.02)
+        assert sum(float(w[3:-4]) for w in weights) == pytest.approx(1.0, abs=0.02)
         assert "xaxis2" in fig["layout"]
         nearest = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "nearest")
-        assert sum(1 for t in nearest["data"] if t.get("mode") == "text" and t.get("text", [""])[0].startswith("<b>w=")) == 1
+        assert sum(1 for t in nearest["data"] if t.get("name") == "weight") == 1
 
     def test_outside_reads_padding(self):
         assert viz.nearest_tap((5.0, 5.0), (10, 10)) == []
