@@ -440,7 +440,7 @@ def playground_identity(session: Session | None, head: str | None) -> tuple:
 
 # --------------------------------------------------------------------------- sampling kernel
 
-KN_TARGET = 224  # crop size on screen in the kernel view (px); also maps clicks back to pixels
+KN_TARGET = 448  # crop size in the kernel view (px): larger than shown, as Gradio maps clicks assuming no upscaling
 KN_BORDER = 4
 
 
@@ -667,11 +667,14 @@ _EXAMPLE_CACHE: dict[int, tuple] = {}
 
 
 def example_outputs(index: int) -> tuple:
-    """The main view's outputs and the session for example ``index``, computed once and cached."""
+    """The main view's outputs and the session for example ``index``, computed once and cached.
+
+    Dicts are copied on the way out: Gradio pops keys off ``gr.update`` dicts as it sends them.
+    """
     if index not in _EXAMPLE_CACHE:
         path, model = EXAMPLES[index]
         _EXAMPLE_CACHE[index] = predict(path, model)
-    return _EXAMPLE_CACHE[index]
+    return tuple(dict(o) if isinstance(o, dict) else o for o in _EXAMPLE_CACHE[index])
 
 
 def cache_examples() -> None:

@@ -36,8 +36,12 @@ from stn.data import load_mnist, test_set
 
 OUT = ROOT / "assets" / "examples"
 
-# (task, index into its fixed test set, caption): chosen by eye from the first 24 of each task
+# (task, index into its fixed test set, caption): chosen by eye from the first 24 of each task,
+# except the first two, from the first 300 Wild images: the plain CNN misreads them and the
+# transformer does not (the page opens on the first one).
 PICKS = [
+    ("wild", 124, "turned, in clutter"),
+    ("wild", 184, "small, faint"),
     ("wild", 0, "rotated"),
     ("wild", 5, "large"),
     ("wild", 12, "thick"),
@@ -55,7 +59,8 @@ PICKS = [
     ("pair", 0, "pair"),
     ("pair", 3, "pair"),
 ]
-N_FIRST = 24  # picks index the first 24 images of each fixed test set (the set depends on n)
+N_FIRST = 24  # picks index the first 24 images of each fixed test set (the set depends on n) ...
+N_WIDE = 300  # ... or, for an index of 24 or more, the first 300
 # The model family that each task's example is meant to show (the app falls back to any
 # transformer trained on the task).
 PREFERRED = {"wild": "affine", "rts": "affine", "r": "affine", "p": "projective", "e": "tps", "tc": "attention", "pair": "affine"}
@@ -115,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     for old in OUT.glob("*.png"):
         old.unlink()
     entries = []
-    sets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    sets: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
     for task, idx, caption in PICKS:
-        if task not in sets:
-            sets[task] = test_set(task, args.data, n=N_FIRST)
-        x, y = sets[task]
+        n = N_FIRST if idx < N_FIRST else N_WIDE
+        if (task, n) not in sets:
+            sets[task, n] = test_set(task, args.data, n=n)
+        x, y = sets[task, n]
         label = "".join(str(int(v)) for v in y[idx].reshape(-1))
         name = f"{task}-{idx:02d}-{label}.png"
         Image.fromarray(_u8(x[idx, 0]), "L").save(OUT / name, optimize=True)
