@@ -704,6 +704,8 @@ CSS = """
 #stn-crops img, #pg-crop img, #inv-crop img { padding: 3px; box-sizing: border-box; }  /* keep the frames' edges */
 #stn-upload img { image-rendering: pixelated; min-width: 60%; min-height: 60%; object-fit: contain; }
 #stn-examples .caption-label, #stn-examples figcaption { font-size: 0.75rem; white-space: normal; }
+#stn-examples .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
+@media (max-width: 1100px) { #stn-examples .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; } }
 .stn-theta { font-size: 0.92rem; line-height: 1.35; }
 .stn-theta table { border-collapse: collapse; margin: 4px 0 10px; font-variant-numeric: tabular-nums; width: auto; border: none; }
 .stn-theta td, .stn-theta th, .stn-theta tr { border: none !important; background: none !important; }
@@ -726,6 +728,8 @@ CSS = """
   .stn-matrix td { padding: 2px 5px; }
   #stn-header p { font-size: 0.9rem; }
   #kn-formula .katex-display { font-size: 0.78em; }
+  #stn-examples .caption-label { font-size: 0.6rem; line-height: 1.15; padding: 1px 3px; }
+  #stn-examples .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
 """
 
