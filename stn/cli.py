@@ -43,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         heads=spec.digits,
         localization=args.localization,
         bound=not args.no_bound,
+        start_scale=args.start_scale,
         digit_size=spec.digit_size,
     )
     steps_per_epoch = (args.limit or 60_000) // args.batch_size
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--loc-lr-scale", type=float, default=0.1, help="localisation net lr = lr x this")
     p.add_argument("--localization", default="cnn", choices=["cnn", "fc"])
+    p.add_argument("--start-scale", type=float, default=1.0,
+                   help="start θ at the centred window of this size instead of the identity (1.0)")
     p.add_argument("--grid-size", type=int, default=4, help="TPS control points per side")
     p.add_argument("--no-bound", action="store_true", help="do not bound θ (tanh on translation etc.)")
     p.add_argument("--seed", type=int, default=0)

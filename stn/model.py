@@ -32,6 +32,7 @@ class ModelConfig:
     localization: str = "cnn"
     loc_options: dict = field(default_factory=dict)
     bound: bool = True
+    start_scale: float = 1.0  # θ starts at the centred window of this size (1.0: identity)
     channels: tuple[int, int] = (32, 64)
     hidden: int = 256
     n_classes: int = 10
@@ -119,6 +120,7 @@ class STClassifier(nn.Module):
                 localization=config.localization,
                 loc_options=config.loc_options,
                 bound=config.bound,
+                start_scale=config.start_scale,
             )
             cls_in = (1, *config.crop_size)
         self.classifier = ConvClassifier(cls_in, config.channels, config.hidden, config.n_classes)

@@ -31,6 +31,8 @@ class SpatialTransformer(nn.Module):
         mode, padding: sampler settings, see :func:`stn.sample`.
         bound: squash θ into a safe range (tanh on translation, floor on scale) against the
             failure where θ runs away and the output goes blank.
+        start_scale: the localisation net starts at ``transform.zoom(start_scale)`` instead of
+            the identity (1.0, the paper's start): the centred window of that size.
 
     Example:
         >>> st = SpatialTransformer((1, 42, 42), "affine", out_size=(28, 28))
@@ -50,6 +52,7 @@ class SpatialTransformer(nn.Module):
         mode: Mode = "bilinear",
         padding: Padding = "zeros",
         bound: bool = False,
+        start_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if heads < 1:
@@ -66,7 +69,7 @@ class SpatialTransformer(nn.Module):
         head = self.localization.head
         nn.init.zeros_(head.weight)
         with torch.no_grad():
-            head.bias.copy_(self.transform.identity(heads).reshape(-1))
+            head.bias.copy_(self.transform.zoom(start_scale, heads).reshape(-1))
 
     def regress(self, x: torch.Tensor) -> list[torch.Tensor]:
         """θ for each head: a list of ``heads`` tensors ``(B, n_params)``."""

@@ -91,8 +91,31 @@ class Transform:
         """Parameters of the identity mapping, ``(B, n_params)``."""
         return self._identity_row().to(device=device, dtype=dtype).expand(batch_size, -1).clone()
 
+    def zoom(
+        self, scale: float, batch_size: int = 1, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """Parameters ``(B, n_params)`` of the map that reads the centred window ``scale`` times the
+        input's size: ``zoom(1.0)`` is the identity, ``zoom(0.5)`` the central half, enlarged.
+
+        A training start for inputs where the object is much smaller than the canvas (TC): the
+        crop begins at the object's resolution instead of a downsampled whole canvas.
+        """
+        if not scale > 0:
+            raise ValueError(f"{self.name}: zoom scale must be > 0, got {scale}")
+        return self._zoom_row(float(scale)).to(device=device, dtype=dtype).expand(batch_size, -1).clone()
+
     def _identity_row(self) -> torch.Tensor:
         raise NotImplementedError
+
+    def _zoom_row(self, scale: float) -> torch.Tensor:
+        # every family here maps the output box to the input linearly at the identity, so scaling
+        # the identity's linear entries (or the TPS targets) by ``scale`` reads the central window
+        row = self._identity_row().clone()
+        row[:, list(self._linear_entries(row.shape[1]))] *= scale
+        return row
+
+    def _linear_entries(self, n: int) -> tuple[int, ...]:
+        return tuple(range(n))
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel."""
@@ -131,6 +154,9 @@ class Affine(_MatrixTransform):
     def _identity_row(self) -> torch.Tensor:
         return torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]])
 
+    def _linear_entries(self, n: int) -> tuple[int, ...]:
+        return (0, 1, 3, 4)
+
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
@@ -166,6 +192,9 @@ class Attention(_MatrixTransform):
 
     def _identity_row(self) -> torch.Tensor:
         return torch.tensor([[1.0, 0.0, 0.0]])
+
+    def _linear_entries(self, n: int) -> tuple[int, ...]:
+        return (0,)
 
     def to_affine(self, params: torch.Tensor) -> torch.Tensor:
         """``(B, 3)`` attention parameters → ``(B, 6)`` affine θ."""
@@ -208,6 +237,9 @@ class Projective(_MatrixTransform):
 
     def _identity_row(self) -> torch.Tensor:
         return torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]])
+
+    def _linear_entries(self, n: int) -> tuple[int, ...]:
+        return (0, 1, 3, 4)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 8, self.name)

@@ -518,3 +518,30 @@ def test_cuda_matches_cpu(name):
     gpu = stn.sample(x.cuda(), tf.grid(p.cuda(), (5, 9)))
     assert gpu.is_cuda
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_zoom_reads_the_centred_window(name: str) -> None:
+    t = T.get(name)
+    assert torch.equal(t.zoom(1.0, 3), t.identity(3))
+    # every family is linear at the identity: zoom(s) scales every source point by s
+    ident = t.grid(t.identity(2), (9, 11))
+    torch.testing.assert_close(t.grid(t.zoom(0.5, 2), (9, 11)), 0.5 * ident, atol=1e-5, rtol=0)
+
+
+def test_zoom_half_crops_the_centre() -> None:
+    # a 4x4 input: zoom(0.5) onto a 2x2 output reads exactly the central 2x2 pixels
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    out = stn.sample(x, T.get("affine").grid(T.get("affine").zoom(0.5), (2, 2)))
+    torch.testing.assert_close(out, x[:, :, 1:3, 1:3])
+
+
+def test_zoom_rejects_non_positive_scale() -> None:
+    with pytest.raises(ValueError, match="zoom scale"):
+        T.get("attention").zoom(0.0)
+
+
+def test_transformer_starts_at_the_zoom() -> None:
+    st = stn.SpatialTransformer((1, 60, 60), "attention", out_size=(28, 28), start_scale=0.5)
+    _, theta = st(torch.rand(2, 1, 60, 60))
+    torch.testing.assert_close(theta, torch.tensor([[0.5, 0.0, 0.0]] * 2))
