@@ -11,19 +11,20 @@ this file wires components to them. Every event function is a plain module funct
 directly in ``tests/test_app.py``.
 
 Environment: ``STN_MODELS`` (the zoo, default ``models/``), ``STN_THREADS`` (CPU threads per
-request, default 1), ``STN_CONCURRENCY`` (requests served at once), and Gradio's own
-``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+request, default 1), ``STN_CONCURRENCY`` (requests served at once), ``STN_SESSIONS`` (sessions kept
+in memory, see ``SESSION_CAPACITY``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import torch
+from gradio import FileData
 from gradio.components.plot import PlotData
+from gradio.processing_utils import get_upload_folder
 from PIL import Image
 
 from stn import viz
@@ -54,6 +57,29 @@ if not ON_GPU:
     torch.set_num_threads(int(os.environ.get("STN_THREADS", "1")))
 CONCURRENCY = int(os.environ.get("STN_CONCURRENCY", "8" if ON_GPU else str(max(2, min(8, os.cpu_count() or 2)))))
 MAX_FILE_SIZE = "10mb"  # refused by the server before it is stored; preprocess caps bytes and pixels again
+
+# Sessions Gradio keeps in memory (least recently used first out). Every browser tab is one, and so is
+# every REST call made without a session_hash (curl, bench/load.py): each holds a copy of the config of
+# all the app's blocks plus the last values of its outputs (the plot JSON among them) and our `Session`,
+# about 0.35 MB once `predict` has run (bench/README.md, issue 7). Gradio's default, 10,000, lets that
+# grow to several GB; 32 bounds it to about 11 MB. (Measured on a busy 2-core machine, 620 REST calls
+# of predict: +42 MB with 32, +48 MB with 64, levelling off once the sessions are full, then about
+# 25 kB a call that is not sessions: Gradio's own, the floor app grows alike.) The price: a tab is
+# evicted once 32 other sessions have been active since its own last event (a burst of 32 API calls
+# does it; a quiet Space with a few visitors never does), and its teaching tabs then say "upload or
+# draw a digit again" (SESSION_GONE) instead of working on the last digit: one click to recover,
+# against a server whose memory is bounded. The main view's own outputs stay on the page. Raise it
+# with STN_SESSIONS on a larger machine.
+SESSION_CAPACITY = int(os.environ.get("STN_SESSIONS", "32"))
+# Gradio writes every upload and every output image into its cache folder (GRADIO_TEMP_DIR): every 15
+# minutes, delete those older than an hour (a closed tab's state lives an hour in Gradio too). Without
+# it a Space's disk fills with uploads. An upload older than that can no longer be re-read when the
+# model changes; change_model says so (UPLOAD_GONE).
+DELETE_CACHE = (900, 3600)  # (every N seconds, files older than M seconds)
+SESSION_GONE = ("**No digit to work on.** This page's session has expired (the server keeps only the most recent "
+                "sessions) or nothing has been read yet: upload or draw a digit again in *Read a digit*.")
+UPLOAD_GONE = ("The picture you read is no longer on the server (uploads are kept for an hour): "
+               "upload or draw a digit again.")
 
 ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
 DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
@@ -120,10 +146,26 @@ def user_errors(fn: Callable) -> Callable:
 
 @dataclass
 class Session:
-    """What the teaching tabs work on: the last prediction and the picture it came from."""
+    """What the teaching tabs work on: the last prediction and the picture it came from.
+
+    Gradio keeps one per session (browser tab or REST call) until the session is evicted, so it
+    holds only what the tabs use (build it with :meth:`of`): the model's name and card, the model's
+    input ``(H, W)`` and the reading's θ, label and probabilities. Not kept: the crops, the baseline's
+    reading, the pre-processing details (the figures are Gradio's own output values, never here).
+    """
 
     result: Result
-    source: Any  # a file path or a PIL image (a sketch): re-read when the model changes
+    source: str | bytes  # an upload's file path, or a sketch as PNG bytes: re-read when the model changes
+
+    @classmethod
+    def of(cls, result: Result, source: Any) -> Session:
+        """A session for ``result`` read from ``source`` (a path, PNG bytes or a PIL image)."""
+        lean = replace(result, reading=replace(result.reading, crops=[]), baseline=None, prepared=None, timings={})
+        if isinstance(source, Image.Image):  # a 400×400 RGBA sketch is 640 kB as pixels, a few kB as PNG
+            buf = io.BytesIO()
+            source.save(buf, format="PNG")
+            source = buf.getvalue()
+        return cls(lean, source)
 
 
 def _pct(p: float) -> str:
@@ -224,7 +266,7 @@ def predict(image: str | None, model: str | None) -> tuple:
         raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
     name = _resolve_model(model)
     result = _infer(image, name)
-    return (*_main_outputs(result), Session(result, image))
+    return (*_main_outputs(result), Session.of(result, image))
 
 
 def sketch_image(value: dict | None) -> Image.Image:
@@ -260,7 +302,7 @@ def predict_sketch(value: dict | None, model: str | None) -> tuple:
     img = sketch_image(value)
     name = _resolve_model(model)
     result = _infer(img, name)
-    return (*_main_outputs(result), Session(result, img))
+    return (*_main_outputs(result), Session.of(result, img))
 
 
 def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
@@ -277,11 +319,14 @@ def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
 def change_model(model: str | None, session: Session | None) -> tuple:
     """A new model: its note, and the current picture read again with it."""
     note = model_note(model)
-    if session is None:
+    if session is None:  # evicted: the view shows a picture this server no longer has
+        gr.Warning(SESSION_GONE.replace("*", ""), title="Read the digit again")
         return (note, *(gr.skip() for _ in range(N_MAIN + 1)))
+    if isinstance(session.source, str) and not Path(session.source).is_file():  # deleted with Gradio's cache
+        raise gr.Error(UPLOAD_GONE, title="Read the digit again")
     name = _resolve_model(model)
     result = _infer(session.source, name)
-    return (note, *_main_outputs(result), Session(result, session.source))
+    return (note, *_main_outputs(result), Session.of(result, session.source))
 
 
 def initial_view() -> tuple:
@@ -350,12 +395,13 @@ def _playground_view(session: Session, params: list[np.ndarray], point: int | No
 
 
 PG_EMPTY = "Read a digit in the first tab: the playground starts from the θ the transformer predicted for it."
+PG_GONE = SESSION_GONE + " The playground starts from the θ the transformer predicted for it."
 
 
 def playground_reset(session: Session | None, head: str | None = None) -> tuple:
     """Start (again) from the predicted θ: slider values and visibility, head and point choices, views."""
     if session is None or not session.result.info.has_transformer:
-        msg = PG_EMPTY if session is None else "This model is a plain CNN: there is no transformer and no θ to play with."
+        msg = PG_GONE if session is None else "This model is a plain CNN: there is no transformer and no θ to play with."
         hidden = [gr.update(visible=False)] * (len(PG_SLIDERS) + 3)
         return (gr.update(value=msg), None, *hidden, gr.update(visible=False), None, None, None, "")
     info = session.result.info
@@ -395,7 +441,9 @@ def playground_update(session: Session | None, params: list | None, head: str | 
                       scale_y: float, shear: float, tx: float, ty: float, px: float, py: float, point: float, cx: float,
                       cy: float) -> tuple:
     """A slider moved: the selected head's θ from the sliders, then grid, crop and answer."""
-    if session is None or not session.result.info.has_transformer or params is None:
+    if session is None:  # expired (the sliders show only once a digit was read)
+        return SESSION_GONE, None, None, None, None, ""
+    if not session.result.info.has_transformer or params is None:
         return (gr.skip(),) * 6
     info = session.result.info
     k = _head_index(head, info.heads)
@@ -409,6 +457,8 @@ def playground_update(session: Session | None, params: list | None, head: str | 
 
 def playground_select(session: Session | None, params: list | None, head: str | None, point: float) -> tuple:
     """Another head or control point chosen: move the sliders to its current values."""
+    if session is None:
+        gr.Warning(SESSION_GONE.replace("*", ""), title="Read the digit again")
     if session is None or params is None or not session.result.info.has_transformer:
         return (gr.skip(),) * (len(PG_SLIDERS) + 3)
     info = session.result.info
@@ -424,7 +474,9 @@ def playground_select(session: Session | None, params: list | None, head: str | 
 
 def playground_identity(session: Session | None, head: str | None) -> tuple:
     """θ of the identity for the selected head: the crop is the whole input, resized."""
-    if session is None or not session.result.info.has_transformer:
+    if session is None:
+        return (*(gr.skip(),) * (len(PG_SLIDERS) + 2), SESSION_GONE, None, None, None, None, "")
+    if not session.result.info.has_transformer:
         return (gr.skip(),) * (len(PG_SLIDERS) + 2 + 6)
     info = session.result.info
     k = _head_index(head, info.heads)
@@ -447,7 +499,7 @@ KN_BORDER = 4
 def kernel_view(session: Session | None, head: str | None, mode: str, row: float, col: float) -> tuple:
     """One output pixel of a head's crop: its source point, the input pixels feeding it and their weights."""
     if session is None:
-        return (None, None, "Read a digit in the first tab: this view explains one pixel of its crop.")
+        return (None, None, SESSION_GONE + " This view explains one pixel of its crop.")
     res = session.result
     info = res.info
     if not info.has_transformer:
@@ -487,7 +539,9 @@ def kernel_reset(session: Session | None) -> tuple:
 
 def kernel_click(session: Session | None, head: str | None, mode: str, evt: gr.SelectData) -> tuple:
     """A click on the crop picks the output pixel under it."""
-    if session is None or not session.result.info.has_transformer:
+    if session is None:
+        return (gr.skip(), gr.skip(), *kernel_view(None, head, mode, 0, 0))
+    if not session.result.info.has_transformer:
         return (gr.skip(),) * 5
     h, w = session.result.info.crop_size
     f = max(1, round(KN_TARGET / max(h, w)))
@@ -503,7 +557,7 @@ def kernel_click(session: Session | None, head: str | None, mode: str, evt: gr.S
 def invariance_view(session: Session | None, rotation: float, scale: float, dx: float, dy: float, sweep: dict | None = None) -> tuple:
     """The input rotated, scaled and shifted by the sliders, read again: grid, crop, both answers."""
     if session is None:
-        return (None, None, None, "Read a digit in the first tab first.", gr.skip())
+        return (None, None, None, SESSION_GONE, gr.skip())
     res = session.result
     x = ENGINE.distort(res.input, rotation, scale, (dx, dy))
     r = ENGINE.predict_tensor(x, res.model)
@@ -542,7 +596,7 @@ def invariance_reset(session: Session | None) -> tuple:
     """A new session: sliders back to zero, this input's rotation sweep and the accuracy chart if ready."""
     zero = (gr.update(value=0), gr.update(value=1.0), gr.update(value=0), gr.update(value=0))
     if session is None:
-        return (*zero, None, None, None, None, "Read a digit in the first tab first.", None, None, "")
+        return (*zero, None, None, None, None, SESSION_GONE, None, None, "")
     res = session.result
     info = res.info
     h, w = info.input_size
@@ -557,7 +611,7 @@ def invariance_reset(session: Session | None) -> tuple:
 def accuracy_chart(session: Session | None, compute: bool = True) -> tuple:
     """ST-CNN against the plain CNN over the rotation sweep of bundled test digits."""
     if session is None:
-        return None, ""
+        return None, SESSION_GONE
     info = session.result.info
     if not info.has_transformer:
         return None, "This model is a plain CNN; pick a transformer to compare it with its baseline."
@@ -580,6 +634,42 @@ def accuracy_chart_now(session: Session | None, progress: gr.Progress = gr.Progr
     """The button: compute the sweep (about ten seconds on a CPU) and draw it."""
     progress(0, desc="Rotating test digits and reading them with both models")
     return accuracy_chart(session, compute=True)
+
+
+def _uploaded_file(image: FileData | dict | str | None) -> str:
+    """The server path of an uploaded file, which must lie in Gradio's upload folder.
+
+    ``gr.api`` endpoints get the request's JSON as it is (no component checks the path), so this
+    does what ``gr.Image`` would: only files uploaded through ``/gradio_api/upload`` are read, never
+    another path on the server, and URLs are not fetched.
+    """
+    path = image.get("path") if isinstance(image, dict) else getattr(image, "path", image)
+    if not isinstance(path, str) or not path.strip():
+        raise gr.Error("No image: upload a picture of a digit (POST /gradio_api/upload) and send its path.", title="Nothing to read")
+    if "://" in path:
+        raise gr.Error("Send an uploaded file, not a URL: upload the picture (POST /gradio_api/upload) and send the path it returns.",
+                       title="Cannot read the image")
+    folder = os.path.realpath(get_upload_folder())
+    real = os.path.realpath(path)
+    if os.path.commonpath([folder, real]) != folder:
+        raise gr.Error("This file was not uploaded to this server: upload the picture (POST /gradio_api/upload) and send the path "
+                       "it returns.", title="Cannot read the image")
+    if not os.path.isfile(real):
+        raise gr.Error(UPLOAD_GONE, title="Cannot read the image")
+    return real
+
+
+@user_errors
+def read_api(image: FileData, model: str | None = None) -> dict:
+    """The ``read`` endpoint: an image file (and a model name) → the JSON answer, no figures.
+
+    The same pre-processing and inference as ``predict`` and the same JSON as its last output
+    (``label``, ``probs``, ``theta``, ``model``, ``transform``, ``heads``, ``reading``, ``baseline``...);
+    nothing is drawn and nothing is kept for the teaching tabs. A file that is not a readable
+    digit is refused with one sentence that says why. ``model`` defaults to the app's default.
+    """
+    result = _infer(_uploaded_file(image), _resolve_model(model))
+    return result.to_json()
 
 
 def list_models_api() -> list[dict]:
@@ -751,7 +841,7 @@ finds it, and you see **where it looked** (the sampling grid over the input), **
 **what it concluded**, and what a plain CNN trained on the same data says.
 """
 
-with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
+with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=DELETE_CACHE) as demo:
     session = gr.State(None)
     gr.Markdown(HEADER, elem_id="stn-header")
     with gr.Tabs() as main_tabs:
@@ -952,6 +1042,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible") as demo:
     acc_btn.click(accuracy_chart_now, [session], [acc_chart, acc_note], api_visibility="private")
 
     gr.api(list_models_api, api_name="models")
+    gr.api(read_api, api_name="read",
+           api_description="Read an image file with a model (default: the app's): only the JSON answer (label, probs, theta, model).")
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
@@ -963,6 +1055,7 @@ LAUNCH_KWARGS: dict[str, Any] = {
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(ASSETS)],
     "show_error": False,
+    "state_session_capacity": SESSION_CAPACITY,  # see SESSION_CAPACITY: bounds the memory sessions hold
 }
 
 

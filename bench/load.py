@@ -1,10 +1,14 @@
-"""Load test of the running app's ``predict`` over Gradio's plain REST API, against a floor.
+"""Load test of the running app's ``predict`` (or ``read``) over Gradio's plain REST API, against a floor.
 
 Each request does what ``curl`` would: upload the image, start the call, read the event stream::
 
     POST /gradio_api/upload                       multipart "files"  -> ["/tmp/gradio/.../x.png"]
     POST /gradio_api/call/predict                 {"data": [FileData, model]} -> {"event_id": ...}
     GET  /gradio_api/call/predict/{event_id}      text/event-stream: "event: complete" / "event: error"
+
+``--endpoint read`` drives the app's lean JSON endpoint (``/gradio_api/call/read``: the same
+pre-processing and inference, no figures) instead of ``predict``; the floor is always driven
+through its ``predict``.
 
 (``gradio_client`` adds well over 100 ms a call on its own; it serves the correctness tests,
 not these figures.) For each server (``app.py``, and ``bench/floor_app.py`` whose handler only
@@ -15,6 +19,7 @@ latency and throughput, the server's RSS before and after, and the ratios app/fl
     python bench/load.py                       # app.py vs the floor, 1000 requests at 16 clients
     python bench/load.py --targets floor,infer # no app.py yet: the floor and a bare stn app
     python bench/load.py --quick               # a short check that everything runs
+    python bench/load.py --endpoint read       # the app's JSON-only endpoint instead of predict
 
 Targets (2-core CPU): 0 failures; p50 ≤ 1.5× the floor's; throughput at 16 clients ≥ 0.6× the
 floor's; RSS growth < 50 MB over the 1,000 requests.
@@ -40,12 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python bench/load.py` from a checkout: stn is imported from it
+    sys.path.insert(0, str(REPO))
 TARGETS = {
     "app": ("app.py", {}),
     "floor": ("bench/floor_app.py", {"STN_FLOOR_HANDLER": "decode"}),
     "infer": ("bench/floor_app.py", {"STN_FLOOR_HANDLER": "infer"}),
 }
 FILE_COMPONENTS = {"image", "file", "imageslider", "uploadbutton"}
+ENDPOINTS = ("predict", "read")  # the app's endpoints that read an image (read: JSON only)
 
 
 # --------------------------------------------------------------------------- images
@@ -185,12 +193,13 @@ class Server:
 
 
 class Client:
-    """One keep-alive connection; :meth:`predict` = upload + call + read the stream."""
+    """One keep-alive connection; :meth:`predict` = upload + call ``endpoint`` + read the stream."""
 
-    def __init__(self, port: int, parameters: list[dict], model: str | None) -> None:
+    def __init__(self, port: int, parameters: list[dict], model: str | None, endpoint: str = "predict") -> None:
         self.port = port
         self.parameters = parameters
         self.model = model
+        self.endpoint = endpoint
         self.conn: http.client.HTTPConnection | None = None
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
@@ -217,7 +226,8 @@ class Client:
         for p in self.parameters:
             comp = str(p.get("component", "")).lower()
             name = str(p.get("parameter_name", "")).lower()
-            if comp in FILE_COMPONENTS:
+            python_type = str((p.get("python_type") or {}).get("type", "")).lower()
+            if comp in FILE_COMPONENTS or python_type == "filepath":  # a component's file, or gr.api's FileData
                 data.append(file_data)
             elif comp == "imageeditor":
                 data.append({"background": file_data, "layers": [], "composite": file_data})
@@ -239,11 +249,11 @@ class Client:
         path = json.loads(out)[0]
         file_data = {"path": path, "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
         call = json.dumps({"data": self._inputs(file_data)}).encode()
-        status, out = self._request("POST", "/gradio_api/call/predict", call, {"Content-Type": "application/json"})
+        status, out = self._request("POST", f"/gradio_api/call/{self.endpoint}", call, {"Content-Type": "application/json"})
         if status != 200:
             return False, f"call {status}: {out[:200]!r}"
         event_id = json.loads(out)["event_id"]
-        status, out = self._request("GET", f"/gradio_api/call/predict/{event_id}")
+        status, out = self._request("GET", f"/gradio_api/call/{self.endpoint}/{event_id}")
         if status != 200:
             return False, f"stream {status}: {out[:200]!r}"
         event = None
@@ -294,15 +304,15 @@ class Phase:
         }
 
 
-def run_phase(server: Server, images: list[Path], n: int, clients: int, model: str | None) -> Phase:
-    params = server.info["named_endpoints"]["/predict"]["parameters"]
+def run_phase(server: Server, images: list[Path], n: int, clients: int, model: str | None, endpoint: str = "predict") -> Phase:
+    params = server.info["named_endpoints"][f"/{endpoint}"]["parameters"]
     payloads = {p: p.read_bytes() for p in images}
     phase = Phase(clients)
     lock = threading.Lock()
     counter = iter(range(n))
 
     def worker() -> None:
-        client = Client(server.port, params, model)
+        client = Client(server.port, params, model, endpoint)
         while True:
             with lock:
                 i = next(counter, None)
@@ -347,27 +357,28 @@ def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_di
         env["STN_FLOOR_MODEL"] = args.model
     if args.floor_input and name != "app":
         env["STN_FLOOR_INPUT"] = args.floor_input
+    endpoint = args.endpoint if name == "app" else "predict"  # the floor and infer apps serve predict only
     t0 = time.perf_counter()
     server = Server(script, env, log_dir)
     started = time.perf_counter() - t0
     try:
-        if "/predict" not in server.info.get("named_endpoints", {}):
-            raise RuntimeError(f"{script} has no api_name='predict' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
+        if f"/{endpoint}" not in server.info.get("named_endpoints", {}):
+            raise RuntimeError(f"{script} has no api_name='{endpoint}' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
         settled = server.settle()
         rss_start = server.rss_mb
-        warm = run_phase(server, images, args.warmup, 1, args.model)
+        warm = run_phase(server, images, args.warmup, 1, args.model, endpoint)
         if warm.failures:
             raise RuntimeError(f"{name}: warm-up failed: {warm.failures[0]}")
         server.settle()
         rss_before = server.rss_mb
-        single = run_phase(server, images, args.single, 1, args.model)
-        many = run_phase(server, images, args.requests, args.clients, args.model)
+        single = run_phase(server, images, args.single, 1, args.model, endpoint)
+        many = run_phase(server, images, args.requests, args.clients, args.model, endpoint)
         rss_after = server.rss_mb
         alive = server.proc.poll() is None
     finally:
         server.stop()
     return {
-        "target": name, "script": script, "startup_s": round(started, 1), "settle_s": round(settled, 1), "alive": alive,
+        "target": name, "endpoint": endpoint, "script": script, "startup_s": round(started, 1), "settle_s": round(settled, 1), "alive": alive,
         "rss_start_mb": round(rss_start, 1), "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
         "rss_growth_mb": round(rss_after - rss_before, 1),
         "single": single.row(), "concurrent": many.row(), "rss_along_mb": many.rss,
@@ -387,10 +398,13 @@ def machine() -> str:
 
 
 def report(results: list[dict], args: argparse.Namespace) -> str:
+    def server(r: dict) -> str:
+        return r["target"] if r.get("endpoint", "predict") == "predict" else f"{r['target']} ({r['endpoint']})"
+
     lines = [
         f"load test {_dt.datetime.now().isoformat(timespec='minutes')}; {machine()}",
         (f"{args.single} requests at 1 client, then {args.requests} at {args.clients} clients; "
-         f"{args.n_images} example images; model {args.model or 'default'}"),
+         f"{args.n_images} example images; model {args.model or 'default'}; app endpoint {args.endpoint}"),
         "",
         "| server | clients | requests | failures | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req | server cores busy | client CPU ms/req |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -399,16 +413,16 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
         for key in ("single", "concurrent"):
             p = r[key]
             lines.append(
-                f"| {r['target']} | {p['clients']} | {p['requests']} | {p['failures']} | {p['p50_ms']:.0f} | "
+                f"| {server(r)} | {p['clients']} | {p['requests']} | {p['failures']} | {p['p50_ms']:.0f} | "
                 f"{p['p95_ms']:.0f} | {p['p99_ms']:.0f} | {p['throughput_rps']:.1f} | {p['server_cpu_ms_per_request']:.0f} | "
                 f"{p['server_cores_busy']:.2f} | {p['client_cpu_ms_per_request']:.0f} |"
             )
     lines += ["", "| server | start s | RSS at start MB | RSS before MB | RSS after MB | growth MB | alive |", "|---|---:|---:|---:|---:|---:|---|"]
     for r in results:
-        lines.append(f"| {r['target']} | {r['startup_s']} | {r['rss_start_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
+        lines.append(f"| {server(r)} | {r['startup_s']} | {r['rss_start_mb']:.0f} | {r['rss_before_mb']:.0f} | {r['rss_after_mb']:.0f} | "
                      f"{r['rss_growth_mb']:+.1f} | {'yes' if r['alive'] else 'NO'} |")
     for r in results:
-        lines.append(f"{r['target']} RSS (MB) after n of the concurrent requests: "
+        lines.append(f"{server(r)} RSS (MB) after n of the concurrent requests: "
                      + ", ".join(f"{n}: {mb:.0f}" for n, mb in r["rss_along_mb"]))
     by = {r["target"]: r for r in results}
     floor = by.get("floor")
@@ -418,7 +432,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
             if r is floor:
                 continue
             lines.append(
-                f"| {r['target']} | {r['single']['p50_ms'] / floor['single']['p50_ms']:.2f} | "
+                f"| {server(r)} | {r['single']['p50_ms'] / floor['single']['p50_ms']:.2f} | "
                 f"{r['concurrent']['p50_ms'] / floor['concurrent']['p50_ms']:.2f} | "
                 f"{r['concurrent']['throughput_rps'] / floor['concurrent']['throughput_rps']:.2f} |"
             )
@@ -431,7 +445,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
                 "RSS growth < 50 MB": main["rss_growth_mb"] < 50,
                 "server alive": main["alive"],
             }
-            lines += ["", f"targets ({main['target']}): " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items())]
+            lines += ["", f"targets ({server(main)}): " + "; ".join(f"{k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items())]
     for r in results:
         if r["failure_samples"]:
             lines += ["", f"{r['target']} failures, first {len(r['failure_samples'])}:", *("  " + f for f in r["failure_samples"])]
@@ -448,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name sent to predict (default: the app's default)")
     ap.add_argument("--images", type=Path, default=None, help="folder of example images (default: assets/examples, else MNIST digits on paper)")
     ap.add_argument("--floor-input", choices=["image", "file"], default=None, help="input component of the floor app")
+    ap.add_argument("--endpoint", choices=ENDPOINTS, default="predict",
+                    help="the app's endpoint to drive: predict (the views and the JSON) or read (the JSON only)")
     ap.add_argument("--app", default=None, help="script to run as the app target (default app.py): to compare app variants")
     ap.add_argument("--quick", action="store_true", help="20 + 100 requests: check that it all runs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -466,3 +466,203 @@ def test_only_assets_and_cache_are_served(app, client):
         assert _get(port, "/gradio_api/file=" + quote(str(target))) in (403, 404), target
     example = next(EXAMPLES.glob("*.png"))
     assert _get(port, "/gradio_api/file=" + quote(str(example))) == 200
+
+
+# --------------------------------------------------------------------------- sessions, memory, the cache
+
+
+def test_launch_bounds_memory_and_disk(app):
+    """Gradio keeps a bounded number of sessions and deletes old cache files (issue 7: RSS and disk)."""
+    cap = app.LAUNCH_KWARGS["state_session_capacity"]
+    assert cap == app.SESSION_CAPACITY and 8 <= cap <= 256  # not Gradio's 10,000
+    every, age = app.demo.delete_cache
+    assert 0 < every <= age and age >= 600  # a file lives long enough to be fetched and re-read
+
+
+def test_session_keeps_only_what_the_tabs_use(tiny, tmp_path):
+    out = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")
+    session = out[-1]
+    assert session.source == str(tmp_path / "d.png")
+    res = session.result
+    assert res.reading.crops == [] and res.baseline is None and res.prepared is None
+    assert res.reading.params and res.input.shape == tuple(res.info.input_size)
+    assert out[6]["baseline"] is not None  # the view still shows the baseline: only the session is lean
+    # a sketch is kept as PNG bytes, and re-reading them with another model equals reading the drawing
+    sketch = tiny.predict_sketch(_sketch(), "wild-affine")[-1]
+    assert isinstance(sketch.source, bytes) and len(sketch.source) < 20_000
+    changed = tiny.change_model("wild-cnn", sketch)
+    direct = tiny.predict_sketch(_sketch(), "wild-cnn")
+    assert changed[-2] == direct[6]
+
+
+def _warns_gone():
+    return pytest.warns(UserWarning, match="again")
+
+
+def _gone(values) -> bool:
+    """Whether one of the outputs tells the user to read a digit again."""
+    texts = [v.get("value") if isinstance(v, dict) else v for v in values]
+    return any(isinstance(t, str) and "again" in t for t in texts)
+
+
+def test_teaching_tabs_after_the_session_expired(tiny):
+    """An evicted or expired session reaches the handlers as ``None``: a clear sentence, never a traceback."""
+    evt = gr.SelectData(None, {"index": [10, 10], "value": None})
+    sliders = (0, 1, 1, 0, 0, 0, 0, 0)
+    calls = {
+        tiny.playground_reset: (None,),
+        tiny.playground_update: (None, [[1, 0, 0, 0, 1, 0]], "head 1", *sliders, 1, 0, 0),
+        tiny.playground_identity: (None, "head 1"),
+        tiny.kernel_reset: (None,),
+        tiny.kernel_view: (None, "head 1", "bilinear", 3, 4),
+        tiny.kernel_click: (None, "head 1", "bilinear", evt),
+        tiny.invariance_reset: (None,),
+        tiny.invariance_view: (None, 30, 1.0, 0, 0, None),
+        tiny.accuracy_chart_now: (None,),
+    }
+    for fn, args in calls.items():
+        out = fn(*args)
+        assert _gone(out), fn.__name__
+        postprocess(tiny, fn, out)
+    with _warns_gone():  # no text output here: a toast says it
+        sel = tiny.playground_select(None, None, "head 1", 1)
+    postprocess(tiny, tiny.playground_select, sel)
+    with _warns_gone():
+        changed = tiny.change_model("wild-cnn", None)
+    assert "tiny wild-cnn" in changed[0]
+    postprocess(tiny, tiny.change_model, changed)
+
+
+def test_change_model_after_the_upload_was_deleted(tiny, tmp_path):
+    path = digit_png(tmp_path / "d.png")
+    session = tiny.predict(str(path), "wild-affine")[-1]
+    path.unlink()  # Gradio's delete_cache removed it
+    with pytest.raises(gr.Error, match="no longer on the server"):
+        tiny.change_model("wild-cnn", session)
+
+
+# --------------------------------------------------------------------------- the read endpoint
+
+
+def _upload(path: Path) -> dict:
+    """``path`` copied into Gradio's upload folder, as ``/gradio_api/upload`` would store it."""
+    from gradio.processing_utils import get_upload_folder
+
+    folder = Path(get_upload_folder()) / "test-read"
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / path.name
+    dest.write_bytes(path.read_bytes())
+    return {"path": str(dest), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_read_api(tiny, tmp_path):
+    src = digit_png(tmp_path / "d.png")
+    for name in ("wild-affine", "pair-affine", "wild-cnn"):
+        answer = tiny.read_api(_upload(src), name)
+        assert answer == tiny.predict(str(src), name)[6]  # predict's JSON, without the figures
+    assert tiny.read_api(_upload(src))["model"] == "wild-affine"  # the default model
+    assert tiny.read_api(_upload(src)["path"], None)["label"]  # a bare path is accepted too
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (64, 64), "white").save(blank)
+    refused = {
+        "No image": None,
+        "junk.png": _upload(junk),
+        "no digit": _upload(blank),
+        "Unknown model": (_upload(src), "nope"),
+        "not uploaded to this server": {"path": str(src), "meta": {"_type": "gradio.FileData"}},
+        "not a URL": {"path": "https://example.com/d.png", "url": "https://example.com/d.png"},
+    }
+    for phrase, value in refused.items():
+        args = value if isinstance(value, tuple) else (value, "wild-affine")
+        with pytest.raises(gr.Error, match=phrase):
+            tiny.read_api(*args)
+    with pytest.raises(gr.Error, match="not uploaded"):
+        tiny.read_api({"path": _upload(src)["path"] + "/../../../../../../etc/passwd"}, "wild-affine")
+
+
+def _rest(port: int, api_name: str, data: list, session_hash: str | None = None) -> tuple[str, object]:
+    """One call over Gradio's plain REST API, as curl (and bench/load.py) make it: (event, data)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        body = {"data": data} | ({"session_hash": session_hash} if session_hash else {})
+        conn.request("POST", f"/gradio_api/call/{api_name}", json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        event_id = json.loads(resp.read())["event_id"]
+        conn.request("GET", f"/gradio_api/call/{api_name}/{event_id}")
+        stream = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    event = None
+    for line in stream.splitlines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:") and event in ("complete", "error"):
+            return event, json.loads(line[5:].strip())
+    raise AssertionError(f"no complete or error event: {stream[:300]!r}")
+
+
+def _rest_upload(port: int, path: Path) -> dict:
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{path.name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/gradio_api/upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        server_path = json.loads(resp.read())[0]
+    finally:
+        conn.close()
+    return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+@pytest.mark.slow
+def test_client_read(app, client, tmp_path):
+    from gradio_client import handle_file
+
+    c, _ = client
+    api = c.view_api(return_format="dict")["named_endpoints"]
+    assert [p["parameter_name"] for p in api["/read"]["parameters"]] == ["image", "model"]
+    path, model = app.EXAMPLES[0] if app.EXAMPLES else (str(digit_png(tmp_path / "d.png")), app.DEFAULT)
+    answer = c.predict(handle_file(path), model, api_name="/read")
+    assert answer == _answer(c.predict(handle_file(path), model, api_name="/predict"))
+    assert {"label", "probs", "theta", "model"} <= set(answer) and answer["model"] == model
+    assert c.predict(image=handle_file(path), api_name="/read")["model"] == app.DEFAULT
+    blank = tmp_path / "blank.png"
+    Image.new("L", (80, 80), 250).save(blank)
+    with pytest.raises(Exception, match="no digit") as info:
+        c.predict(handle_file(str(blank)), model, api_name="/read")
+    assert "Traceback" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_rest_read_refuses_paths_not_uploaded(app, client, tmp_path):
+    _, port = client
+    good = digit_png(tmp_path / "d.png")
+    event, data = _rest(port, "read", [_rest_upload(port, good), None])
+    assert event == "complete" and data[0]["model"] == app.DEFAULT
+    for path in ("/etc/passwd", str(REPO / "app.py"), str(good)):
+        event, data = _rest(port, "read", [{"path": path, "meta": {"_type": "gradio.FileData"}}, None])
+        assert event == "error" and "root:" not in json.dumps(data), path
+
+
+@pytest.mark.slow
+def test_rest_sessions_are_bounded(app, client, tmp_path):
+    """Each REST call opens a session; Gradio keeps at most the capacity, the oldest out first."""
+    _, port = client
+    cap = app.demo.state_holder.capacity
+    assert cap == app.SESSION_CAPACITY
+    upload = _rest_upload(port, digit_png(tmp_path / "d.png"))
+    event, _ = _rest(port, "predict", [upload, app.DEFAULT], session_hash="tab-0")
+    assert event == "complete"
+    holder = app.demo.state_holder
+    kept = holder.session_data["tab-0"].state_data.get(app.session._id)
+    assert isinstance(kept, app.Session) and kept.result.reading.crops == []
+    for _ in range(cap):
+        assert _rest(port, "models", [])[0] == "complete"
+    assert len(holder.session_data) <= cap and "tab-0" not in holder  # evicted: its tabs now get None
