@@ -1,0 +1,182 @@
+"""The building blocks of :mod:`stn.preprocess` against plain references.
+
+The pre-processing was made cheaper (scipy's C filters and labelling, reductions done on the
+reduced grid, only alpha resampled for a sketch); these tests pin that each shortcut gives what
+the direct computation gives. The behaviour on whole files is in ``test_bad_inputs.py``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from stn.preprocess import (
+    WORK_RESAMPLE,
+    WORK_SIDE,
+    ImageError,
+    _block_max,
+    _box_mean,
+    _closing,
+    _grow_blocks,
+    _sketch_alpha,
+    ink_map,
+    open_image,
+    prepare,
+)
+
+SHAPES = [(7, 5), (12, 12), (33, 20), (96, 101)]
+
+
+class TestBlockMax:
+    @pytest.mark.parametrize("shape", SHAPES)
+    @pytest.mark.parametrize("step", [2, 3, 4])
+    def test_matches_reshape_max(self, shape, step):
+        a = np.random.default_rng(0).random(shape).astype(np.float32)
+        h, w = shape
+        hb, wb = -(-h // step), -(-w // step)
+        ref = np.zeros((hb * step, wb * step), np.float32)
+        ref[:h, :w] = a
+        ref = ref.reshape(hb, step, wb, step).max(axis=(1, 3))
+        np.testing.assert_array_equal(_block_max(a, step), ref)
+
+    def test_bool_keeps_a_single_pixel(self):
+        m = np.zeros((10, 10), bool)
+        m[9, 9] = True  # in the last, partial block
+        out = _block_max(m, 4)
+        assert out.shape == (3, 3) and out.dtype == bool and out.sum() == 1 and out[2, 2]
+
+
+class TestBoxMean:
+    @pytest.mark.parametrize("shape", SHAPES)
+    @pytest.mark.parametrize(("k", "mode", "scipy_mode"), [(3, "constant", "constant"), (5, "edge", "nearest")])
+    def test_matches_uniform_filter(self, shape, k, mode, scipy_mode):
+        a = np.random.default_rng(1).random(shape).astype(np.float32)
+        out = _box_mean(a, k, mode)
+        assert out.shape == a.shape and out.dtype == np.float32
+        np.testing.assert_allclose(out, ndimage.uniform_filter(a.astype(np.float64), k, mode=scipy_mode), atol=1e-6)
+
+
+class TestClosing:
+    @pytest.mark.parametrize("k", [3, 5, 9])
+    def test_matches_sliding_windows(self, k):
+        a = np.random.default_rng(2).random((23, 17)).astype(np.float32)
+        r = k // 2
+
+        def running(x: np.ndarray, op) -> np.ndarray:  # k×k window, replicate padding
+            return op(sliding_window_view(np.pad(x, r, mode="edge"), (k, k)), axis=(2, 3))
+
+        np.testing.assert_array_equal(_closing(a, k), running(running(a, np.max), np.min))
+
+    def test_fills_strokes_thinner_than_k(self):
+        a = np.ones((40, 40), np.float32)
+        a[10:30, 19:21] = 0.2  # a 2-px dark stroke
+        np.testing.assert_array_equal(_closing(a, 5), np.ones_like(a))
+
+
+class TestGrowBlocks:
+    @pytest.mark.parametrize("shape", [(9, 9), (30, 17), (97, 64)])
+    @pytest.mark.parametrize("step", [1, 2, 3, 4])
+    def test_matches_growing_the_full_size_mask(self, shape, step):
+        h, w = shape
+        blocks = np.random.default_rng(3).random((-(-h // step), -(-w // step))) > 0.85
+        full = np.repeat(np.repeat(blocks, step, axis=0), step, axis=1)[:h, :w]
+        ref = ndimage.maximum_filter(full.astype(np.uint8), 2 * step + 1, mode="constant") > 0
+        np.testing.assert_array_equal(_grow_blocks(blocks, step, shape), ref)
+
+
+def _sketch(side: int = 600, colour: tuple[int, int, int] = (20, 20, 20), mode: str = "RGBA") -> Image.Image:
+    """A browser-sketchpad image: one stroke colour everywhere, the strokes only in alpha."""
+    alpha = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(alpha).line([(side // 3, side // 4), (2 * side // 3, side // 4), (side // 2, 3 * side // 4)], fill=255, width=18)
+    img = Image.new("RGBA", (side, side), (*colour, 0))
+    img.putalpha(alpha)
+    return img if mode == "RGBA" else img.convert(mode)
+
+
+def _general_alpha(img: Image.Image) -> np.ndarray:
+    """The alpha the general path gets: grey and alpha resampled together (premultiplied)."""
+    la = img.convert("LA")
+    la.thumbnail((WORK_SIDE, WORK_SIDE), WORK_RESAMPLE)
+    return np.asarray(la.getchannel("A"), np.float32) / 255.0
+
+
+class TestSketchAlpha:
+    @pytest.mark.parametrize("mode", ["RGBA", "LA"])
+    def test_alpha_only_resample_matches_the_general_path(self, mode):
+        img = _sketch(mode=mode)
+        assert _sketch_alpha(img) is not None  # the shortcut is taken
+        out = ink_map(img)
+        assert max(out.shape) == WORK_SIDE
+        np.testing.assert_array_equal(out, _general_alpha(img))
+
+    def test_coloured_picture_on_transparent_ground_takes_the_general_path(self):
+        img = _sketch()
+        rgba = np.asarray(img).copy()
+        rgba[: img.height // 2, ..., :3] = (240, 240, 240)  # two colours among the opaque pixels
+        assert _sketch_alpha(Image.fromarray(rgba, "RGBA")) is None
+
+    def test_opaque_image_takes_the_general_path(self):
+        assert _sketch_alpha(Image.new("RGBA", (500, 400), (255, 255, 255, 255))) is None
+
+    def test_a_transparent_canvas_has_no_digit(self):
+        with pytest.raises(ImageError, match="no digit found"):
+            prepare(Image.new("RGBA", (600, 600), (0, 0, 0, 0)), (56, 56), 32.0)
+
+    def test_sketch_reads_as_its_strokes(self):
+        out = prepare(_sketch(), (56, 56), 32.0).tensor
+        assert out.shape == (1, 1, 56, 56) and float(out.max()) == pytest.approx(1.0)
+        assert 0.02 < float((out > 0.5).float().mean()) < 0.3  # a stroke figure, not a filled square
+
+
+def _page(dark_ink: bool = True, digit: bool = True) -> Image.Image:
+    """A 500×400 photo of paper with uneven light, with a 2 drawn on it."""
+    gy, gx = np.mgrid[0:400, 0:500].astype(np.float32)
+    paper = 235 * (1 - 0.2 * gx / 500 - 0.1 * gy / 400)
+    img = Image.fromarray(paper.astype(np.uint8)).convert("RGB")
+    if digit:
+        ImageDraw.Draw(img).line([(200, 120), (290, 120), (290, 200), (200, 280), (300, 280)], fill=(30, 30, 60), width=12)
+    return img if dark_ink else Image.fromarray(255 - np.asarray(img))
+
+
+class TestPaperEstimate:
+    @pytest.mark.parametrize("dark_ink", [True, False])
+    def test_reduced_closing_is_close_to_the_full_size_one(self, dark_ink):
+        img = _page(dark_ink)
+        grey = img.convert("L")
+        grey.thumbnail((WORK_SIDE, WORK_SIDE), WORK_RESAMPLE)
+        light = np.asarray(grey, np.float32) / 255.0
+        light = light if dark_ink else 1 - light
+        k = max(5, (min(light.shape) // 5) | 1)
+        assert k >= 31, "this page must take the reduced path"
+        ref = np.maximum(_box_mean(_closing(light, k), 5, "edge") - light, 0)
+        out = ink_map(img)
+        assert np.abs(out - ref).max() < 0.05
+        assert out.max() > 0.5  # the stroke is there
+
+    def test_uneven_light_alone_is_no_digit(self):
+        with pytest.raises(ImageError, match="no digit found"):
+            prepare(_page(digit=False), (56, 56), 32.0)
+
+
+class TestOpenImage:
+    def _rotated_jpeg(self) -> bytes:
+        img = Image.new("L", (60, 40), 255)
+        exif = Image.Exif()
+        exif[0x0112] = 6  # stored turned: to be shown rotated by 90°
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", exif=exif.tobytes())
+        return buf.getvalue()
+
+    def test_exif_orientation_applied_to_a_decoded_file(self):
+        assert open_image(self._rotated_jpeg()).size == (40, 60)
+
+    def test_the_callers_image_is_not_turned(self):
+        mine = Image.open(io.BytesIO(self._rotated_jpeg()))
+        mine.load()
+        assert open_image(mine).size == (40, 60)
+        assert mine.size == (60, 40) and mine.getexif().get(0x0112) == 6
