@@ -13,12 +13,10 @@ afresh each epoch; test sets are fixed by a seed, so every run measures the same
 from __future__ import annotations
 
 import gzip
-import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch

@@ -44,7 +44,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         d = dict(d)
         for key in ("input_size", "crop_size", "channels"):
             if key in d and d[key] is not None:

@@ -98,7 +98,7 @@ def chart_figure(directory: Path | None = None) -> dict:
 def update_readme(readme: Path, table: str) -> bool:
     """Replace the text between ``<!-- zoo-table:start -->`` and ``<!-- zoo-table:end -->``."""
     text = readme.read_text()
-    pattern = re.compile(r"(<!-- zoo-table:start -->\n).*?(\n<!-- zoo-table:end -->)", re.S)
+    pattern = re.compile(r"(<!-- zoo-table:start -->\n).*?(\n<!-- zoo-table:end -->)", re.DOTALL)
     if not pattern.search(text):
         return False
     readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(2), text))

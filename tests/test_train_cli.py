@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
+from stn.data import test_set as make_test_set
 from stn.model import ModelConfig, STClassifier
 from stn.replay import load_replay
 from stn.train import TrainConfig, Trainer, evaluate, fit
-from stn.data import test_set as make_test_set
 
 
 def test_trainer_lowers_the_loss_and_moves_theta() -> None:

@@ -9,8 +9,8 @@ import torch
 
 from stn import load_model
 from stn.data import get_spec
-from stn.zoo import UnknownModelError, list_models, load_card, models_dir, save_model
 from stn.model import ModelConfig, STClassifier
+from stn.zoo import UnknownModelError, list_models, load_card, models_dir, save_model
 
 MODELS = list_models()
 CARD_KEYS = {"name", "description", "config", "dataset", "metrics", "training", "parameters"}
