@@ -195,8 +195,11 @@ class Server:
 class Client:
     """One keep-alive connection; :meth:`predict` = upload + call ``endpoint`` + read the stream."""
 
-    def __init__(self, port: int, parameters: list[dict], model: str | None, endpoint: str = "predict") -> None:
+    def __init__(
+        self, port: int, parameters: list[dict], model: str | None, endpoint: str = "predict", session_hash: str | None = None
+    ) -> None:
         self.port = port
+        self.session_hash = session_hash
         self.parameters = parameters
         self.model = model
         self.endpoint = endpoint
@@ -248,7 +251,10 @@ class Client:
             return False, f"upload {status}: {out[:200]!r}"
         path = json.loads(out)[0]
         file_data = {"path": path, "orig_name": image.name, "meta": {"_type": "gradio.FileData"}}
-        call = json.dumps({"data": self._inputs(file_data)}).encode()
+        body = {"data": self._inputs(file_data)}
+        if self.session_hash:  # Gradio's REST body accepts one: calls then share a session instead of opening one each
+            body["session_hash"] = self.session_hash
+        call = json.dumps(body).encode()
         status, out = self._request("POST", f"/gradio_api/call/{self.endpoint}", call, {"Content-Type": "application/json"})
         if status != 200:
             return False, f"call {status}: {out[:200]!r}"
@@ -304,7 +310,9 @@ class Phase:
         }
 
 
-def run_phase(server: Server, images: list[Path], n: int, clients: int, model: str | None, endpoint: str = "predict") -> Phase:
+def run_phase(
+    server: Server, images: list[Path], n: int, clients: int, model: str | None, endpoint: str = "predict", sessions: bool = False
+) -> Phase:
     params = server.info["named_endpoints"][f"/{endpoint}"]["parameters"]
     payloads = {p: p.read_bytes() for p in images}
     phase = Phase(clients)
@@ -312,7 +320,7 @@ def run_phase(server: Server, images: list[Path], n: int, clients: int, model: s
     counter = iter(range(n))
 
     def worker() -> None:
-        client = Client(server.port, params, model, endpoint)
+        client = Client(server.port, params, model, endpoint, uuid.uuid4().hex if sessions else None)
         while True:
             with lock:
                 i = next(counter, None)
@@ -366,13 +374,13 @@ def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_di
             raise RuntimeError(f"{script} has no api_name='{endpoint}' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
         settled = server.settle()
         rss_start = server.rss_mb
-        warm = run_phase(server, images, args.warmup, 1, args.model, endpoint)
+        warm = run_phase(server, images, args.warmup, 1, args.model, endpoint, args.session_per_client)
         if warm.failures:
             raise RuntimeError(f"{name}: warm-up failed: {warm.failures[0]}")
         server.settle()
         rss_before = server.rss_mb
-        single = run_phase(server, images, args.single, 1, args.model, endpoint)
-        many = run_phase(server, images, args.requests, args.clients, args.model, endpoint)
+        single = run_phase(server, images, args.single, 1, args.model, endpoint, args.session_per_client)
+        many = run_phase(server, images, args.requests, args.clients, args.model, endpoint, args.session_per_client)
         rss_after = server.rss_mb
         alive = server.proc.poll() is None
     finally:
@@ -404,7 +412,8 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"load test {_dt.datetime.now().isoformat(timespec='minutes')}; {machine()}",
         (f"{args.single} requests at 1 client, then {args.requests} at {args.clients} clients; "
-         f"{args.n_images} example images; model {args.model or 'default'}; app endpoint {args.endpoint}"),
+         f"{args.n_images} example images; model {args.model or 'default'}; app endpoint {args.endpoint}"
+         f"{'; one session per client (session_hash)' if args.session_per_client else '; a new session per call'}"),
         "",
         "| server | clients | requests | failures | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req | server cores busy | client CPU ms/req |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -465,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--endpoint", choices=ENDPOINTS, default="predict",
                     help="the app's endpoint to drive: predict (the views and the JSON) or read (the JSON only)")
     ap.add_argument("--app", default=None, help="script to run as the app target (default app.py): to compare app variants")
+    ap.add_argument("--session-per-client", action="store_true",
+                    help="each client sends its own session_hash in the REST body (app and floor alike), as a script "
+                         "that keeps a session would; without it every call opens a new Gradio session, as plain curl does")
     ap.add_argument("--quick", action="store_true", help="20 + 100 requests: check that it all runs")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
