@@ -200,9 +200,9 @@ def _render_replay(name: str, directory) -> None:
         crops = rep.crops(model, i)
         assert len(crops) == model.heads
         assert crops_mosaic(crops).ndim == 3
-    if has_st:  # the replay starts at the identity
-        ident = model.st.transform.identity(rep.params.shape[2])
-        assert torch.allclose(rep.params[0, 0], ident, atol=2e-3)
+    if has_st:  # the replay starts where training started: the identity, or the zoomed window of --start-scale
+        start = model.st.transform.zoom(model.config.start_scale, rep.params.shape[2])
+        assert torch.allclose(rep.params[0, 0], start, atol=2e-3)
     go.Figure(with_step_marker(curve_figure(rep.curve_step, rep.curve_loss, rep.curve_acc), int(rep.steps[-1])))
 
 
