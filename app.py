@@ -29,7 +29,13 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+# Gradio recomputes a pandas summary of up to 10,000 past events after *every* event, for a
+# monitoring page this app does not enable: ~3 ms of CPU a request, growing with the history.
+# Summarise every 1,000 events and keep 1,000 (bench/floor_app.py uses the same settings).
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+
+import gradio as gr  # after the settings above
 import numpy as np
 import torch
 from gradio import FileData
@@ -39,6 +45,7 @@ from PIL import Image
 
 from stn import viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
+from webui import sessions
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
     import spaces  # type: ignore[import-not-found]
@@ -71,6 +78,9 @@ MAX_FILE_SIZE = "10mb"  # refused by the server before it is stored; preprocess 
 # against a server whose memory is bounded. The main view's own outputs stay on the page. Raise it
 # with STN_SESSIONS on a larger machine.
 SESSION_CAPACITY = int(os.environ.get("STN_SESSIONS", "32"))
+# A REST call without a session_hash opens a session; Gradio would render all ~140 blocks' configs
+# into it up front (12-25 ms of CPU a call). Build them when first used instead (webui/sessions.py).
+sessions.install()
 # Gradio writes every upload and every output image into its cache folder (GRADIO_TEMP_DIR): every 15
 # minutes, delete those older than an hour (a closed tab's state lives an hour in Gradio too). Without
 # it a Space's disk fills with uploads. An upload older than that can no longer be re-read when the

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import os
 
-import gradio as gr
+# The same Gradio settings as app.py (its event-analytics summary every 1,000 events, not every event).
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+
+import gradio as gr  # after the settings above
 from PIL import Image
 
 HANDLER = os.environ.get("STN_FLOOR_HANDLER", "decode")

@@ -36,6 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from stn.localization import light_options
 from stn.model import ModelConfig, STClassifier
 from stn.train import cpu_name
 
@@ -56,10 +57,11 @@ def _sync(device: torch.device) -> None:
 # --------------------------------------------------------------------------- 1. ST overhead
 
 
-def _models(dataset: str, device: torch.device) -> dict[str, torch.nn.Module]:
+def _models(dataset: str, device: torch.device, loc_net: str = "paper") -> dict[str, torch.nn.Module]:
     size = CANVASES[dataset]
     torch.manual_seed(0)
-    st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine")).to(device)
+    loc_options = light_options((1, *size)) if loc_net == "light" else {}
+    st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine", loc_options=loc_options)).to(device)
     cnn = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform=None)).to(device)
     return {"st-cnn": st, "cnn": cnn, "st": st.st, "loc": st.st.localization, "cls-on-crop": st.classifier}
 
@@ -105,8 +107,8 @@ def _input_key(m: torch.nn.Module, models: dict[str, torch.nn.Module]) -> str:
 
 def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
     rows = []
-    for dataset in args.datasets:
-        models = _models(dataset, device)
+    for dataset, loc_net in [(d, n) for d in args.datasets for n in args.loc_nets]:
+        models = _models(dataset, device, loc_net)
         for batch in args.batches:
             inputs = {
                 "canvas": torch.rand(batch, 1, *CANVASES[dataset], device=device),
@@ -116,7 +118,7 @@ def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
                 iters = max(1, int(args.budget / (batch if device.type == "cpu" else 8)))
                 t = _time_pair(models, inputs, backward, iters, args.rounds, device)
                 rows.append({
-                    "canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}",
+                    "canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}", "loc_net": loc_net,
                     "batch": batch, "pass": "fwd+bwd" if backward else "fwd",
                     **{f"{k}_ms": 1000 * v for k, v in t.items()},
                     "overhead": t["st-cnn"] / t["cnn"] - 1,
@@ -129,14 +131,14 @@ def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
 
 
 def _st_row(r: dict) -> str:
-    return (f"| {r['canvas']} | {r['batch']} | {r['pass']} | {r['cnn_ms']:.3f} | {r['st-cnn_ms']:.3f} | "
+    return (f"| {r['canvas']} | {r['loc_net']} | {r['batch']} | {r['pass']} | {r['cnn_ms']:.3f} | {r['st-cnn_ms']:.3f} | "
             f"{100 * r['overhead']:+.1f}% | {r['st_ms']:.3f} | {100 * r['st_share']:.0f}% | {100 * r['loc_share_of_st']:.0f}% | {r['cls-on-crop_ms']:.3f} | "
             f"{100 * r['vs_cls_on_crop']:+.1f}% | {r['st_cnn_img_s']:,.0f} |")
 
 
 def st_table(rows: list[dict]) -> str:
-    head = ("| canvas | batch | pass | CNN ms | ST-CNN ms | ST-CNN vs CNN | ST alone ms | ST share of ST-CNN | loc net share of ST "
-            "| classifier on crop ms | ST-CNN vs its classifier | ST-CNN img/s |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = ("| canvas | loc net | batch | pass | CNN ms | ST-CNN ms | ST-CNN vs CNN | ST alone ms | ST share of ST-CNN | loc net share of ST "
+            "| classifier on crop ms | ST-CNN vs its classifier | ST-CNN img/s |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     return head + "\n" + "\n".join(_st_row(r) for r in rows)
 
 
@@ -272,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="ST-CNN overhead and predict breakdown")
     ap.add_argument("--part", choices=["st", "predict", "all"], default="all")
     ap.add_argument("--datasets", default="r,rts,wild", help="canvases for the overhead table")
+    ap.add_argument("--loc-nets", default="paper,light", help="localisation nets to time: paper (the zoo's), light (--loc-net light)")
     ap.add_argument("--batches", default="1,256")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds per model (median)")
     ap.add_argument("--budget", type=float, default=512, help="images per timing round (sets iterations)")
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     args.datasets = args.datasets.split(",")
+    args.loc_nets = args.loc_nets.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
     if args.quick:
         args.rounds, args.budget, args.images, args.repeat = 3, 256, 12, 1

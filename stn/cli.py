@@ -25,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from stn.data import get_spec
+    from stn.localization import light_options
     from stn.model import ModelConfig
     from stn.replay import save_replay
     from stn.train import TrainConfig, fit
@@ -42,6 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         transform_options=options,
         heads=spec.digits,
         localization=args.localization,
+        loc_options=light_options((1, *spec.canvas)) if args.loc_net == "light" and args.localization == "cnn" else {},
         bound=not args.no_bound,
         start_scale=args.start_scale,
         digit_size=spec.digit_size,
@@ -231,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--loc-lr-scale", type=float, default=0.1, help="localisation net lr = lr x this")
     p.add_argument("--localization", default="cnn", choices=["cnn", "fc"])
+    p.add_argument("--loc-net", default="paper", choices=["paper", "light"],
+                   help="size of the localisation CNN: the paper's, or a light one (8 channels, canvas pooled to ~14 px)")
     p.add_argument("--start-scale", type=float, default=1.0,
                    help="start θ at the centred window of this size instead of the identity (1.0)")
     p.add_argument("--grid-size", type=int, default=4, help="TPS control points per side")

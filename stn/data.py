@@ -230,16 +230,44 @@ def _make_rts(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Gen
     return _place(d, (42, 42), angle, scale, shift), y
 
 
-def _make_p(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
-    """P: scale U(0.75, 1.0) about the centre, then the four image corners moved by N(0, 5 px).
+def _convex(quad: torch.Tensor) -> torch.Tensor:
+    """Whether each quadrilateral ``(B, 4, 2)`` (corners in order) is strictly convex, not folded."""
+    edge = quad.roll(-1, dims=1) - quad
+    turn = edge[..., 0] * edge.roll(-1, dims=1)[..., 1] - edge[..., 1] * edge.roll(-1, dims=1)[..., 0]
+    return (turn > 0).all(dim=1) | (turn < 0).all(dim=1)
 
-    The homography sends the moved corners back to the scaled ones (a backward mapping),
-    28×28.
+
+def _perspective_corners(b: int, g: torch.Generator, device: torch.device | str) -> torch.Tensor:
+    """Where P puts the corners of each digit's 28×28 box: ``(B, 4, 2)`` normalised canvas
+    coordinates (top-left, top-right, bottom-right, bottom-left), inside [-1, 1] and convex.
+    See :func:`_make_p`."""
+    scale = _uniform(g, b, 0.75, 1.0, device).view(b, 1, 1)
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=device).expand(b, 4, 2)
+    moved = corners * scale
+    todo = torch.ones(b, dtype=torch.bool, device=device)
+    for _ in range(8):
+        trial = (corners * scale + torch.randn(b, 4, 2, generator=g, device=device) * (5 / 14)).clamp(-1, 1)
+        take = todo & _convex(trial)
+        moved = torch.where(take.view(b, 1, 1), trial, moved)
+        todo &= ~take
+        if not bool(todo.any()):
+            break
+    return moved
+
+
+def _make_p(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """P: scale U(0.75, 1.0) about the centre, then the four image corners moved by N(0, 5 px), 28×28.
+
+    Two choices keep it a *perspective view of the whole digit*, as a camera would give:
+    a corner pushed off the canvas stops at its edge, and a corner set that folds the
+    quadrilateral (non-convex: part of the plane would pass through infinity) is drawn again,
+    up to 8 times, then left undistorted. A homography maps a convex quad's inside to the
+    inside, so no ink leaves the canvas. (Without them about 5% of the digits lost over a tenth
+    of their ink off the canvas and 1.5% were folded, and even the CNN erred 6.1%.)
+    The homography sends the moved corners back to the scaled ones (a backward mapping).
     """
-    b, dev = d.shape[0], d.device
-    scale = _uniform(g, b, 0.75, 1.0, dev).view(b, 1, 1)
-    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=dev).expand(b, 4, 2)
-    moved = corners * scale + torch.randn(b, 4, 2, generator=g, device=dev) * (5 / 14)
+    moved = _perspective_corners(d.shape[0], g, d.device)
+    corners = torch.tensor([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]], device=d.device).expand_as(moved)
     h = _homography_from_points(moved, corners)  # canvas point → digit point
     grid = Projective().grid(h, (28, 28))
     return F.grid_sample(d, grid, mode="bilinear", padding_mode="zeros", align_corners=False), y
@@ -362,7 +390,7 @@ DATASETS: dict[str, DatasetSpec] = {
     for s in (
         DatasetSpec("r", (28, 28), 1, 20.0, "rotated ±90°, 28×28", _make_r),
         DatasetSpec("rts", (42, 42), 1, 19.0, "rotated ±45°, scaled 0.7–1.2, placed on 42×42", _make_rts),
-        DatasetSpec("p", (28, 28), 1, 18.0, "projective: scaled, corners moved by 5 px", _make_p),
+        DatasetSpec("p", (28, 28), 1, 18.0, "projective: scaled, corners moved by 5 px (kept on the canvas, never folded)", _make_p),
         DatasetSpec("e", (28, 28), 1, 20.0, "elastic: 16 TPS control points moved by 1.5 px", _make_e),
         DatasetSpec("tc", (60, 60), 1, 20.0, "translated on 60×60 with clutter", _make_tc),
         DatasetSpec("pair", (42, 84), 2, 62.0, "two RTS digits side by side", _make_pair),

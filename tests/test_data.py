@@ -102,3 +102,24 @@ def test_training_epochs_differ() -> None:
 def test_ci_has_mnist() -> None:
     if os.environ.get("CI"):
         assert HAVE_MNIST, "CI must point STN_DATA at MNIST (../shared/data)"
+
+
+def test_p_keeps_the_digit_box_on_the_canvas_and_unfolded() -> None:
+    """P moves the box's corners by N(0, 5 px), but never off the canvas and never into a fold:
+    a homography maps the inside of a convex quad to its inside, so no ink is lost."""
+    g = torch.Generator().manual_seed(2)
+    quads = data._perspective_corners(4096, g, "cpu")
+    assert quads.shape == (4096, 4, 2)
+    assert quads.abs().max() <= 1
+    assert data._convex(quads).all()
+    # and they did move: the top edge is tilted by about |N(0, 5 px) - N(0, 5 px)| ≈ 5.6 px
+    tilt_px = (quads[:, 0, 1] - quads[:, 1, 1]).abs() * 14
+    assert 3 < float(tilt_px.mean()) < 7
+    assert float((tilt_px > 1).float().mean()) > 0.7
+
+
+def test_p_convexity_check() -> None:
+    square = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]])
+    bowtie = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]])
+    dart = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [0.0, -0.5], [-1.0, 1.0]]])  # one corner pushed inside
+    assert data._convex(torch.cat([square, bowtie, dart])).tolist() == [True, False, False]

@@ -8,7 +8,8 @@ from torch import nn
 
 import stn
 from stn import transforms as T
-from stn.localization import CNNLocalizer, FCLocalizer, build_localizer
+from stn.localization import CNNLocalizer, FCLocalizer, build_localizer, light_options
+from stn.model import ConvClassifier
 from stn.transformer import SpatialTransformer
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -208,8 +209,46 @@ class TestLocalizers:
         assert net.head.in_features == 50
 
     def test_cnn_too_small(self):
-        with pytest.raises(ValueError, match=r"CNNLocalizer: input 10x10 too small for two 5x5 convs"):
-            CNNLocalizer((1, 10, 10), 6)
+        with pytest.raises(ValueError, match=r"CNNLocalizer: input 7x7 too small for a first max-pool of 2"):
+            CNNLocalizer((1, 7, 7), 6)
+        with pytest.raises(ValueError, match=r"CNNLocalizer: pool must be >= 1, got 0"):
+            CNNLocalizer((1, 28, 28), 6, pool=0)
+
+    @pytest.mark.parametrize(("side", "pool"), [(28, 2), (42, 3), (56, 4), (60, 4), (84, 6)])
+    def test_light_pools_to_about_14(self, side, pool):
+        opts = light_options((1, side, side))
+        assert opts == {"channels": 8, "hidden": 32, "pool": pool}
+        net = CNNLocalizer((1, side, side), 6, **opts)
+        assert net(torch.zeros(2, 1, side, side)).shape == (2, 6)
+        pooled = net.body[0](torch.zeros(1, 1, side, side)).shape[-1]
+        assert 13 <= pooled <= 15
+
+    @pytest.mark.parametrize("side", [28, 42, 56])
+    def test_light_costs_a_few_percent_of_the_classifier(self, side):
+        """Multiply-adds of the light net's convs and FCs, against the classifier on a 28×28 crop."""
+
+        def macs(module: nn.Module, x: torch.Tensor) -> int:
+            counts: list[int] = []
+
+            def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+                per_output = mod.weight[0].numel() if isinstance(mod, nn.Conv2d) else mod.in_features
+                counts.append(out[0].numel() * per_output)
+
+            handles = [m.register_forward_hook(hook) for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+            with torch.no_grad():
+                module(x)
+            for h in handles:
+                h.remove()
+            return sum(counts)
+
+        light = CNNLocalizer((1, side, side), 6, **light_options((1, side, side)))
+        paper = CNNLocalizer((1, side, side), 6)
+        cls = ConvClassifier((1, 28, 28))
+        c_light = macs(light, torch.zeros(1, 1, side, side))
+        c_paper = macs(paper, torch.zeros(1, 1, side, side))
+        c_cls = macs(cls, torch.zeros(1, 1, 28, 28))
+        assert c_light < 0.05 * c_cls
+        assert c_light < c_paper / 4
 
     def test_fc_shapes(self):
         net = FCLocalizer((2, 9, 7), 3, hidden=(10, 5))
