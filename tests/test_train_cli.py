@@ -79,3 +79,17 @@ def test_bad_arguments_are_one_sentence() -> None:
     assert "Unknown dataset 'nope'" in r.stderr and "Traceback" not in r.stderr
     r = _stn("eval", "no-such-model")
     assert r.returncode == 2 and "Unknown model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_with_the_light_localisation_net(tmp_path) -> None:
+    d = str(tmp_path)
+    r = _stn("train", "--dataset", "rts", "--steps", "4", "--batch-size", "16", "--name", "t-light", "--loc-net", "light",
+             "--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "t-light.json").read_text())
+    assert card["config"]["loc_options"] == {"channels": 8, "hidden": 32, "pool": 3}
+    from stn.zoo import load_model
+
+    model = load_model("t-light", directory=tmp_path)
+    assert model.st.localization.body[0].kernel_size == 3
+    assert model.predict(torch.zeros(2, 1, 42, 42)).probs.shape == (2, 10)
