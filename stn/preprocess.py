@@ -98,6 +98,8 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
                         f"{label}: {img.width}×{img.height} pixels is too large (limit {MAX_PIXELS // 1_000_000} megapixels). "
                         "Send a smaller image."
                     )
+                if img.format == "JPEG":
+                    _draft(img)
                 img.seek(0)  # first frame of an animation
                 img.load()
         except ImageError:
@@ -120,6 +122,19 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
     except Exception:  # a broken EXIF block must not lose the picture
         pass
     return img
+
+
+def _draft(img: Image.Image) -> None:
+    """Have a JPEG decode at 1/2, 1/4 or 1/8 scale (DCT scaling) when it is still at least the
+    working size: a 12-megapixel phone photo then decodes in a few milliseconds, not a hundred,
+    and :func:`ink_map` would reduce it to ``WORK_SIDE`` anyway. Call before ``load()``."""
+    w, h = img.size
+    if max(w, h) < 2 * WORK_SIDE:
+        return
+    f = WORK_SIDE / max(w, h)
+    # Pillow picks the largest reduction that keeps both sides at least the requested ones; a
+    # narrow strip keeps its short side too (at least 64 px, or what it had).
+    img.draft(None, (max(int(w * f), min(w, 64)), max(int(h * f), min(h, 64))))
 
 
 def _to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,8 +282,8 @@ class Prepared:
     """The model's input and where it came from in the picture (for display)."""
 
     tensor: torch.Tensor  # (1, 1, H, W)
-    box: tuple[float, float, float, float]  # ink box in the source picture: left, top, right, bottom (px)
-    source_size: tuple[int, int]  # (width, height) of the picture
+    box: tuple[float, float, float, float]  # ink box: left, top, right, bottom (px of the working-size picture)
+    source_size: tuple[int, int]  # (width, height) of the working-size picture (at most WORK_SIDE)
 
 
 def prepare(

@@ -180,3 +180,36 @@ class TestOpenImage:
         mine.load()
         assert open_image(mine).size == (40, 60)
         assert mine.size == (60, 40) and mine.getexif().get(0x0112) == 6
+
+
+class TestJpegDraft:
+    """A large JPEG (a phone photo) is decoded at a reduced scale, and reads as the full decode does."""
+
+    @staticmethod
+    def _photo(size: tuple[int, int]) -> bytes:
+        w, h = size
+        img = Image.new("RGB", size, (232, 228, 218))
+        d = ImageDraw.Draw(img)
+        s = min(w, h) / 3000
+        d.line([(w / 2 - 300 * s, h / 2 - 700 * s), (w / 2 + 300 * s, h / 2 - 700 * s), (w / 2 - 100 * s, h / 2 + 700 * s)],
+               fill=(25, 25, 45), width=max(2, int(60 * s)))
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    def test_large_jpeg_decodes_reduced(self):
+        img = open_image(self._photo((4000, 3000)))
+        assert WORK_SIDE <= max(img.size) < 2 * WORK_SIDE
+        assert img.size == (500, 375)  # 1/8: the largest DCT reduction that keeps 256 px
+
+    def test_small_jpeg_decodes_whole(self):
+        assert open_image(self._photo((480, 360))).size == (480, 360)
+
+    def test_same_model_input_as_the_full_decode(self):
+        data = self._photo((3000, 4000))
+        full = Image.open(io.BytesIO(data))
+        full.load()  # decoded whole: no draft
+        a = prepare(full, (56, 56), 32.0).tensor
+        b = prepare(data, (56, 56), 32.0).tensor
+        assert float((a - b).abs().max()) < 0.1
+        assert float((a - b).abs().mean()) < 0.01
