@@ -17,10 +17,12 @@ in memory, see ``SESSION_CAPACITY``), and Gradio's own ``GRADIO_SERVER_NAME`` / 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
 import os
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -34,9 +36,15 @@ from typing import Any
 # Summarise every 1,000 events and keep 1,000 (bench/floor_app.py uses the same settings).
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+# Gradio runs every event inside `import matplotlib` (twice, to pin its backend); where matplotlib is
+# not installed each attempt searches the whole sys.path again (~0.3 ms an event). Record once that
+# it is absent: `import matplotlib` then fails at once, as before.
+if importlib.util.find_spec("matplotlib") is None:
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 import gradio as gr  # after the settings above
 import numpy as np
+import orjson
 import torch
 from gradio import FileData
 from gradio.components.plot import PlotData
@@ -130,8 +138,8 @@ def raw_file_input(component: gr.Image) -> gr.Image:
 
 
 def _plot(fig: dict) -> PlotData:
-    """A plotly dict figure for ``gr.Plot`` (no plotly validation: fast)."""
-    return PlotData(type="plotly", plot=json.dumps(fig, separators=(",", ":")))
+    """A plotly dict figure for ``gr.Plot`` (no plotly validation; orjson: ~10× json's speed)."""
+    return PlotData(type="plotly", plot=orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -178,8 +186,7 @@ class Session:
         return cls(lean, source)
 
 
-def _pct(p: float) -> str:
-    return f"{100 * p:.0f}%" if p >= 0.01 else "<1%"
+_pct = viz.percent
 
 
 def _plot_height(size: tuple[int, int], width: int = 440, lo: int = 220, hi: int = 400) -> int:
@@ -214,22 +221,19 @@ def model_note(name: str | None) -> str:
     return " ".join(lines)
 
 
-def _summary(result: Result) -> str:
-    r, b = result.reading, result.baseline
-    top = r.probs.max()
-    who = "The transformer" if result.info.has_transformer else "This plain CNN"
-    text = f"### {who} reads **{r.label}** ({_pct(top)})"
-    if result.info.heads > 1:
-        text += " — " + ", ".join(f"head {k + 1} reads {h}" for k, h in enumerate(r.head_labels))
-    if b is not None:
-        verdict = "agrees" if b.label == r.label else "disagrees"
-        text += f"\nThe plain CNN `{b.model}`, trained on the same data, reads **{b.label}** ({_pct(b.probs.max())}): it {verdict}."
-    return text
-
-
 def _crops(result: Result, mark: tuple[int, int] | None = None) -> np.ndarray:
     crops = result.reading.crops if result.info.has_transformer else [result.input]
     return viz.crops_image(crops, mark=mark)
+
+
+def _reading(result: Result) -> str:
+    """The reading panel: the verdict, the crop(s), the class bars and the plain CNN's (one HTML output)."""
+    r, b = result.reading, result.baseline
+    return viz.reading_html(
+        r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
+        transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
+        baseline=(b.model, b.label, b.top(3)) if b is not None else None,
+    )
 
 
 def _main_outputs(result: Result) -> tuple:
@@ -239,14 +243,10 @@ def _main_outputs(result: Result) -> tuple:
         height=_plot_height(info.input_size),
     )
     theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
-    if result.baseline is not None:
-        baseline = gr.update(value=result.baseline.top(3), visible=True, label=f"Plain CNN ({result.baseline.model})")
-    else:  # no CNN trained on this task in the zoo (or the model is itself the CNN)
-        baseline = gr.update(value=None, visible=False)
-    return (_summary(result), _plot(fig), _crops(result), result.reading.top(), baseline, theta, result.to_json())
+    return (_plot(fig), _reading(result), theta, result.to_json())
 
 
-N_MAIN = 7  # outputs of _main_outputs
+N_MAIN = 4  # outputs of _main_outputs: grid figure, reading panel, θ, JSON answer
 
 
 @gpu
@@ -269,8 +269,8 @@ def _resolve_model(model: str | None) -> str:
 def predict(image: str | None, model: str | None) -> tuple:
     """The ``predict`` endpoint: an image file and a model name → figures, label, θ and a JSON answer.
 
-    Returns the summary, the grid plot, the crops, the top-5 label, the baseline's label, θ as
-    HTML, the JSON (``label``, ``probs``, ``theta``, ``model``, ...), and the session state.
+    Returns the grid figure, the reading panel (verdict, crops, class bars, the plain CNN's bars) as
+    HTML, θ as HTML, the JSON (``label``, ``probs``, ``theta``, ``model``, ...), and the session state.
     """
     if image is None or (isinstance(image, str) and not image.strip()):
         raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
@@ -801,7 +801,22 @@ def load_example(evt: gr.SelectData) -> tuple:
 CSS = """
 .stn-pixelated img, .stn-pixelated canvas { image-rendering: pixelated; }
 .stn-pixelated img { object-fit: contain !important; max-width: 100% !important; width: 100%; height: 100%; }
-#stn-crops img, #pg-crop img, #inv-crop img { padding: 3px; box-sizing: border-box; }  /* keep the frames' edges */
+#pg-crop img, #inv-crop img { padding: 3px; box-sizing: border-box; }  /* keep the frames' edges */
+.stn-readout { display: flex; flex-direction: column; gap: 6px; }
+.stn-readout h3 { margin: 0 0 4px; }
+.stn-readout p { margin: 2px 0; }
+.stn-caption { font-size: 0.85rem; font-weight: 600; color: var(--body-text-color-subdued); margin-top: 4px; }
+.stn-crops { display: flex; gap: 4%; align-items: flex-start; }
+.stn-crops img { image-rendering: pixelated; max-width: 240px; height: auto; border: 5px solid; border-radius: 2px;
+                 box-sizing: border-box; background: #000; }
+.stn-bars { display: grid; gap: 3px; font-variant-numeric: tabular-nums; }
+.stn-bar-row { display: grid; grid-template-columns: 2.2em 1fr 3.2em; align-items: center; gap: 6px; font-size: 0.9rem; }
+.stn-bar-name { font-weight: 600; text-align: right; }
+.stn-bar { height: 0.8em; background: var(--block-border-color, rgba(128,128,128,0.2)); border-radius: 3px; overflow: hidden; }
+.stn-bar > span { display: block; height: 100%; }
+.stn-bars-model .stn-bar > span { background: var(--color-accent, #f97316); }
+.stn-bars-baseline .stn-bar > span { background: var(--neutral-400, #9ca3af); }
+.stn-bar-pct { text-align: right; color: var(--body-text-color-subdued); }
 #stn-upload img { image-rendering: pixelated; min-width: 60%; min-height: 60%; object-fit: contain; }
 #stn-examples .caption-label, #stn-examples figcaption { font-size: 0.75rem; white-space: normal; }
 #stn-examples .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
@@ -875,23 +890,16 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     model_dd = gr.Dropdown(choices=model_choices(), value=DEFAULT, label="Model", elem_id="stn-model", interactive=True)
                     model_md = gr.Markdown(model_note(DEFAULT), elem_id="stn-model-note")
                 with gr.Column(scale=7, min_width=320):
-                    summary = gr.Markdown(elem_id="stn-summary")
                     with gr.Row(equal_height=False):
                         grid_plot = gr.Plot(label="Where it looks: the sampling grid", min_width=300, scale=3,
                                             elem_id="stn-grid")
-                        with gr.Column(scale=2, min_width=240):
-                            crops_img = gr.Image(label="What it reads: the crop", format="png", interactive=False,
-                                                 elem_id="stn-crops", elem_classes=["stn-pixelated"], height=250, buttons=["fullscreen"])
-                            label_out = gr.Label(num_top_classes=5, label="Prediction (top 5)", elem_id="stn-label")
-                    with gr.Row(equal_height=False):
-                        with gr.Column(scale=3, min_width=280):
-                            gr.Markdown("**θ and its reading**")
-                            theta_out = gr.HTML(elem_id="stn-theta")
-                        with gr.Column(scale=2, min_width=240):
-                            baseline_out = gr.Label(num_top_classes=3, label="Plain CNN, same input", elem_id="stn-baseline")
+                        # verdict, crop(s), class bars and the plain CNN's: one output (viz.reading_html)
+                        reading_out = gr.HTML(elem_id="stn-reading", min_height=200, scale=2, min_width=240)
+                    gr.Markdown("**θ and its reading**")
+                    theta_out = gr.HTML(elem_id="stn-theta")
                     with gr.Accordion("API answer (JSON)", open=False):
                         json_out = gr.JSON(label="What the predict endpoint returns", elem_id="stn-json")
-            main_outputs = [summary, grid_plot, crops_img, label_out, baseline_out, theta_out, json_out]
+            main_outputs = [grid_plot, reading_out, theta_out, json_out]
             ex_gallery = gr.Gallery(
                 value=[(p, c) for p, _, c in EXAMPLE_ROWS], label="Examples (click one)", columns=8, allow_preview=False,
                 object_fit="contain", elem_id="stn-examples", elem_classes=["stn-pixelated"], visible=bool(EXAMPLE_ROWS),

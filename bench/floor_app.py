@@ -16,11 +16,18 @@ and, with ``STN_FLOOR_HANDLER``:
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 # The same Gradio settings as app.py (its event-analytics summary every 1,000 events, not every event).
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+# Gradio runs every event inside `import matplotlib` (twice, to pin its backend); where matplotlib is
+# not installed each attempt searches the whole sys.path again (~0.3 ms an event). Record once that
+# it is absent: `import matplotlib` then fails at once, as before.
+if importlib.util.find_spec("matplotlib") is None:
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 import gradio as gr  # after the settings above
 from PIL import Image

@@ -19,10 +19,12 @@ coordinates).
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
+import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +53,7 @@ __all__ = [
     "kernel_formula",
     "map_points",
     "nearest_tap",
+    "reading_html",
     "rotation_figure",
     "sample_points",
     "table1_html",
@@ -242,6 +245,42 @@ def _polyline(segments: list[np.ndarray], labels: list[np.ndarray]) -> tuple[lis
     return xs, ys, cd
 
 
+_LINE_POINTS = 17  # points per grid line: enough for projective and TPS curves
+
+
+@functools.lru_cache(maxsize=32)
+def _unit_grid(lines: int, out_size: tuple[int, int]) -> tuple[np.ndarray, int, list, list]:
+    """What every grid figure draws, in the output's normalised coordinates, built once per shape.
+
+    Returns the points ``(2·lines·17 + 4·17, 2)`` (the grid lines, horizontal then vertical at each
+    tick, then the output's outer edge from its top-left corner), the number of line points, and
+    the hover labels (output pixels) of the lines (with ``None`` breaks) and of the edge.
+    """
+    dense = np.linspace(-1, 1, _LINE_POINTS)
+    ticks = np.linspace(-1, 1, lines)
+    line_pts = []
+    for v in ticks:  # horizontal lines (fixed y) then vertical ones (fixed x)
+        line_pts.append(np.stack([dense, np.full_like(dense, v)], 1))
+        line_pts.append(np.stack([np.full_like(dense, v), dense], 1))
+    edge = np.concatenate([
+        np.stack([dense, -np.ones_like(dense)], 1), np.stack([np.ones_like(dense), dense], 1),
+        np.stack([dense[::-1], np.ones_like(dense)], 1), np.stack([-np.ones_like(dense), dense[::-1]], 1),
+    ])
+    _, _, line_cd = _polyline(line_pts, [_to_px(pts, out_size) for pts in line_pts])
+    edge_cd = np.round(_to_px(edge, out_size), 2).tolist()
+    pts = np.concatenate(line_pts + [edge])
+    return pts, len(line_pts) * _LINE_POINTS, line_cd, edge_cd
+
+
+def _with_breaks(points: np.ndarray, n: int) -> tuple[list, list]:
+    """``(k·n, 2)`` points of ``k`` lines → x and y lists with a ``None`` after each line."""
+    seg = np.round(points.reshape(-1, n, 2), 3)
+    pad = np.full((seg.shape[0], 1, 2), np.nan)
+    flat = np.concatenate([seg, pad], axis=1).reshape(-1, 2)
+    xs, ys = flat[:, 0].tolist(), flat[:, 1].tolist()
+    return [None if v != v else v for v in xs], [None if v != v else v for v in ys]
+
+
 def grid_figure(
     image: np.ndarray,
     transform: str | Transform | None = None,
@@ -283,38 +322,26 @@ def grid_figure(
     if transform is not None and len(params):
         t = _transform(transform)
         oh, ow = out_size
-        dense = np.linspace(-1, 1, 17)  # points per grid line: enough for projective and TPS curves
-        ticks = np.linspace(-1, 1, lines)
+        unit, n_lines, line_cd, edge_cd = _unit_grid(lines, (oh, ow))
         shown = range(len(params)) if heads_shown is None else heads_shown
         for k in shown:
             p = params[k]
             color = head_color(k)
             # every point this head draws, mapped in one call: grid lines, then the outer edge
-            line_pts = []
-            for v in ticks:  # horizontal lines (fixed y) then vertical ones (fixed x)
-                line_pts.append(np.stack([dense, np.full_like(dense, v)], 1))
-                line_pts.append(np.stack([np.full_like(dense, v), dense], 1))
-            edge = np.concatenate([
-                np.stack([dense, -np.ones_like(dense)], 1), np.stack([np.ones_like(dense), dense], 1),
-                np.stack([dense[::-1], np.ones_like(dense)], 1), np.stack([-np.ones_like(dense), dense[::-1]], 1),
-            ])
-            mapped = _to_px(map_points(t, p, np.concatenate(line_pts + [edge])), size)
-            n_line = len(dense)
-            segs = [mapped[i * n_line : (i + 1) * n_line] for i in range(len(line_pts))]
-            labs = [_to_px(pts, (oh, ow)) for pts in line_pts]
-            xs, ys, cd = _polyline(segs, labs)
+            mapped = _to_px(map_points(t, p, unit), size)
+            xs, ys = _with_breaks(mapped[:n_lines], _LINE_POINTS)
             data.append({
-                "type": "scatter", "mode": "lines", "name": f"head {k + 1} grid", "x": xs, "y": ys, "customdata": cd,
+                "type": "scatter", "mode": "lines", "name": f"head {k + 1} grid", "x": xs, "y": ys, "customdata": line_cd,
                 "line": {"color": _rgba(color, 0.75), "width": 1.2},
                 "hovertemplate": "output (%{customdata[0]:.1f}, %{customdata[1]:.1f}) reads input (%{x:.1f}, %{y:.1f}) px"
                 + f"<extra>head {k + 1}</extra>",
             })
-            ring = mapped[len(line_pts) * n_line :]
+            ring = mapped[n_lines:]
             allpts.append(ring)
             data.append({
                 "type": "scatter", "mode": "lines", "name": f"head {k + 1} region",
                 "x": np.round(ring[:, 0], 3).tolist(), "y": np.round(ring[:, 1], 3).tolist(),
-                "customdata": np.round(_to_px(edge, (oh, ow)), 2).tolist(),
+                "customdata": edge_cd,
                 "fill": "toself", "fillcolor": _rgba(color, 0.10), "line": {"color": color, "width": 3},
                 "hovertemplate": "edge of output (%{customdata[0]:.1f}, %{customdata[1]:.1f}) reads input (%{x:.1f}, %{y:.1f}) px"
                 + f"<extra>head {k + 1}</extra>",
@@ -426,6 +453,87 @@ def crops_image(
         out[y : y + t.shape[0], x : x + t.shape[1]] = t
         x += t.shape[1] + gap
     return out
+
+
+# --------------------------------------------------------------------------- the reading panel
+
+
+def percent(p: float) -> str:
+    """A probability as a short percentage: ``"98%"``, or ``"<1%"`` under one percent."""
+    return f"{100 * p:.0f}%" if p >= 0.01 else "<1%"
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """An ``(h, w)`` image in [0, 1] as a grey PNG ``data:`` URI, at its own size (a few hundred bytes
+    for a 28×28 crop; the page scales it up with ``image-rendering: pixelated``)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(_to_u8(image), "L").save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _bars(top: Mapping[str, float], css: str) -> str:
+    rows = "".join(
+        f'<div class="stn-bar-row"><span class="stn-bar-name">{html.escape(c)}</span>'
+        f'<span class="stn-bar"><span style="width:{100 * min(max(p, 0.0), 1.0):.1f}%"></span></span>'
+        f'<span class="stn-bar-pct">{percent(p)}</span></div>'
+        for c, p in top.items()
+    )
+    return f'<div class="stn-bars {css}">{rows}</div>'
+
+
+def reading_html(
+    label: str,
+    top: Mapping[str, float],
+    crops: Sequence[np.ndarray],
+    *,
+    transformer: bool = True,
+    head_labels: Sequence[str] = (),
+    baseline: tuple[str, str, Mapping[str, float]] | None = None,
+) -> str:
+    """What the model read, as one HTML panel: the verdict, the crop(s), the class bars, and the plain CNN's.
+
+    One fragment instead of a Markdown, an image and two label components: the page gets the same
+    views from one output (each Gradio output costs a worker-thread round trip and a config render).
+    The crops travel inline as tiny PNGs (no file in Gradio's cache, no second request).
+
+    Args:
+        label: the predicted class; ``top``: the most probable classes → probability, best first.
+        crops: one ``(h, w)`` array in [0, 1] per head (for the plain CNN, its whole input).
+        transformer: whether the model has a transformer (the wording and the crop's caption).
+        head_labels: what each head reads on its own (shown for two heads or more).
+        baseline: ``(model name, label, top classes)`` of the plain CNN trained on the same data.
+
+    Element ids for the page and its tests: ``stn-summary``, ``stn-crops``, ``stn-label``, ``stn-baseline``.
+    """
+    who = "The transformer" if transformer else "This plain CNN"
+    best = max(top.values()) if top else 0.0
+    verdict = f"<h3>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+    if len(head_labels) > 1:
+        verdict += "<p>" + ", ".join(f"head {k + 1} reads <b>{html.escape(h)}</b>" for k, h in enumerate(head_labels)) + "</p>"
+    if baseline is not None:
+        b_name, b_label, b_top = baseline
+        agrees = "agrees" if b_label == label else "disagrees"
+        verdict += (f"<p>The plain CNN <code>{html.escape(b_name)}</code>, trained on the same data, reads "
+                    f"<b>{html.escape(b_label)}</b> ({percent(max(b_top.values()) if b_top else 0.0)}): it {agrees}.</p>")
+    caption = "What it reads: the crop" + ("s" if len(crops) > 1 else "") if transformer else "What it reads: the whole input (no transformer)"
+    imgs = "".join(
+        f'<img src="{png_data_uri(c)}" alt="{"crop of head " + str(k + 1) if transformer else "the model input"}" '
+        f'style="border-color:{head_color(k) if transformer else "var(--border-color-primary)"};'
+        f'aspect-ratio:{c.shape[-1]}/{c.shape[-2]};width:{100 / len(crops) - (4 if len(crops) > 1 else 0):.0f}%">'
+        for k, c in enumerate(np.asarray(c, dtype=np.float64) for c in crops)
+    )
+    parts = [
+        f'<div id="stn-summary">{verdict}</div>',
+        f'<div class="stn-caption">{caption}</div><div id="stn-crops" class="stn-crops">{imgs}</div>',
+        f'<div id="stn-label"><div class="stn-caption">Prediction (top {len(top)})</div>{_bars(top, "stn-bars-model")}</div>',
+    ]
+    if baseline is not None:
+        b_name, _, b_top = baseline
+        parts.append(f'<div id="stn-baseline"><div class="stn-caption">Plain CNN (<code>{html.escape(b_name)}</code>), same input'
+                     f'</div>{_bars(b_top, "stn-bars-baseline")}</div>')
+    return '<div class="stn-readout">' + "".join(parts) + "</div>"
 
 
 # --------------------------------------------------------------------------- θ as text

@@ -59,6 +59,39 @@ class TestLazySessionState:
         assert [b for b, _, _ in lazy.state_components] == [b for b, _, _ in eager.state_components]
         assert _comparable(lazy.components) == _comparable(eager.components)
 
+    def test_replaced_blocks_match(self, demo):
+        """A ``gr.update`` with props: Gradio swaps in a new block, re-renders its config, sets its value."""
+        eager, lazy = sessions._EAGER(demo), sessions.LazySessionState(demo)
+        text_id = next(k for k, b in demo.blocks.items() if isinstance(b, gr.Textbox))
+        lazy.config_values[text_id]  # rendered before the change, as after an earlier event
+        for s in (eager, lazy):
+            s[text_id] = gr.Textbox("x", label="Renamed", visible=False, render=False)
+            s._update_config(text_id)
+            s._update_value_in_config(text_id, "new value")
+        assert dict.__contains__(lazy.config_values, text_id) is False  # stale until read
+        assert lazy.config_values[text_id]["props"]["label"] == "Renamed"
+        assert lazy.config_values[text_id]["props"]["value"] == "new value"
+        assert _comparable(lazy.components) == _comparable(eager.components)
+
+    def test_events_match(self):
+        """Gradio's own pre- and post-processing of an event, on both kinds of session."""
+        import asyncio
+
+        with gr.Blocks() as demo:
+            text, number, state = gr.Textbox("hello"), gr.Number(3), gr.State({"a": 1})
+            out = gr.Textbox(label="Out")
+            gr.Button("Go").click(lambda t, n, s: t, [text, number, state], out)
+        block_fn = next(iter(demo.fns.values()))
+        configs = []
+        for s in (sessions._EAGER(demo), sessions.LazySessionState(demo)):
+            asyncio.run(demo.preprocess_data(block_fn, ["typed", 5, None], s))
+            asyncio.run(demo.postprocess_data(block_fn, [gr.update(value="typed", label="Answer")], s))
+            asyncio.run(demo.postprocess_data(block_fn, ["again"], s))
+            configs.append(_comparable(s.components))
+        assert configs[0] == configs[1]
+        out = next(c for c in configs[1] if c["props"].get("label") == "Out")
+        assert "again" in str(out["props"]["value"])
+
     def test_unknown_block_is_a_key_error(self, demo):
         lazy = sessions.LazySessionState(demo)
         assert 10**9 not in lazy.config_values
