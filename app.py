@@ -266,8 +266,8 @@ def _resolve_model(model: str | None) -> str:
 
 
 @user_errors
-def predict(image: str | None, model: str | None) -> tuple:
-    """The ``predict`` endpoint: an image file and a model name → figures, label, θ and a JSON answer.
+def read_file(image: str | None, model: str | None) -> tuple:
+    """An image file and a model name → the main view's outputs and the session (for examples and tests).
 
     Returns the grid figure, the reading panel (verdict, crops, class bars, the plain CNN's bars) as
     HTML, θ as HTML, the JSON (``label``, ``probs``, ``theta``, ``model``, ...), and the session state.
@@ -277,6 +277,36 @@ def predict(image: str | None, model: str | None) -> tuple:
     name = _resolve_model(model)
     result = _infer(image, name)
     return (*_main_outputs(result), Session.of(result, image))
+
+
+def _upload_path(image: Any) -> str | None:
+    """The upload's path from ``predict``'s raw input: its event skips Gradio's per-component
+    pre-processing, so the image arrives as the upload's payload (already checked and moved into
+    Gradio's cache), and the model name as it was sent."""
+    if image is None or isinstance(image, str):
+        return image
+    payload = image if isinstance(image, FileData) else FileData(**image) if isinstance(image, dict) else None
+    if payload is None:
+        raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image")
+    return upload.preprocess(payload)  # the Upload tab's image component (raw_file_input)
+
+
+def _sent(outputs: tuple) -> tuple:
+    """Outputs as Gradio would post-process them (``predict``'s event skips that step: each output's
+    post-processing is a round trip to a worker thread). Only the plot needs it; HTML strings, the
+    JSON answer (plain Python types) and the session go as they are."""
+    return tuple(o.model_dump() if isinstance(o, PlotData) else o for o in outputs)
+
+
+@user_errors
+def predict(image: Any, model: str | None) -> tuple:
+    """The ``predict`` endpoint: an image file and a model name → figures, label, θ and a JSON answer.
+
+    Returns, as sent: the grid figure (plotly JSON), the reading panel (verdict, crops, class bars,
+    the plain CNN's bars) as HTML, θ as HTML, the JSON (``label``, ``probs``, ``theta``, ``model``,
+    ...), and the session state.
+    """
+    return _sent(read_file(_upload_path(image), model))
 
 
 def sketch_image(value: dict | None) -> Image.Image:
@@ -773,7 +803,7 @@ def example_outputs(index: int) -> tuple:
     """
     if index not in _EXAMPLE_CACHE:
         path, model = EXAMPLES[index]
-        _EXAMPLE_CACHE[index] = predict(path, model)
+        _EXAMPLE_CACHE[index] = read_file(path, model)
     return tuple(dict(o) if isinstance(o, dict) else o for o in _EXAMPLE_CACHE[index])
 
 
@@ -893,8 +923,9 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     with gr.Row(equal_height=False):
                         grid_plot = gr.Plot(label="Where it looks: the sampling grid", min_width=300, scale=3,
                                             elem_id="stn-grid")
-                        # verdict, crop(s), class bars and the plain CNN's: one output (viz.reading_html)
-                        reading_out = gr.HTML(elem_id="stn-reading", min_height=200, scale=2, min_width=240)
+                        with gr.Column(scale=2, min_width=240):
+                            # verdict, crop(s), class bars and the plain CNN's: one output (viz.reading_html)
+                            reading_out = gr.HTML(elem_id="stn-reading", min_height=200)
                     gr.Markdown("**θ and its reading**")
                     theta_out = gr.HTML(elem_id="stn-theta")
                     with gr.Accordion("API answer (JSON)", open=False):
@@ -1008,7 +1039,9 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
 
     # ---------------------------------------------------------------------- events
     main_all = [*main_outputs, session]
-    upload.upload(predict, [upload, model_dd], main_all, api_name="predict",
+    # Gradio's per-component pre- and post-processing is one worker-thread round trip per input and
+    # output; predict does its own (the upload's path, the plot's JSON): see _upload_path and _sent.
+    upload.upload(predict, [upload, model_dd], main_all, api_name="predict", preprocess=False, postprocess=False,
                   api_description="Read an image file with a model: returns the views and a JSON with label, probs, theta.")
     sketch_btn.click(predict_sketch, [sketch, model_dd], main_all, api_visibility="private")
     # .change carries the strokes (.input fires as a stroke starts, with an empty value)

@@ -109,7 +109,8 @@ def postprocess(app, fn, outputs):
 def test_predict_every_model(tiny, tmp_path, name):
     out = tiny.predict(str(digit_png(tmp_path / "d.png")), name)
     plot, reading, theta, answer, session = out
-    fig = json.loads(plot.plot)
+    assert plot["type"] == "plotly"  # as sent: the event skips Gradio's post-processing
+    fig = json.loads(plot["plot"])
     assert fig["layout"]["height"] > 0 and fig["data"][0]["type"] == "heatmap"
     assert 'id="stn-summary"' in reading and " reads <b>" in reading
     heads = tiny.ENGINE.info[name].heads if tiny.ENGINE.info[name].has_transformer else 1
@@ -117,6 +118,7 @@ def test_predict_every_model(tiny, tmp_path, name):
     assert reading.count('class="stn-bar-row"') == 5 + (3 if name == "wild-affine" else 0)  # top 5 (+ the CNN's top 3)
     assert ('id="stn-baseline"' in reading) == (name == "wild-affine")  # the only tiny model with a CNN beside it
     assert "stn-theta" in theta
+    json.dumps(out[:4])  # sent as they are: plain JSON types only
     assert answer["model"] == name and {"label", "probs", "theta"} <= set(answer)
     assert session.result.model == name
     postprocess(tiny, tiny.predict, out)
@@ -554,6 +556,16 @@ def _upload(path: Path) -> dict:
     dest = folder / path.name
     dest.write_bytes(path.read_bytes())
     return {"path": str(dest), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_predict_takes_the_raw_upload(tiny, tmp_path):
+    """predict's event skips Gradio's pre-processing: the image arrives as the upload's payload."""
+    src = digit_png(tmp_path / "d.png")
+    by_path = tiny.predict(str(src), "wild-affine")
+    by_payload = tiny.predict(_upload(src), "wild-affine")
+    assert by_payload[3] == by_path[3] and by_payload[1] == by_path[1]
+    with pytest.raises(gr.Error, match="not an image"):
+        tiny.predict(12, "wild-affine")
 
 
 def test_read_api(tiny, tmp_path):
