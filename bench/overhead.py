@@ -201,7 +201,7 @@ def predict_breakdown(args: argparse.Namespace) -> dict:
     stages: dict[str, list[float]] = {k: [] for k in keys}  # wall ms
     cpu: dict[str, list[float]] = {k: [] for k in keys}  # CPU ms of this process (robust on a busy machine)
     refused = 0
-    from PIL import Image
+    import orjson
 
     def clock() -> tuple[float, float]:
         return time.perf_counter(), time.process_time()
@@ -223,13 +223,16 @@ def predict_breakdown(args: argparse.Namespace) -> dict:
                 base.predict(prep.tensor)
             marks.append(clock())
             params = [p[0].tolist() for p in pred.params]
+            # what the app's predict draws: the grid figure, the reading panel (its crops as inline
+            # PNGs, the class bars), θ as HTML
             fig = viz.grid_figure(prep.tensor[0, 0].numpy(), cfg.transform, params, tuple(cfg.crop_size))
-            crops = viz.crops_image([c[0, 0].numpy() for c in pred.crops])
+            probs, order = pred.probs[0], pred.probs[0].argsort(descending=True)[:5]
+            top = {str(int(i)): float(probs[i]) for i in order}
+            panel = viz.reading_html(next(iter(top)), top, [c[0, 0].numpy() for c in pred.crops])
             html = viz.theta_html(cfg.transform, params, tuple(cfg.input_size), cfg.transform_options)
             marks.append(clock())
-            json.dumps(fig, default=float)  # what Gradio sends for a plot
-            Image.fromarray(crops).save(io.BytesIO(), "PNG")  # and for an image output
-            len(html)
+            orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY)  # what the app sends for the plot
+            len(html) + len(panel)
             marks.append(clock())
             if rep:
                 for i, k in enumerate(keys):
@@ -253,7 +256,7 @@ def predict_table(r: dict) -> str:
     names = {
         "decode": "decode the file (open_image)", "preprocess": "pre-process (ink map, crop, resize)",
         "inference": f"inference ({r['model']}, batch 1)", "baseline": f"baseline CNN reading ({r['baseline'] or 'none'})",
-        "figures": "figures (grid_figure, crops_image, theta_html)", "serialise": "serialise (figure JSON, crops PNG)",
+        "figures": "figures (grid_figure, reading_html with the crops' PNGs, theta_html)", "serialise": "serialise (figure JSON)",
     }
     lines = ["| stage | median ms | p95 ms | median CPU ms | share (CPU) |", "|---|---:|---:|---:|---:|"]
     for k, label in names.items():
