@@ -322,7 +322,7 @@ def grid_figure(
     if transform is not None and len(params):
         t = _transform(transform)
         oh, ow = out_size
-        unit, n_lines, line_cd, edge_cd = _unit_grid(lines, (oh, ow))
+        unit, n_lines, line_cd, edge_cd = _unit_grid(lines, (oh, ow))  # shared: copied into each figure
         shown = range(len(params)) if heads_shown is None else heads_shown
         for k in shown:
             p = params[k]
@@ -331,7 +331,7 @@ def grid_figure(
             mapped = _to_px(map_points(t, p, unit), size)
             xs, ys = _with_breaks(mapped[:n_lines], _LINE_POINTS)
             data.append({
-                "type": "scatter", "mode": "lines", "name": f"head {k + 1} grid", "x": xs, "y": ys, "customdata": line_cd,
+                "type": "scatter", "mode": "lines", "name": f"head {k + 1} grid", "x": xs, "y": ys, "customdata": [c[:] for c in line_cd],
                 "line": {"color": _rgba(color, 0.75), "width": 1.2},
                 "hovertemplate": "output (%{customdata[0]:.1f}, %{customdata[1]:.1f}) reads input (%{x:.1f}, %{y:.1f}) px"
                 + f"<extra>head {k + 1}</extra>",
@@ -341,7 +341,7 @@ def grid_figure(
             data.append({
                 "type": "scatter", "mode": "lines", "name": f"head {k + 1} region",
                 "x": np.round(ring[:, 0], 3).tolist(), "y": np.round(ring[:, 1], 3).tolist(),
-                "customdata": edge_cd,
+                "customdata": [c[:] for c in edge_cd],
                 "fill": "toself", "fillcolor": _rgba(color, 0.10), "line": {"color": color, "width": 3},
                 "hovertemplate": "edge of output (%{customdata[0]:.1f}, %{customdata[1]:.1f}) reads input (%{x:.1f}, %{y:.1f}) px"
                 + f"<extra>head {k + 1}</extra>",

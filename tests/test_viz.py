@@ -123,16 +123,25 @@ class TestGridFigure:
         assert [t["name"] for t in fig["data"]] == ["input"]
         assert "no transformer" in fig["layout"]["annotations"][0]["text"]
 
-    def test_is_cheap(self):
-        import time
+    def test_grid_lines_break_between_lines(self):
+        """One trace draws every grid line: ``lines`` per direction, ``None`` between them."""
+        fig = viz.grid_figure(np.zeros((28, 28)), "affine", [[1, 0, 0, 0, 1, 0]], (28, 28), lines=5)
+        grid = next(t for t in fig["data"] if t["name"] == "head 1 grid")
+        assert grid["x"].count(None) == grid["y"].count(None) == 10
+        assert grid["customdata"].count([None, None]) == 10
+        first = grid["x"][: grid["x"].index(None)]
+        assert first[0] == pytest.approx(-0.5) and first[-1] == pytest.approx(27.5)  # a line spans the output
 
-        p = _params("tps", {"grid_size": 4})[0].numpy()
-        t = get("tps", grid_size=4)
-        viz.grid_figure(np.zeros((56, 56)), t, [p])
-        start = time.perf_counter()
-        for _ in range(5):
-            viz.grid_figure(np.zeros((56, 56)), t, [p])
-        assert (time.perf_counter() - start) / 5 < 0.25  # a few ms on an idle core; generous for CI
+    def test_figures_do_not_share_mutable_parts(self):
+        """The grid's constant parts are built once and shared; a figure changed by its user does not
+        change the next one."""
+        a = viz.grid_figure(np.zeros((28, 28)), "affine", [[1, 0, 0, 0, 1, 0]], (28, 28))
+        for trace in a["data"][1:3]:  # the grid and the region: their hover labels come from the shared parts
+            trace["customdata"][0][0] = "changed"
+            trace["customdata"].clear()
+        b = viz.grid_figure(np.zeros((28, 28)), "affine", [[1, 0, 0, 0, 1, 0]], (28, 28))
+        for trace in b["data"][1:3]:
+            assert trace["customdata"] and trace["customdata"][0][0] != "changed"
 
 
 class TestCrops:
@@ -152,6 +161,38 @@ class TestCrops:
     def test_mark(self):
         img = viz.crops_image([np.zeros((28, 28))], mark=(0, 0))
         assert tuple(img[4, 4, :3]) == (255, 40, 40)
+
+
+class TestReadingHtml:
+    def _crop_sizes(self, html: str) -> list[tuple[int, int]]:
+        import base64
+        import io
+
+        from PIL import Image
+
+        uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+        return [Image.open(io.BytesIO(base64.b64decode(u))).size for u in uris]
+
+    def test_verdict_crops_and_bars(self):
+        top = {"7": 0.9, "1": 0.05, "2": 0.004}
+        html = viz.reading_html("7", top, [np.zeros((28, 28))], baseline=("rts-cnn", "1", {"1": 0.6, "7": 0.4}))
+        assert "reads <b>7</b> (90%)" in html and "it disagrees" in html
+        assert self._crop_sizes(html) == [(28, 28)]  # sent at its own size; the page scales it, pixelated
+        assert html.count('class="stn-bar-row"') == 5
+        assert 'width:90.0%' in html and "<1%" in html
+        assert 'id="stn-baseline"' in html and "rts-cnn" in html
+
+    def test_two_heads_and_no_baseline(self):
+        html = viz.reading_html("37", {"37": 0.8}, [np.zeros((28, 28)), np.ones((28, 28))], head_labels=["3", "7"])
+        assert "head 1 reads <b>3</b>" in html and "head 2 reads <b>7</b>" in html
+        assert self._crop_sizes(html) == [(28, 28), (28, 28)]
+        assert viz.head_color(0) in html and viz.head_color(1) in html  # each crop framed in its head's colour
+        assert 'id="stn-baseline"' not in html
+
+    def test_plain_cnn_and_escaping(self):
+        html = viz.reading_html("<b>", {"<b>": 1.0}, [np.zeros((42, 42))], transformer=False)
+        assert "This plain CNN reads" in html and "the whole input" in html
+        assert "<b>&lt;b&gt;</b>" in html and self._crop_sizes(html) == [(42, 42)]
 
 
 class TestThetaHtml:
