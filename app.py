@@ -236,14 +236,19 @@ def _reading(result: Result) -> str:
     )
 
 
-def _main_outputs(result: Result) -> tuple:
+def _main_outputs(result: Result, baseline: Callable[[], object] | None = None) -> tuple:
+    """The main view's outputs; ``baseline`` (from ``Engine.predict_early``) is awaited only once the
+    figures that do not need the plain CNN's answer are drawn."""
     info = result.info
     fig = viz.grid_figure(
         result.input, ENGINE.transform(result.model), result.reading.params, info.crop_size,
         height=_plot_height(info.input_size),
     )
     theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
-    return (_plot(fig), _reading(result), theta, result.to_json())
+    plot = _plot(fig)
+    if baseline is not None:
+        baseline()
+    return (plot, _reading(result), theta, result.to_json())
 
 
 N_MAIN = 4  # outputs of _main_outputs: grid figure, reading panel, θ, JSON answer
@@ -275,7 +280,10 @@ def read_file(image: str | None, model: str | None) -> tuple:
     if image is None or (isinstance(image, str) and not image.strip()):
         raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
     name = _resolve_model(model)
-    result = _infer(image, name)
+    if spaces is None:  # the figures are drawn while the plain CNN still reads (Engine.predict_early)
+        result, baseline = ENGINE.predict_early(image, name)
+        return (*_main_outputs(result, baseline), Session.of(result, image))
+    result = _infer(image, name)  # ZeroGPU: the GPU is attached only inside the decorated call
     return (*_main_outputs(result), Session.of(result, image))
 
 

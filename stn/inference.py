@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -172,6 +173,7 @@ class Engine:
         device: str | torch.device | None = None,
         names: list[str] | None = None,
         cache_dir: Path | str | None = None,
+        trace: bool | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._sweeps: dict[tuple, dict] = {}
@@ -192,6 +194,12 @@ class Engine:
         # not for their sum. (On a GPU the kernels queue on one stream anyway.)
         self._side = (ThreadPoolExecutor(max_workers=4, thread_name_prefix="stn-baseline")
                       if self.device.type == "cpu" and (os.cpu_count() or 1) > 1 else None)
+        # CPU: read one image with a frozen TorchScript copy of each model (STClassifier.trace_for_inference:
+        # faster at batch 1, and the GIL is free during the forward). Made on a model's first reading
+        # (or by warm()); a model that cannot be traced stays eager.
+        self._trace = (self.device.type == "cpu") if trace is None else trace
+        self._traced: set[str] = set()
+        self._trace_lock = threading.Lock()  # not self._lock: a sweep holds that one for seconds
 
     # ----------------------------------------------------------------- the zoo
 
@@ -222,8 +230,17 @@ class Engine:
 
     # ----------------------------------------------------------------- reading
 
+    def _ensure_traced(self, name: str) -> None:
+        if self._trace and name not in self._traced:
+            with self._trace_lock:
+                if name not in self._traced:
+                    self.models[name].trace_for_inference(batch=1)
+                    self._traced.add(name)
+
     def _reading(self, name: str, x: torch.Tensor) -> Reading:
         model = self.models[name]
+        if x.shape[0] == 1:
+            self._ensure_traced(name)
         pred = model.predict(x.to(self.device))
         return self._to_reading(name, pred.probs[0], pred.head_probs[0], [p[0] for p in pred.params], [c[0, 0] for c in pred.crops])
 
@@ -254,17 +271,30 @@ class Engine:
             ImageError: the picture cannot be read as a digit (the message says why).
             UnknownModelError: no such model.
         """
+        result, baseline = self.predict_early(image, name)
+        baseline()
+        return result
+
+    def predict_early(self, image: object, name: str) -> tuple[Result, Callable[[], Reading | None]]:
+        """:meth:`predict`, returning as soon as the model has read: the plain CNN may still be reading
+        on another thread. Call the returned function to wait for it; it also fills ``result.baseline``.
+        (The app draws its figures in the meantime.)"""
         name = self.resolve(name)
         t0 = time.perf_counter()
         prep = self.prepare(image, name)
         t1 = time.perf_counter()
-        result = self.predict_tensor(prep.tensor, name)
+        result, baseline = self._predict_tensor(prep.tensor, name)
         result.prepared = prep
         result.timings["prepare_ms"] = 1000 * (t1 - t0)
-        return result
+        return result, baseline
 
     def predict_tensor(self, x: torch.Tensor | np.ndarray, name: str) -> Result:
         """Read a model-space input ``(H, W)`` or ``(1, 1, H, W)`` in [0, 1] (no pre-processing)."""
+        result, baseline = self._predict_tensor(x, name)
+        baseline()
+        return result
+
+    def _predict_tensor(self, x: torch.Tensor | np.ndarray, name: str) -> tuple[Result, Callable[[], Reading | None]]:
         name = self.resolve(name)
         info = self.info[name]
         x = _as_batch(x)
@@ -276,14 +306,17 @@ class Engine:
         side = self._side.submit(self._reading, b, x) if with_baseline and self._side is not None else None
         reading = self._reading(name, x)
         t1 = time.perf_counter()
-        baseline = None
-        if with_baseline:  # baseline_ms: how much longer the plain CNN kept the request
-            baseline = side.result() if side is not None else self._reading(b, x)  # type: ignore[arg-type]
-        t2 = time.perf_counter()
-        return Result(
-            model=name, info=info, input=x[0, 0].cpu().numpy().astype(np.float32), reading=reading, baseline=baseline,
-            timings={"model_ms": 1000 * (t1 - t0), "baseline_ms": 1000 * (t2 - t1)},
-        )
+        result = Result(model=name, info=info, input=x[0, 0].cpu().numpy().astype(np.float32), reading=reading,
+                        baseline=None, timings={"model_ms": 1000 * (t1 - t0)})
+
+        def baseline() -> Reading | None:
+            if with_baseline and result.baseline is None:
+                result.baseline = side.result() if side is not None else self._reading(b, x)  # type: ignore[arg-type]
+            # baseline_ms: how much longer than the model the plain CNN kept the request
+            result.timings.setdefault("baseline_ms", 1000 * (time.perf_counter() - t1))
+            return result.baseline
+
+        return result, baseline
 
     @torch.no_grad()
     def read_with(self, name: str, x: torch.Tensor | np.ndarray, params: list, mode: str = "bilinear") -> Reading:
@@ -381,12 +414,17 @@ class Engine:
         return path is not None and path.exists()
 
     def warm(self, names: list[str] | None = None) -> threading.Thread:
-        """Compute the accuracy sweeps in a background thread (default model first)."""
+        """In a background thread: each model's traced copy, then the accuracy sweeps (default model first)."""
         first, _ = self.default_model()
-        todo = names if names is not None else sorted(self.names, key=lambda m: m != first)
-        todo = [m for m in todo if self.info[m].has_transformer]
+        order = names if names is not None else sorted(self.names, key=lambda m: m != first)
+        todo = [m for m in order if self.info[m].has_transformer]
 
         def run() -> None:
+            for m in order:
+                try:
+                    self._ensure_traced(m)
+                except Exception:
+                    logging.getLogger(__name__).warning("tracing %s failed", m, exc_info=True)
             for m in todo:
                 try:
                     self.accuracy_sweep(m)

@@ -121,6 +121,34 @@ def test_baseline_reads_the_same_input(engine):
     np.testing.assert_allclose(r.baseline.probs, direct.probs[0].numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("side_thread", [True, False])
+def test_predict_early_then_the_baseline(engine, monkeypatch, side_thread):
+    """predict_early hands back the model's reading at once; the plain CNN's comes on request, the same
+    as predict's (on a second thread where there is one, else in the caller's)."""
+    if not side_thread:
+        monkeypatch.setattr(engine, "_side", None)
+    img = Image.fromarray((np.random.default_rng(1).random((56, 56)) * 255).astype(np.uint8), "L")
+    full = engine.predict(img, "wild-affine")
+    early, baseline = engine.predict_early(img, "wild-affine")
+    np.testing.assert_allclose(early.reading.probs, full.reading.probs, atol=1e-6)
+    got = baseline()
+    assert got is early.baseline and got is baseline()  # waits once, then the same reading
+    np.testing.assert_allclose(got.probs, full.baseline.probs, atol=1e-6)
+    assert set(early.timings) >= {"prepare_ms", "model_ms", "baseline_ms"}
+    cnn, none = engine.predict_early(img, "wild-cnn")  # a model with no baseline of its own
+    assert none() is None and cnn.baseline is None
+
+
+def test_traced_models_read_as_the_eager_ones(engine):
+    x = torch.rand(1, 1, 56, 56)
+    traced = engine.predict_tensor(x, "wild-affine")
+    assert engine.models["wild-affine"]._traced  # batch 1 on the CPU: the frozen TorchScript copy
+    eager = Engine(engine.directory, device="cpu", trace=False).predict_tensor(x, "wild-affine")
+    np.testing.assert_allclose(traced.reading.probs, eager.reading.probs, atol=1e-5)
+    np.testing.assert_allclose(traced.reading.params[0], eager.reading.params[0], atol=1e-5)
+    np.testing.assert_allclose(traced.baseline.probs, eager.baseline.probs, atol=1e-5)
+
+
 def test_read_with_predicted_theta_is_the_prediction(engine):
     for name in ("wild-affine", "pair-affine", "e-tps", "p-projective", "tc-attention"):
         x = torch.rand(engine.info[name].input_size)

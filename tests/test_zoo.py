@@ -67,3 +67,58 @@ def test_save_and_load_roundtrip(tmp_path) -> None:
     model.eval()
     assert torch.allclose(loaded(x), model(x), atol=1e-6)
     assert (tmp_path / "tiny.safetensors").stat().st_mode & 0o044, "weights readable by a non-root server"
+
+
+# --------------------------------------------------------------------------- the traced fast path
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig("rts", (42, 42), transform="affine"),
+        ModelConfig("p", (28, 28), transform="projective"),
+        ModelConfig("e", (28, 28), transform="tps", transform_options={"grid_size": 3}),
+        ModelConfig("pair", (42, 84), transform="affine", heads=2),
+        ModelConfig("rts", (42, 42), transform=None),
+    ],
+    ids=["affine", "projective", "tps", "two-heads", "cnn"],
+)
+def test_traced_predict_equals_eager(config) -> None:
+    torch.manual_seed(0)
+    model = STClassifier(config).train()  # predict evaluates in eval mode whatever the model's mode
+    x = torch.rand(1, 1, *config.input_size)
+    eager = model.predict(x)
+    assert model.trace_for_inference() is True
+    assert model._fast_forward(x) is not None  # the traced copy serves this shape
+    fast = model.predict(x)
+    assert model.training  # its modes are left as they were
+    torch.testing.assert_close(fast.probs, eager.probs, atol=1e-5, rtol=1e-4)
+    assert len(fast.params) == len(eager.params) and len(fast.crops) == len(eager.crops)
+    for a, b in zip(fast.params + fast.crops, eager.params + eager.crops):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # other shapes (a batch of 3) still run eagerly, and agree
+    batch = torch.rand(3, 1, *config.input_size)
+    assert model._fast_forward(batch) is None
+    assert model.predict(batch).probs.shape[0] == 3
+
+
+def test_traced_copy_is_dropped_when_the_weights_change() -> None:
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="affine")).eval()
+    x = torch.rand(1, 1, 42, 42)
+    assert model.trace_for_inference()
+    with torch.no_grad():  # a training step, say
+        next(model.classifier.parameters()).add_(0.5)
+    assert model._fast_forward(x) is None  # stale: predict falls back to the eager forward
+    eager = model.forward_all(x)[0].softmax(-1)[:, 0]
+    torch.testing.assert_close(model.predict(x).probs, eager, atol=1e-6, rtol=1e-5)
+    assert model.trace_for_inference() and model._fast_forward(x) is not None  # traced again
+
+
+def test_no_torchscript_means_eager(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(torch.jit, "trace", broken)
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="affine"))
+    assert model.trace_for_inference() is False
+    assert model.predict(torch.rand(1, 1, 42, 42)).probs.shape == (1, 10)
