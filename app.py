@@ -293,9 +293,10 @@ def _upload_path(image: Any) -> str | None:
     Gradio's cache), and the model name as it was sent."""
     if image is None or isinstance(image, str):
         return image
-    payload = image if isinstance(image, FileData) else FileData(**image) if isinstance(image, dict) else None
-    if payload is None:
-        raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image")
+    try:
+        payload = image if isinstance(image, FileData) else FileData(**image)
+    except (TypeError, ValueError):  # not a dict, or not an upload's fields (pydantic's errors are ValueErrors)
+        raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
     return upload.preprocess(payload)  # the Upload tab's image component (raw_file_input)
 
 

@@ -564,8 +564,9 @@ def test_predict_takes_the_raw_upload(tiny, tmp_path):
     by_path = tiny.predict(str(src), "wild-affine")
     by_payload = tiny.predict(_upload(src), "wild-affine")
     assert by_payload[3] == by_path[3] and by_payload[1] == by_path[1]
-    with pytest.raises(gr.Error, match="not an image"):
-        tiny.predict(12, "wild-affine")
+    for junk in (12, {"path": ["not", "a", "path"]}, {"nothing": "here"}):
+        with pytest.raises(gr.Error, match="not an image"):
+            tiny.predict(junk, "wild-affine")
 
 
 def test_read_api(tiny, tmp_path):
