@@ -8,6 +8,8 @@
    timed interleaved, so a busy machine slows both alike; each figure is the median of rounds.
    On the CPU with one torch thread (the default, as the app serves) the clock is the process's
    CPU time, which leaves out the time spent waiting for a core on a shared machine.
+   Also batch 1 as the app serves it (``--part served``): ``predict`` eager and through the frozen
+   TorchScript copy the app uses on the CPU (``STClassifier.trace_for_inference``).
 2. **predict end to end**: decode, pre-processing, inference, the baseline CNN's reading and the
    figures the app draws (:mod:`stn.viz`), per image, for real upload-style images; so we know
    where time goes.
@@ -16,6 +18,7 @@
     python bench/overhead.py                # all parts, 1 torch thread (as the app serves)
     python bench/overhead.py --quick        # fewer rounds
     python bench/overhead.py --part st      # only the overhead table
+    python bench/overhead.py --part served  # batch-1 predict, eager and TorchScript-frozen
 """
 
 from __future__ import annotations
@@ -140,6 +143,46 @@ def st_table(rows: list[dict]) -> str:
     head = ("| canvas | loc net | batch | pass | CNN ms | ST-CNN ms | ST-CNN vs CNN | ST alone ms | ST share of ST-CNN | loc net share of ST "
             "| classifier on crop ms | ST-CNN vs its classifier | ST-CNN img/s |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     return head + "\n" + "\n".join(_st_row(r) for r in rows)
+
+
+def served_batch1(args: argparse.Namespace) -> list[dict]:
+    """Batch 1 as the app serves it: ``STClassifier.predict``, eager and through the frozen TorchScript
+    copy (``trace_for_inference``), the ST-CNN against the CNN on the same canvas. CPU time per call."""
+    rows = []
+    for dataset, loc_net in [(d, n) for d in args.datasets for n in args.loc_nets]:
+        models = _models(dataset, torch.device("cpu"), loc_net)
+        pair = {"st-cnn": models["st-cnn"].eval(), "cnn": models["cnn"].eval()}
+        x = torch.rand(1, 1, *CANVASES[dataset])
+        iters = max(20, int(args.budget / 2))
+        row: dict = {"canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}", "loc_net": loc_net}
+        for mode in ("eager", "traced"):
+            for m in pair.values():
+                if mode == "traced" and not m.trace_for_inference():
+                    row["traced_failed"] = True
+                for _ in range(20):
+                    m.predict(x)
+            times: dict[str, list[float]] = {k: [] for k in pair}
+            for _ in range(args.rounds):
+                for k, m in pair.items():
+                    t0 = time.process_time()
+                    for _ in range(iters):
+                        m.predict(x)
+                    times[k].append((time.process_time() - t0) / iters)
+            for k, v in times.items():
+                row[f"{k}_{mode}_ms"] = 1000 * statistics.median(v)
+            row[f"overhead_{mode}"] = row[f"st-cnn_{mode}_ms"] / row[f"cnn_{mode}_ms"] - 1
+        rows.append(row)
+    return rows
+
+
+def served_table(rows: list[dict]) -> str:
+    lines = ["| canvas | loc net | CNN eager ms | ST-CNN eager ms | ST-CNN vs CNN, eager | CNN traced ms | ST-CNN traced ms "
+             "| ST-CNN vs CNN, traced |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['canvas']} | {r['loc_net']} | {r['cnn_eager_ms']:.3f} | {r['st-cnn_eager_ms']:.3f} | "
+                     f"{100 * r['overhead_eager']:+.1f}% | {r['cnn_traced_ms']:.3f} | {r['st-cnn_traced_ms']:.3f} | "
+                     f"{100 * r['overhead_traced']:+.1f}% |")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- 2. predict end to end
@@ -275,7 +318,7 @@ def predict_table(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="ST-CNN overhead and predict breakdown")
-    ap.add_argument("--part", choices=["st", "predict", "all"], default="all")
+    ap.add_argument("--part", choices=["st", "served", "predict", "all"], default="all")
     ap.add_argument("--datasets", default="r,rts,wild", help="canvases for the overhead table")
     ap.add_argument("--loc-nets", default="paper,light", help="localisation nets to time: paper (the zoo's), light (--loc-net light)")
     ap.add_argument("--batches", default="1,256")
@@ -306,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = st_overhead(args, dev)
             out["runs"].append({"device": dev.type, "machine": machine(dev), "st": rows})
             text += ["", f"## ST overhead on {machine(dev)}", "", st_table(rows)]
+    if args.part in ("served", "all"):
+        rows = served_batch1(args)
+        out["served"] = rows
+        text += ["", f"## batch 1 as the app serves it (predict), CPU: {machine(torch.device('cpu'))}", "", served_table(rows)]
     if args.part in ("predict", "all"):
         r = predict_breakdown(args)
         out["predict"] = r
