@@ -11,10 +11,11 @@ pre-processing and inference, no figures) instead of ``predict``; the floor is a
 through its ``predict``.
 
 (``gradio_client`` adds well over 100 ms a call on its own; it serves the correctness tests,
-not these figures.) For each server (``app.py``, and ``bench/floor_app.py`` whose handler only
-decodes the upload) in one run: start it on a free port, warm it up, then 1 client, then
-``--clients`` concurrent clients for ``--requests`` requests; requests, failures, p50/p95/p99
-latency and throughput, the server's RSS before and after, and the ratios app/floor.
+not these figures.) Both servers (``app.py``, and ``bench/floor_app.py`` whose handler only
+decodes the upload) run at once, each on a free port; after a warm-up they take turns in
+``--rounds`` rounds (1 client, then ``--clients`` concurrent clients), so that a shared machine
+whose speed drifts slows both alike. For each: requests, failures, p50/p95/p99 latency and
+throughput over all rounds, the server's RSS before and after, and the ratios app/floor.
 
     python bench/load.py                       # app.py vs the floor, 1000 requests at 16 clients
     python bench/load.py --targets floor,infer # no app.py yet: the floor and a bare stn app
@@ -130,6 +131,7 @@ class Server:
     """``python SCRIPT`` on a free port, as deployed; stopped on exit."""
 
     def __init__(self, script: str, env: dict[str, str], log_dir: Path, timeout: float = 300) -> None:
+        self.script = script
         self.port = free_port()
         self.log = log_dir / f"{Path(script).stem}-{self.port}.log"
         full_env = dict(
@@ -354,7 +356,22 @@ def run_phase(
     return phase
 
 
-def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_dir: Path) -> dict:
+def merge(phases: list[Phase]) -> Phase:
+    """One phase out of several rounds of it: latencies pooled, wall and CPU times summed."""
+    out = Phase(phases[0].clients)
+    done = 0
+    for ph in phases:
+        out.latencies += ph.latencies
+        out.failures += ph.failures
+        out.wall += ph.wall
+        out.server_cpu += ph.server_cpu
+        out.client_cpu += ph.client_cpu
+        out.rss += [(done + n, mb) for n, mb in ph.rss if not (out.rss and n == 0)]  # a round's start is the last one's end
+        done += ph.requests
+    return out
+
+
+def _start(name: str, args: argparse.Namespace, log_dir: Path) -> tuple[Server, str, float]:
     script, env = TARGETS[name]
     if name == "app" and args.app:
         script = args.app
@@ -366,32 +383,67 @@ def bench_target(name: str, images: list[Path], args: argparse.Namespace, log_di
     if args.floor_input and name != "app":
         env["STN_FLOOR_INPUT"] = args.floor_input
     endpoint = args.endpoint if name == "app" else "predict"  # the floor and infer apps serve predict only
+    print(f"{name}: starting {script} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     server = Server(script, env, log_dir)
     started = time.perf_counter() - t0
-    try:
-        if f"/{endpoint}" not in server.info.get("named_endpoints", {}):
-            raise RuntimeError(f"{script} has no api_name='{endpoint}' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
-        settled = server.settle()
-        rss_start = server.rss_mb
-        warm = run_phase(server, images, args.warmup, 1, args.model, endpoint, args.session_per_client)
-        if warm.failures:
-            raise RuntimeError(f"{name}: warm-up failed: {warm.failures[0]}")
-        server.settle()
-        rss_before = server.rss_mb
-        single = run_phase(server, images, args.single, 1, args.model, endpoint, args.session_per_client)
-        many = run_phase(server, images, args.requests, args.clients, args.model, endpoint, args.session_per_client)
-        rss_after = server.rss_mb
-        alive = server.proc.poll() is None
-    finally:
+    if f"/{endpoint}" not in server.info.get("named_endpoints", {}):
         server.stop()
-    return {
-        "target": name, "endpoint": endpoint, "script": script, "startup_s": round(started, 1), "settle_s": round(settled, 1), "alive": alive,
-        "rss_start_mb": round(rss_start, 1), "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(rss_after, 1),
-        "rss_growth_mb": round(rss_after - rss_before, 1),
-        "single": single.row(), "concurrent": many.row(), "rss_along_mb": many.rss,
-        "failure_samples": (single.failures + many.failures)[:5],
-    }
+        raise RuntimeError(f"{script} has no api_name='{endpoint}' endpoint: {sorted(server.info.get('named_endpoints', {}))}")
+    return server, endpoint, started
+
+
+def bench_targets(names: list[str], images: list[Path], args: argparse.Namespace, log_dir: Path) -> list[dict]:
+    """Start every server, then measure them in alternating rounds.
+
+    Each round runs ``single / rounds`` requests at 1 client on each server in turn, then
+    ``requests / rounds`` at ``clients`` clients on each, the order reversed every other round.
+    On a shared machine whose speed drifts from minute to minute (a cloud VM), the app and the
+    floor are then measured under the same conditions, and their ratios mean something; measured
+    one after the other, the floor alone has been seen at 73 and at 132 req/s within five minutes.
+    """
+    servers: dict[str, tuple[Server, str, float]] = {}
+    info: dict[str, dict] = {}
+    try:
+        for name in names:
+            servers[name] = _start(name, args, log_dir)
+        for name, (server, endpoint, _) in servers.items():
+            settled = server.settle()
+            rss_start = server.rss_mb
+            warm = run_phase(server, images, args.warmup, 1, args.model, endpoint, args.session_per_client)
+            if warm.failures:
+                raise RuntimeError(f"{name}: warm-up failed: {warm.failures[0]}")
+            info[name] = {"settle_s": round(settled, 1), "rss_start_mb": round(rss_start, 1)}
+        for name, (server, _, _) in servers.items():
+            server.settle()
+            info[name]["rss_before_mb"] = round(server.rss_mb, 1)
+        singles: dict[str, list[Phase]] = {n: [] for n in servers}
+        many: dict[str, list[Phase]] = {n: [] for n in servers}
+        rounds = max(1, args.rounds)
+        for r in range(rounds):
+            order = list(servers) if r % 2 == 0 else list(reversed(servers))
+            for kind, n_req, clients, store in (("1 client", args.single, 1, singles), (f"{args.clients} clients", args.requests, args.clients, many)):
+                share = n_req // rounds + (1 if r < n_req % rounds else 0)
+                for name in order:
+                    server, endpoint, _ = servers[name]
+                    store[name].append(run_phase(server, images, share, clients, args.model, endpoint, args.session_per_client))
+            print(f"round {r + 1}/{rounds}: " + ", ".join(
+                f"{n} p50 {singles[n][-1].pct(50):.0f} ms, {many[n][-1].throughput:.0f} req/s" for n in servers), file=sys.stderr, flush=True)
+        results = []
+        for name, (server, endpoint, started) in servers.items():
+            single, conc = merge(singles[name]), merge(many[name])
+            rss_after = server.rss_mb
+            results.append({
+                "target": name, "endpoint": endpoint, "script": server.script, "startup_s": round(started, 1), **info[name],
+                "alive": server.proc.poll() is None, "rss_after_mb": round(rss_after, 1),
+                "rss_growth_mb": round(rss_after - info[name]["rss_before_mb"], 1),
+                "single": single.row(), "concurrent": conc.row(), "rss_along_mb": conc.rss, "rounds": rounds,
+                "failure_samples": (single.failures + conc.failures)[:5],
+            })
+        return results
+    finally:
+        for server, _, _ in servers.values():
+            server.stop()
 
 
 def machine() -> str:
@@ -411,7 +463,7 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
 
     lines = [
         f"load test {_dt.datetime.now().isoformat(timespec='minutes')}; {machine()}",
-        (f"{args.single} requests at 1 client, then {args.requests} at {args.clients} clients; "
+        (f"{args.single} requests at 1 client, then {args.requests} at {args.clients} clients, in {args.rounds} alternating rounds; "
          f"{args.n_images} example images; model {args.model or 'default'}; app endpoint {args.endpoint}"
          f"{'; one session per client (session_hash)' if args.session_per_client else '; a new session per call'}"),
         "",
@@ -468,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--single", type=int, default=100, help="requests at 1 client")
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="the servers take turns in this many rounds, each with its share of the requests (1: one after the other)")
     ap.add_argument("--model", default=None, help="model name sent to predict (default: the app's default)")
     ap.add_argument("--images", type=Path, default=None, help="folder of example images (default: assets/examples, else MNIST digits on paper)")
     ap.add_argument("--floor-input", choices=["image", "file"], default=None, help="input component of the floor app")
@@ -481,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.single, args.requests, args.warmup = 20, 100, 3
+        args.single, args.requests, args.warmup, args.rounds = 20, 100, 3, 2
     targets = args.targets.split(",") if args.targets else (["app", "floor"] if (REPO / "app.py").exists() else ["floor", "infer"])
     if args.model is None:
         import stn
@@ -492,16 +546,13 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         images = example_images(args.images, tmp)
         args.n_images = len(images)
-        results = []
-        for name in targets:
-            print(f"{name}: starting {args.app if name == 'app' and args.app else TARGETS[name][0]} ...", file=sys.stderr, flush=True)
-            try:
-                results.append(bench_target(name, images, args, tmp))
-            except (RuntimeError, FileNotFoundError) as exc:
-                print(f"{name}: {exc}", file=sys.stderr)
-                return 1
-            r = results[-1]
-            print(f"{name}: p50 {r['single']['p50_ms']:.0f} ms (1 client), {r['concurrent']['throughput_rps']:.1f} req/s "
+        try:
+            results = bench_targets(targets, images, args, tmp)
+        except (RuntimeError, FileNotFoundError) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        for r in results:
+            print(f"{r['target']}: p50 {r['single']['p50_ms']:.0f} ms (1 client), {r['concurrent']['throughput_rps']:.1f} req/s "
                   f"({args.clients} clients), {r['single']['failures'] + r['concurrent']['failures']} failures", file=sys.stderr, flush=True)
     text = report(results, args)
     print(text)
