@@ -118,6 +118,39 @@ def test_p_keeps_the_digit_box_on_the_canvas_and_unfolded() -> None:
     assert float((tilt_px > 1).float().mean()) > 0.7
 
 
+def test_p_views_are_not_grazing() -> None:
+    """No P view puts the digit's far side over MAX_DEPTH_RATIO times farther than its near
+    side: those squeeze the digit into a dot or a line that no reader could label."""
+    g = torch.Generator().manual_seed(3)
+    ratios = data._depth_ratio(data._perspective_corners(4096, g, "cpu"))
+    assert float(ratios.max()) <= data.MAX_DEPTH_RATIO
+    assert float(ratios.median()) > 1.2  # still clearly perspective, not merely affine
+
+
+def test_depth_ratio() -> None:
+    square = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]])
+    sheared = torch.tensor([[[-0.5, -1.0], [1.0, -1.0], [0.5, 1.0], [-1.0, 1.0]]])  # affine: a parallelogram
+    # a trapezoid whose top edge is a third of its bottom: the top is 3 times farther away
+    trapezoid = torch.tensor([[[-1 / 3, -1.0], [1 / 3, -1.0], [1.0, 1.0], [-1.0, 1.0]]])
+    bowtie = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]])
+    three_in_a_line = torch.tensor([[[1.0, -1.0], [1.0, 0.0], [1.0, 1.0], [-1.0, 1.0]]])  # as clamping can make
+    r = data._depth_ratio(torch.cat([square, sheared, trapezoid, bowtie, three_in_a_line]))
+    assert r[:3].tolist() == pytest.approx([1.0, 1.0, 3.0], abs=1e-4)
+    assert r[3:].isinf().all()
+
+
+@needs_mnist
+def test_p_test_set_keeps_the_digits_readable() -> None:
+    """Every P test image keeps a fair share of its digit's ink: none squeezed to a dot or a line."""
+    x, _ = data.test_set("p", n=2000)
+    digits, _ = load_mnist(train=False)
+    digits = digits[:2000].float()
+    digits = digits / digits.amax()
+    ink = x.flatten(1).sum(1) / digits.flatten(1).sum(1)
+    assert float(ink.min()) > 0.1
+    assert float((ink < 0.2).float().mean()) < 0.005
+
+
 def test_p_convexity_check() -> None:
     square = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]])
     bowtie = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]])
