@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stn.conv import InputGradConv2d
 from stn.transformer import SpatialTransformer
 from stn.transforms import get
 
@@ -66,7 +67,7 @@ class ConvClassifier(nn.Module):
         super().__init__()
         c1, c2 = channels
         self.features = nn.Sequential(
-            nn.Conv2d(in_shape[0], c1, 5, bias=False),
+            InputGradConv2d(in_shape[0], c1, 5, bias=False),  # in an ST-CNN the gradient flows into the crop
             nn.BatchNorm2d(c1),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),

@@ -1,0 +1,98 @@
+"""The classifier's first convolution, with a fast input gradient on the CPU.
+
+In an ST-CNN the classifier reads the transformer's crop, and the crop depends on θ: training
+back-propagates through the classifier's first convolution *into its input*, a gradient the
+plain CNN (whose input is data) never computes. For a one-channel input that gradient is a
+transposed convolution to a single output channel, for which oneDNN's CPU kernel is slow: on a
+batch of 256 28×28 crops, 40–53 ms against 4.7 ms for the forward, most of the ST-CNN's
+training overhead over its CNN (bench/README.md).
+
+:class:`InputGradConv2d` computes it as one matrix product and k×k shifted additions instead
+(~9 ms), and is an ordinary ``nn.Conv2d`` otherwise (same parameters, same forward, same
+results to float rounding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["InputGradConv2d", "conv_input_grad"]
+
+
+def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``F.conv2d(x, weight)`` (stride 1, no padding) with respect to a
+    one-channel ``x``: ``F.conv_transpose2d(grad_out, weight)``, computed as one GEMM and k×k
+    shifted additions.
+
+    Args:
+        grad_out: ``(B, C, H, W)``, any memory format (channels-last needs no copy).
+        weight: ``(C, 1, kh, kw)``.
+
+    Returns:
+        ``(B, 1, H + kh - 1, W + kw - 1)``.
+    """
+    b, c, h, w = grad_out.shape
+    kh, kw = weight.shape[-2:]
+    g = grad_out.permute(0, 2, 3, 1).reshape(-1, c)  # (B·H·W, C): a view when channels-last
+    taps = (weight.reshape(c, kh * kw).t() @ g.t()).view(kh * kw, b, h, w)  # one (B, H, W) plane per tap
+    out = grad_out.new_zeros(b, h + kh - 1, w + kw - 1)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        out[:, i : i + h, j : j + w] += taps[k]
+    return out.unsqueeze(1)
+
+
+class _Conv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad_x = conv_input_grad(grad_out, weight) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1, (False, True, False)
+            )[1]
+        return grad_x, grad_w
+
+
+class InputGradConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose gradient into a one-channel CPU input takes :func:`conv_input_grad`.
+
+    The fast path applies only where it is exact and needed: training on the CPU with an input
+    that requires grad, one input channel, stride 1, no padding, dilation 1, no bias. Everywhere
+    else (inference, tracing, the GPU, the CNN baseline whose input is data) it is ``nn.Conv2d``.
+
+    >>> conv = InputGradConv2d(1, 8, 5, bias=False)
+    >>> x = torch.rand(2, 1, 12, 12, requires_grad=True)
+    >>> conv(x).sum().backward()
+    >>> tuple(x.grad.shape)
+    (2, 1, 12, 12)
+    """
+
+    def _fast(self, x: torch.Tensor) -> bool:
+        return (
+            x.requires_grad
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and self.in_channels == 1
+            and self.groups == 1
+            and self.bias is None
+            and self.stride == (1, 1)
+            and self.padding == (0, 0)
+            and self.dilation == (1, 1)
+            and not torch.jit.is_scripting()
+            and not torch.jit.is_tracing()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, H, W)`` → ``(B, C_out, H', W')``, as ``nn.Conv2d``."""
+        if self._fast(x):
+            return _Conv.apply(x, self.weight)
+        return super().forward(x)

@@ -1,0 +1,84 @@
+"""The classifier's first convolution: a fast input gradient, the same numbers as nn.Conv2d."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stn.conv import InputGradConv2d, conv_input_grad
+from stn.model import ConvClassifier, ModelConfig, STClassifier
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("kernel", [(5, 5), (3, 4)])
+def test_input_grad_is_the_transposed_convolution(memory_format, kernel) -> None:
+    g = torch.Generator().manual_seed(0)
+    grad_out = torch.randn(3, 6, 9, 7, generator=g, dtype=torch.float64).contiguous(memory_format=memory_format)
+    weight = torch.randn(6, 1, *kernel, generator=g, dtype=torch.float64)
+    got = conv_input_grad(grad_out, weight)
+    assert got.shape == (3, 1, 9 + kernel[0] - 1, 7 + kernel[1] - 1)
+    torch.testing.assert_close(got, F.conv_transpose2d(grad_out, weight))
+
+
+def test_gradients_match_nn_conv2d() -> None:
+    """Both gradients, input and weight, as nn.Conv2d's autograd gives them (gradcheck in float64)."""
+    torch.manual_seed(0)
+    fast = InputGradConv2d(1, 4, 5, bias=False).double()
+    x = torch.rand(2, 1, 10, 11, dtype=torch.float64, requires_grad=True)
+    assert fast._fast(x)
+    assert torch.autograd.gradcheck(_apply, (x, fast.weight))
+    plain = nn.Conv2d(1, 4, 5, bias=False).double()
+    plain.load_state_dict(fast.state_dict())
+    x2 = x.detach().clone().requires_grad_()
+    seed = torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    (fast(x) * seed).sum().backward()
+    (plain(x2) * seed).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad)
+
+
+def _apply(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    from stn.conv import _Conv
+
+    return _Conv.apply(x, w)
+
+
+def test_plain_path_where_the_fast_one_does_not_apply() -> None:
+    conv = InputGradConv2d(1, 4, 5, bias=False)
+    assert not conv._fast(torch.rand(1, 1, 8, 8))  # data: no input gradient to compute
+    with torch.no_grad():
+        assert not conv._fast(torch.rand(1, 1, 8, 8, requires_grad=True))
+    for other in (InputGradConv2d(2, 4, 5, bias=False), InputGradConv2d(1, 4, 5), InputGradConv2d(1, 4, 5, padding=2, bias=False)):
+        assert not other._fast(torch.rand(1, other.in_channels, 8, 8, requires_grad=True))
+
+
+def test_st_cnn_training_step_is_unchanged() -> None:
+    """An ST-CNN's loss gradients, every parameter, with the fast first convolution and with nn.Conv2d."""
+    torch.manual_seed(0)
+    model = STClassifier(ModelConfig(dataset="r", input_size=(28, 28), transform="affine")).train()
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+
+    def grads() -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)  # the same dropout mask
+        model.zero_grad()
+        F.cross_entropy(model(x)[:, 0], y).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    fast = grads()
+    first = model.classifier.features[0]
+    assert isinstance(first, InputGradConv2d)
+    plain = nn.Conv2d(1, first.out_channels, 5, bias=False)
+    plain.weight = first.weight
+    model.classifier.features[0] = plain
+    slow = grads()
+    assert fast.keys() == slow.keys() and any(k.startswith("st.") for k in fast)
+    for k in fast:
+        torch.testing.assert_close(fast[k], slow[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_state_dict_keys_unchanged() -> None:
+    """Weights saved before this layer existed load as they are."""
+    keys = set(ConvClassifier((1, 28, 28)).state_dict())
+    assert "features.0.weight" in keys and not any("fast" in k for k in keys)
