@@ -21,6 +21,7 @@ throughput over all rounds, the server's RSS before and after, and the ratios ap
     python bench/load.py --targets floor,infer # no app.py yet: the floor and a bare stn app
     python bench/load.py --quick               # a short check that everything runs
     python bench/load.py --endpoint read       # the app's JSON-only endpoint instead of predict
+    python bench/load.py --targets floor,app,app+STN_CONCURRENCY=4   # variants: BASE+ENV=VALUE
 
 Targets (2-core CPU): 0 failures; p50 ≤ 1.5× the floor's; throughput at 16 clients ≥ 0.6× the
 floor's; RSS growth < 50 MB over the 1,000 requests.
@@ -371,13 +372,27 @@ def merge(phases: list[Phase]) -> Phase:
     return out
 
 
+def parse_target(name: str) -> tuple[str, dict[str, str]]:
+    """``app``, ``floor``, ``infer``, or a variant ``BASE+KEY=VALUE[+KEY=VALUE...]`` that runs BASE
+    with those environment settings → (BASE, settings).
+
+    >>> parse_target("app+STN_CONCURRENCY=4+STN_THREADS=1")
+    ('app', {'STN_CONCURRENCY': '4', 'STN_THREADS': '1'})
+    """
+    base, *settings = name.split("+")
+    if base not in TARGETS or not all("=" in kv and kv.split("=", 1)[0] for kv in settings):
+        raise RuntimeError(f"unknown target {name!r}: use {', '.join(TARGETS)}, or BASE+KEY=VALUE for a variant")
+    return base, dict(kv.split("=", 1) for kv in settings)
+
+
 def _start(name: str, args: argparse.Namespace, log_dir: Path) -> tuple[Server, str, float]:
+    name, settings = parse_target(name)
     script, env = TARGETS[name]
     if name == "app" and args.app:
         script = args.app
     if not (REPO / script).exists():
         raise FileNotFoundError(f"{script} is not there")
-    env = dict(env)
+    env = dict(env, **settings)
     if args.model:
         env["STN_FLOOR_MODEL"] = args.model
     if args.floor_input and name != "app":
@@ -515,7 +530,9 @@ def report(results: list[dict], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", default=None, help="comma list of app, floor, infer (default: app,floor; floor,infer without app.py)")
+    ap.add_argument("--targets", default=None,
+                    help="comma list of app, floor, infer, or BASE+KEY=VALUE variants run with those environment "
+                         "settings (default: app,floor; floor,infer without app.py)")
     ap.add_argument("--requests", type=int, default=1000, help="requests in the concurrent phase")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--single", type=int, default=100, help="requests at 1 client")
@@ -537,6 +554,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.single, args.requests, args.warmup, args.rounds = 20, 100, 3, 2
     targets = args.targets.split(",") if args.targets else (["app", "floor"] if (REPO / "app.py").exists() else ["floor", "infer"])
+    try:
+        for t in targets:
+            parse_target(t)
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     if args.model is None:
         import stn
 
