@@ -34,6 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.dataset)
+    init = _init_from(args, spec.name) if args.init else None
     transform = None if args.transform == "none" else args.transform
     options = {"grid_size": args.grid_size} if transform == "tps" else {}
     config = ModelConfig(
@@ -48,6 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         start_scale=args.start_scale,
         digit_size=spec.digit_size,
     )
+    if init is not None:  # the architecture is the starting model's; its card is kept in ours
+        config = ModelConfig.from_dict(init["card"]["config"])
+        transform = config.transform
     steps_per_epoch = (args.limit or 60_000) // args.batch_size
     total = args.steps or int(args.epochs * steps_per_epoch)
     train_cfg = TrainConfig(
@@ -62,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     name = args.name or f"{spec.name}-{args.transform if transform else 'cnn'}"
     print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
-    model, res = fit(config, train_cfg, args.data, progress=not args.quiet)
+    model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None)
     out = _models_dir(args) or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     save_replay(out / f"{name}.replay.safetensors", res)
@@ -94,12 +98,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         "parameters": n_params,
         "replay": f"{name}.replay.safetensors",
     }
+    if init is not None:
+        before = init["card"]
+        card["training"]["init"] = {
+            "model": args.init,
+            "epochs": before["training"]["epochs"],
+            "test_error": before["metrics"]["test_error"],
+            "command": before["training"]["command"],
+        }
+        card["training"]["total_epochs"] = round(before["training"]["epochs"] + res["epochs"], 2)
     save_model(model, name, card, out)
     print(
         f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "
         f"({res['images_per_second']:.0f} img/s) -> {out / (name + '.safetensors')}"
     )
     return 0
+
+
+def _init_from(args: argparse.Namespace, dataset: str) -> dict:
+    """``--init NAME``: the zoo model's card and weights, refused unless it was trained on ``dataset``."""
+    from stn.zoo import load_card, load_model
+
+    card = load_card(args.init, _models_dir(args))
+    if card["dataset"]["name"] != dataset:
+        raise ValueError(f"--init {args.init} was trained on {card['dataset']['name'].upper()}, not on "
+                         f"{dataset.upper()}: fine-tune it with --dataset {card['dataset']['name']}.")
+    return {"card": card, "weights": load_model(args.init, device="cpu", directory=_models_dir(args)).state_dict()}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -244,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--description", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--init", default=None, metavar="MODEL",
+                   help="fine-tune: start from this zoo model's weights and architecture (same dataset); "
+                        "the architecture flags are then ignored and its card is recorded in the new one")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 

@@ -156,10 +156,14 @@ def fit(
     root: str | os.PathLike | None = None,
     device: torch.device | None = None,
     progress: bool = True,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[STClassifier, dict]:
-    """Train a model from scratch; returns it and a dict of results for its card (and the replay)."""
+    """Train a model, from scratch or from the weights ``init`` (a state dict of the same
+    architecture: fine-tuning); returns it and a dict of results for its card (and the replay)."""
     torch.manual_seed(train.seed)
     model = STClassifier(config)
+    if init is not None:
+        model.load_state_dict(init)
     trainer = Trainer(model, train, root, device)
     probe_x, probe_y = probe_batch(config.dataset, root)
     replay: dict[str, list] = {"step": [], "params": [], "labels": []}

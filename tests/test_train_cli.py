@@ -93,3 +93,27 @@ def test_train_with_the_light_localisation_net(tmp_path) -> None:
     model = load_model("t-light", directory=tmp_path)
     assert model.st.localization.body[0].kernel_size == 3
     assert model.predict(torch.zeros(2, 1, 42, 42)).probs.shape == (2, 10)
+
+
+def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
+    """--init starts from a model's weights and architecture; its card is kept in the new one."""
+    d = str(tmp_path)
+    common = ["--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1", "--batch-size", "16"]
+    r = _stn("train", "--dataset", "rts", "--steps", "4", "--name", "t-base", "--loc-net", "light", *common)
+    assert r.returncode == 0, r.stderr
+    # the architecture flags are the base model's: --loc-net is not repeated, --transform is ignored
+    r = _stn("train", "--dataset", "rts", "--transform", "tps", "--steps", "1", "--lr", "1e-12", "--name", "t-tuned",
+             "--init", "t-base", *common)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "t-tuned.json").read_text())
+    base = json.loads((tmp_path / "t-base.json").read_text())
+    assert card["config"] == base["config"]
+    assert card["training"]["init"]["model"] == "t-base" and card["training"]["init"]["test_error"] == base["metrics"]["test_error"]
+    assert card["training"]["total_epochs"] == round(base["training"]["epochs"] + card["training"]["epochs"], 2)
+    from stn.zoo import load_model
+
+    a, b = load_model("t-base", directory=tmp_path), load_model("t-tuned", directory=tmp_path)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, msg=name)  # one step at lr 1e-12: the weights it started from
+    r = _stn("train", "--dataset", "r", "--steps", "1", "--name", "t-bad", "--init", "t-base", *common)
+    assert r.returncode == 2 and "was trained on RTS, not on R" in r.stderr and "Traceback" not in r.stderr
