@@ -115,7 +115,8 @@ def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
         for batch in args.batches:
             inputs = {
                 "canvas": torch.rand(batch, 1, *CANVASES[dataset], device=device),
-                "crop": torch.rand(batch, 1, 28, 28, device=device),
+                # channels-last, as the ST-CNN hands its crops to the classifier (STClassifier.forward_all)
+                "crop": torch.rand(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last),
             }
             for backward in (False, True):
                 iters = max(1, int(args.budget / (batch if device.type == "cpu" else 8)))
