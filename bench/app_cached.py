@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import app  # noqa: E402
+import app
 
 _read = app.read_file
 _answers: dict[bytes, tuple] = {}

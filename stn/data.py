@@ -412,7 +412,8 @@ DATASETS: dict[str, DatasetSpec] = {
     for s in (
         DatasetSpec("r", (28, 28), 1, 20.0, "rotated ±90°, 28×28", _make_r),
         DatasetSpec("rts", (42, 42), 1, 19.0, "rotated ±45°, scaled 0.7–1.2, placed on 42×42", _make_rts),
-        DatasetSpec("p", (28, 28), 1, 18.0, "projective: scaled, corners moved by 5 px (kept on the canvas, never folded)", _make_p),
+        DatasetSpec("p", (28, 28), 1, 18.0,
+                    "projective: scaled, corners moved by 5 px (kept on the canvas, never folded, no grazing view)", _make_p),
         DatasetSpec("e", (28, 28), 1, 20.0, "elastic: 16 TPS control points moved by 1.5 px", _make_e),
         DatasetSpec("tc", (60, 60), 1, 20.0, "translated on 60×60 with clutter", _make_tc),
         DatasetSpec("pair", (42, 84), 2, 62.0, "two RTS digits side by side", _make_pair),
