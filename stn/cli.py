@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit=args.limit,
         replay_every=max(1, total // 60),
     )
-    name = args.name or f"{spec.name}-{args.transform if transform else 'cnn'}"
+    name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
     print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
     model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None)
     out = _models_dir(args) or models_dir()

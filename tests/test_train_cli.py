@@ -115,5 +115,8 @@ def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
     a, b = load_model("t-base", directory=tmp_path), load_model("t-tuned", directory=tmp_path)
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(p, q, msg=name)  # one step at lr 1e-12: the weights it started from
+    r = _stn("train", "--dataset", "rts", "--steps", "1", "--lr", "1e-12", "--init", "t-base", *common)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "t-base-ft.json").exists()  # the default name never overwrites another model
     r = _stn("train", "--dataset", "r", "--steps", "1", "--name", "t-bad", "--init", "t-base", *common)
     assert r.returncode == 2 and "was trained on RTS, not on R" in r.stderr and "Traceback" not in r.stderr
