@@ -68,7 +68,9 @@ def markdown_table(directory: Path | None = None) -> str:
     if timing:
         lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]
         for name, t in sorted(timing):
-            lines.append(f"| {name} | {t['epochs']} | {t['train_seconds'] / 60:.1f} min | {t['hardware']} |")
+            # a fine-tuned model (train --init): the starting model's epochs + this run's; the time is this run's
+            epochs = f"{t['init']['epochs']} + {t['epochs']}" if "init" in t else f"{t['epochs']}"
+            lines.append(f"| {name} | {epochs} | {t['train_seconds'] / 60:.1f} min | {t['hardware']} |")
     return "\n".join(lines)
 
 
