@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from stn.data import get_spec
     from stn.localization import light_options
-    from stn.model import ModelConfig
+    from stn.model import ModelConfig, change_transform
     from stn.replay import save_replay
     from stn.train import TrainConfig, fit
     from stn.zoo import MNIST_LICENSE, models_dir, save_model
@@ -35,6 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     spec = get_spec(args.dataset)
     init = _init_from(args, spec.name) if args.init else None
+    if args.transform is None:
+        args.transform = (init["card"]["config"]["transform"] or "none") if init is not None else "affine"
     transform = None if args.transform == "none" else args.transform
     options = {"grid_size": args.grid_size} if transform == "tps" else {}
     config = ModelConfig(
@@ -51,6 +53,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if init is not None:  # the architecture is the starting model's; its card is kept in ours
         config = ModelConfig.from_dict(init["card"]["config"])
+        if transform != config.transform:  # an affine model as the start of a richer family
+            config, init["weights"] = change_transform(config, init["weights"], transform, options)
         transform = config.transform
     steps_per_epoch = (args.limit or 60_000) // args.batch_size
     total = args.steps or int(args.epochs * steps_per_epoch)
@@ -249,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and write models/NAME.{safetensors,json}")
     p.add_argument("--dataset", required=True, help="r, rts, p, e, tc, pair or wild")
-    p.add_argument("--transform", default="affine", help="affine, attention, projective, tps, or none (CNN baseline)")
+    p.add_argument("--transform", default=None,
+                   help="affine (default), attention, projective, tps, or none (CNN baseline); with --init, "
+                        "projective or tps starts from an affine model's crops")
     p.add_argument("--name", default=None, help="model name (default: DATASET-TRANSFORM)")
     p.add_argument("--epochs", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=None, help="train this many steps instead of --epochs")
@@ -270,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune: start from this zoo model's weights and architecture (same dataset); "
-                        "the architecture flags are then ignored and its card is recorded in the new one")
+                        "the architecture flags other than --transform/--grid-size are then ignored and its "
+                        "card is recorded in the new one")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 

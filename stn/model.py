@@ -11,9 +11,9 @@ from torch import nn
 
 from stn.conv import InputGradConv2d
 from stn.transformer import SpatialTransformer
-from stn.transforms import get
+from stn.transforms import affine_embedding, get
 
-__all__ = ["ModelConfig", "STClassifier", "Prediction", "ConvClassifier"]
+__all__ = ["ModelConfig", "STClassifier", "Prediction", "ConvClassifier", "change_transform"]
 
 
 @dataclass
@@ -256,6 +256,33 @@ class STClassifier(nn.Module):
             crops=[c.cpu() for c in crops],
             head_probs=head_probs.cpu(),
         )
+
+
+def change_transform(
+    config: ModelConfig, state: dict[str, torch.Tensor], transform: str | None, transform_options: dict | None = None
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """An affine ST-CNN's config and weights rewritten for a richer family (projective, TPS) that
+    starts as the same model: a warm start for fine-tuning (``stn train --init MODEL --transform tps``).
+
+    Only the localisation net's last layer changes: its rows for each head, ``W`` ``(6, d)`` and
+    ``b`` ``(6,)``, become ``M W`` and ``M b`` with ``M`` = :func:`stn.transforms.affine_embedding`.
+    The new model's θ equals the old one's up to the bound: the affine's tanh on translation
+    is applied to the regressed value, the new family's bound to the embedded one, so crops
+    near the canvas edge move by ``|tanh t - t|`` (under 0.04 of the half-width for ``|t| < 0.5``).
+    """
+    if config.transform != "affine" or transform is None:
+        have = f"an ST-CNN {config.transform}" if config.transform else "a CNN baseline"
+        want = f"an ST-CNN {transform}" if transform else "a CNN baseline"
+        raise ValueError(f"{want} cannot start from {have}: only an affine model warm-starts another family "
+                         "(projective, tps); train it from scratch instead.")
+    new = ModelConfig.from_dict({**config.to_dict(), "transform": transform, "transform_options": dict(transform_options or {})})
+    m = affine_embedding(get(transform, **new.transform_options))  # (n, 6)
+    out = dict(state)
+    for key in ("st.localization.head.weight", "st.localization.head.bias"):
+        old = state[key]
+        per_head = old.reshape(config.heads, 6, -1)  # (heads, 6, d) or (heads, 6, 1) for the bias
+        out[key] = (m.to(old.dtype) @ per_head).reshape(config.heads * m.shape[0], *old.shape[1:])
+    return new, out
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ __all__ = [
     "compose_affine",
     "AffineReading",
     "control_points",
+    "affine_embedding",
 ]
 
 Size = tuple[int, int]
@@ -347,6 +348,31 @@ _FAMILIES: dict[str, type[Transform]] = {
     "projective": Projective,
     "tps": ThinPlateSpline,
 }
+
+
+def affine_embedding(transform: Transform) -> torch.Tensor:
+    """The matrix ``M`` ``(n_params, 6)`` with ``transform``'s parameters ``M @ θ`` for the same
+    mapping as the affine θ (row-major 2×3): a family that contains every affine map can start
+    where an affine model ended.
+
+    Affine → identity; projective → θ in its first six entries, no perspective; TPS → each
+    control point's target ``θ (x_i, y_i, 1)``, since a thin-plate spline through affinely
+    moved points is that affine map. Attention holds no rotation or shear: refused.
+
+    >>> t = get("tps", grid_size=2)
+    >>> torch.allclose(affine_embedding(t) @ Affine().identity()[0], t.identity()[0].float())
+    True
+    """
+    if isinstance(transform, (Affine, Projective)):
+        return torch.eye(transform.n_params, 6)
+    if isinstance(transform, ThinPlateSpline):
+        pts = control_points(transform.grid_size, dtype=torch.float64)  # (n, 2)
+        xy1 = torch.cat([pts, torch.ones(len(pts), 1, dtype=torch.float64)], dim=1)  # (n, 3)
+        m = torch.zeros(len(pts), 2, 6, dtype=torch.float64)
+        m[:, 0, 0:3] = xy1  # target x = θ11 x + θ12 y + θ13
+        m[:, 1, 3:6] = xy1  # target y = θ21 x + θ22 y + θ23
+        return m.reshape(-1, 6).float()
+    raise ValueError(f"{transform.name}: cannot represent every affine map; start it from scratch.")
 
 
 def names() -> list[str]:

@@ -101,9 +101,8 @@ def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
     common = ["--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1", "--batch-size", "16"]
     r = _stn("train", "--dataset", "rts", "--steps", "4", "--name", "t-base", "--loc-net", "light", *common)
     assert r.returncode == 0, r.stderr
-    # the architecture flags are the base model's: --loc-net is not repeated, --transform is ignored
-    r = _stn("train", "--dataset", "rts", "--transform", "tps", "--steps", "1", "--lr", "1e-12", "--name", "t-tuned",
-             "--init", "t-base", *common)
+    # the architecture flags are the base model's: --loc-net is not repeated
+    r = _stn("train", "--dataset", "rts", "--steps", "1", "--lr", "1e-12", "--name", "t-tuned", "--init", "t-base", *common)
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "t-tuned.json").read_text())
     base = json.loads((tmp_path / "t-base.json").read_text())
@@ -120,3 +119,30 @@ def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
     assert (tmp_path / "t-base-ft.json").exists()  # the default name never overwrites another model
     r = _stn("train", "--dataset", "r", "--steps", "1", "--name", "t-bad", "--init", "t-base", *common)
     assert r.returncode == 2 and "was trained on RTS, not on R" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
+    """--init AFFINE --transform tps: the TPS model starts with the affine model's crops."""
+    d = str(tmp_path)
+    common = ["--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1", "--batch-size", "16"]
+    r = _stn("train", "--dataset", "rts", "--steps", "6", "--name", "t-aff", "--loc-net", "light", "--lr", "0.05", *common)
+    assert r.returncode == 0, r.stderr
+    r = _stn("train", "--dataset", "rts", "--transform", "tps", "--steps", "1", "--lr", "1e-12", "--name", "t-tps",
+             "--init", "t-aff", *common)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "t-tps.json").read_text())
+    base = json.loads((tmp_path / "t-aff.json").read_text())
+    assert card["config"] == {**base["config"], "transform": "tps", "transform_options": {"grid_size": 4}}
+    assert card["description"].startswith("ST-CNN tps") and card["training"]["init"]["model"] == "t-aff"
+    from stn.zoo import load_model
+
+    aff, tps = load_model("t-aff", directory=tmp_path), load_model("t-tps", directory=tmp_path)
+    x = make_test_set("rts", "bundled", n=16)[0]
+    pa, pt = aff.predict(x), tps.predict(x)
+    assert pt.params[0].shape == (16, 32)
+    # the crops agree but for the affine's tanh on translation (the weights moved by 1e-12 only)
+    assert (pa.crops[0] - pt.crops[0]).abs().mean() < 0.02
+    r = _stn("train", "--dataset", "rts", "--transform", "attention", "--steps", "1", "--init", "t-aff", *common)
+    assert r.returncode == 2 and "cannot represent every affine map" in r.stderr and "Traceback" not in r.stderr
+    r = _stn("train", "--dataset", "rts", "--transform", "affine", "--steps", "1", "--init", "t-tps", *common)
+    assert r.returncode == 2 and "cannot start from an ST-CNN tps" in r.stderr

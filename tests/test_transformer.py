@@ -262,3 +262,36 @@ class TestLocalizers:
         assert isinstance(fc, FCLocalizer) and fc.head.in_features == 12
         with pytest.raises(ValueError, match=r"Unknown localisation net 'mlp'\. Known: cnn, fc\."):
             build_localizer("mlp", (1, 28, 28), 6)
+
+
+@pytest.mark.parametrize("transform", ["projective", "tps"])
+def test_change_transform_keeps_the_model(transform: str) -> None:
+    """An affine ST-CNN rewritten for a richer family reads the same crops and gives the same logits."""
+    from stn.model import ModelConfig, STClassifier, change_transform
+
+    torch.manual_seed(0)
+    cfg = ModelConfig("pair", (42, 84), heads=2, bound=False)  # unbounded: the embedding is exact
+    model = STClassifier(cfg).eval()
+    with torch.no_grad():  # a trained-looking head: θ depends on the input
+        model.st.localization.head.weight.normal_(0, 0.05)
+    new_cfg, state = change_transform(cfg, model.state_dict(), transform)
+    assert new_cfg.transform == transform and new_cfg.heads == 2
+    new = STClassifier(new_cfg)
+    new.load_state_dict(state)
+    new.eval()
+    x = torch.rand(3, 1, 42, 84)
+    a, b = model.forward_all(x), new.forward_all(x)
+    for ca, cb in zip(a[1], b[1]):
+        torch.testing.assert_close(cb, ca, atol=1e-4, rtol=0)
+    torch.testing.assert_close(b[0], a[0], atol=1e-4, rtol=1e-4)
+
+
+def test_change_transform_refuses_what_it_cannot_keep() -> None:
+    from stn.model import ModelConfig, STClassifier, change_transform
+
+    cnn = ModelConfig("rts", (42, 42), transform=None)
+    with pytest.raises(ValueError, match="cannot start from a CNN baseline"):
+        change_transform(cnn, STClassifier(cnn).state_dict(), "tps")
+    aff = ModelConfig("rts", (42, 42))
+    with pytest.raises(ValueError, match="a CNN baseline cannot start"):
+        change_transform(aff, STClassifier(aff).state_dict(), None)

@@ -545,3 +545,26 @@ def test_transformer_starts_at_the_zoom() -> None:
     st = stn.SpatialTransformer((1, 60, 60), "attention", out_size=(28, 28), start_scale=0.5)
     _, theta = st(torch.rand(2, 1, 60, 60))
     torch.testing.assert_close(theta, torch.tensor([[0.5, 0.0, 0.0]] * 2))
+
+
+@pytest.mark.parametrize("name", ["affine", "projective", "tps"])
+def test_affine_embedding_gives_the_same_grid(name: str) -> None:
+    torch.manual_seed(0)
+    theta = T.Affine().identity(5) + 0.3 * torch.randn(5, 6)  # rotated, sheared, moved
+    family = T.get(name)
+    m = T.affine_embedding(family)
+    assert m.shape == (family.n_params, 6)
+    want = T.Affine().grid(theta, (11, 13))
+    got = family.grid(theta @ m.T, (11, 13))
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
+def test_affine_embedding_of_the_identity_is_the_identity() -> None:
+    for name in ("projective", "tps"):
+        family = T.get(name)
+        torch.testing.assert_close(T.Affine().identity() @ T.affine_embedding(family).T, family.identity())
+
+
+def test_attention_has_no_affine_embedding() -> None:
+    with pytest.raises(ValueError, match="cannot represent every affine map"):
+        T.affine_embedding(T.get("attention"))
