@@ -266,9 +266,9 @@ def change_transform(
 
     Only the localisation net's last layer changes: its rows for each head, ``W`` ``(6, d)`` and
     ``b`` ``(6,)``, become ``M W`` and ``M b`` with ``M`` = :func:`stn.transforms.affine_embedding`.
-    The new model's θ equals the old one's up to the bound: the affine's tanh on translation
-    is applied to the regressed value, the new family's bound to the embedded one, so crops
-    near the canvas edge move by ``|tanh t - t|`` (under 0.04 of the half-width for ``|t| < 0.5``).
+    With ``bound`` the projective start is exact (both families squash the same two translation
+    entries with tanh); a TPS bounds its targets by clipping instead, so its crops differ from the
+    affine's by ``|tanh t - t|`` in translation (under 0.04 of the half-width for ``|t| < 0.5``).
     """
     if config.transform != "affine" or transform is None:
         have = f"an ST-CNN {config.transform}" if config.transform else "a CNN baseline"
