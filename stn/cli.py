@@ -104,13 +104,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     if init is not None:
         before = init["card"]
+        # a starting model that was itself fine-tuned counts all of its epochs
+        before_epochs = before["training"].get("total_epochs", before["training"]["epochs"])
         card["training"]["init"] = {
             "model": args.init,
-            "epochs": before["training"]["epochs"],
+            "transform": before["config"]["transform"] or "none",
+            "epochs": before_epochs,
             "test_error": before["metrics"]["test_error"],
             "command": before["training"]["command"],
         }
-        card["training"]["total_epochs"] = round(before["training"]["epochs"] + res["epochs"], 2)
+        card["training"]["total_epochs"] = round(before_epochs + res["epochs"], 2)
     save_model(model, name, card, out)
     print(
         f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "

@@ -67,9 +67,14 @@ def markdown_table(directory: Path | None = None) -> str:
     timing = [(c["name"], c["training"]) for c in cells.values()]
     if timing:
         lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]
+        transforms = {c["name"]: c.get("config", {}).get("transform") or "none" for c in cells.values()}
         for name, t in sorted(timing):
             # a fine-tuned model (train --init): the starting model's epochs + this run's; the time is this run's
-            epochs = f"{t['init']['epochs']} + {t['epochs']}" if "init" in t else f"{t['epochs']}"
+            epochs = f"{t['epochs']}"
+            if "init" in t:
+                family = t["init"].get("transform")
+                start = f" {family}" if family and family != transforms.get(name) else ""  # a warm start from another family
+                epochs = f"{t['init']['epochs']}{start} + {t['epochs']}"
             lines.append(f"| {name} | {epochs} | {t['train_seconds'] / 60:.1f} min | {t['hardware']} |")
     return "\n".join(lines)
 

@@ -134,6 +134,7 @@ def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
     base = json.loads((tmp_path / "t-aff.json").read_text())
     assert card["config"] == {**base["config"], "transform": "tps", "transform_options": {"grid_size": 4}}
     assert card["description"].startswith("ST-CNN tps") and card["training"]["init"]["model"] == "t-aff"
+    assert card["training"]["init"]["transform"] == "affine"
     from stn.zoo import load_model
 
     aff, tps = load_model("t-aff", directory=tmp_path), load_model("t-tps", directory=tmp_path)
@@ -142,6 +143,12 @@ def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
     assert pt.params[0].shape == (16, 32)
     # the crops agree but for the affine's tanh on translation (the weights moved by 1e-12 only)
     assert (pa.crops[0] - pt.crops[0]).abs().mean() < 0.02
+    # a chain of fine-tunings counts every epoch: t-aff (6 steps) -> t-tps (1) -> t-tps2 (1)
+    r = _stn("train", "--dataset", "rts", "--steps", "1", "--lr", "1e-12", "--name", "t-tps2", "--init", "t-tps", *common)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "t-tps2.json").read_text())
+    assert again["training"]["init"]["epochs"] == card["training"]["total_epochs"]
+    assert again["training"]["total_epochs"] == round(card["training"]["total_epochs"] + again["training"]["epochs"], 2)
     r = _stn("train", "--dataset", "rts", "--transform", "attention", "--steps", "1", "--init", "t-aff", *common)
     assert r.returncode == 2 and "cannot represent every affine map" in r.stderr and "Traceback" not in r.stderr
     r = _stn("train", "--dataset", "rts", "--transform", "affine", "--steps", "1", "--init", "t-tps", *common)

@@ -277,3 +277,25 @@ def test_table1_puts_ours_beside_the_paper():
     assert "0.5 / <b" in html and "0.83</b>" in html and "0.8 / <b" in html and "1.76</b>" in html
     assert "<th>WILD</th>" in html
     assert math.isclose(viz.PAPER_TABLE1["ST-CNN TPS"]["e"], 1.1)
+
+
+def test_markdown_table_shows_how_a_fine_tuned_model_started(tmp_path):
+    from stn.table import markdown_table
+
+    def card(name, transform, training):
+        base = {"seed": 0, "epochs": 20.0, "train_seconds": 600.0, "hardware": "CPU"}
+        return {"name": name, "dataset": {"name": "rts"}, "config": {"transform": transform},
+                "metrics": {"test_error": 0.005}, "training": {**base, **training}}
+
+    cards = [
+        card("rts-affine", "affine", {"init": {"model": "x", "transform": "affine", "epochs": 60.0}}),
+        card("rts-tps", "tps", {"init": {"model": "rts-affine", "transform": "affine", "epochs": 80.0}}),
+        card("rts-cnn", None, {}),
+    ]
+    for c in cards:
+        (tmp_path / f"{c['name']}.json").write_text(json.dumps(c))
+        (tmp_path / f"{c['name']}.safetensors").write_bytes(b"")
+    rows = {line.split(" | ")[0]: line for line in markdown_table(tmp_path).splitlines() if "min |" in line}
+    assert "| 60.0 + 20.0 |" in rows["| rts-affine"]  # the same family: epochs only
+    assert "| 80.0 affine + 20.0 |" in rows["| rts-tps"]  # a warm start from another family says which
+    assert "| 20.0 |" in rows["| rts-cnn"]
