@@ -29,6 +29,13 @@ def test_card_is_complete(name: str) -> None:
         assert key in card["training"], key
     assert card["training"]["command"].startswith("python -m stn train")
     assert "Creative Commons" in card["dataset"]["source"]
+    assert card["name"] == name
+    if "replay" in card:
+        assert (models_dir() / card["replay"]).exists(), card["replay"]
+    init = card["training"].get("init")
+    if init is not None:  # a fine-tuned model counts every epoch since the first start
+        assert {"model", "epochs", "test_error", "command"} <= set(init)
+        assert card["training"]["total_epochs"] == pytest.approx(init["epochs"] + card["training"]["epochs"])
 
 
 @pytest.mark.parametrize("name", MODELS)
