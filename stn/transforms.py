@@ -45,6 +45,7 @@ __all__ = [
     "AffineReading",
     "control_points",
     "affine_embedding",
+    "tps_affine_fit",
 ]
 
 Size = tuple[int, int]
@@ -373,6 +374,27 @@ def affine_embedding(transform: Transform) -> torch.Tensor:
         m[:, 1, 3:6] = xy1  # target y = θ21 x + θ22 y + θ23
         return m.reshape(-1, 6).float()
     raise ValueError(f"{transform.name}: cannot represent every affine map; start it from scratch.")
+
+
+def tps_affine_fit(params: torch.Tensor, grid_size: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split TPS parameters ``(B, 2·K²)`` into the closest affine map and the bending on top of it.
+
+    Returns θ ``(B, 6)``, the affine map that best moves the rest control points onto their
+    targets (least squares), and each point's offset from it ``(B, K², 2)`` in normalised units:
+    zero offsets mean the spline *is* that affine map (:func:`affine_embedding` inverted).
+
+    >>> t = get("tps")
+    >>> theta, offset = tps_affine_fit(t.identity())
+    >>> [round(v, 6) + 0.0 for v in theta[0].tolist()], float(offset.abs().max()) < 1e-6
+    ([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], True)
+    """
+    m = affine_embedding(ThinPlateSpline(grid_size)).double()  # (2K², 6)
+    if params.ndim != 2 or params.shape[1] != m.shape[0]:
+        raise ValueError(f"tps: expected params of shape (B, {m.shape[0]}) for a {grid_size}×{grid_size} grid, got {tuple(params.shape)}")
+    p = params.double()
+    theta = p @ torch.linalg.pinv(m).T  # (B, 6)
+    offset = (p - theta @ m.T).view(p.shape[0], -1, 2)
+    return theta.to(params.dtype), offset.to(params.dtype)
 
 
 def names() -> list[str]:

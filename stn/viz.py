@@ -37,6 +37,7 @@ from stn.transforms import (
     Transform,
     compose_affine,
     control_points,
+    tps_affine_fit,
     decompose_affine,
     get,
 )
@@ -562,7 +563,7 @@ def theta_html(transform: str | None, params: Sequence[Sequence[float]], in_size
     affine / attention: θ and rotation (° anticlockwise), scale x/y, shear, translation (in
     normalised units and input pixels); projective: the 3×3 homography and where the crop's
     corners read the input; TPS: each control point's displacement from rest, in input pixels,
-    laid out as the K×K control grid.
+    laid out as the K×K control grid, then the closest affine map and how far the spline bends off it.
     """
     if transform is None or not len(params):
         return ('<div class="stn-theta"><p>This is the plain CNN baseline: it has no transformer, so there is no θ. '
@@ -607,6 +608,17 @@ def theta_html(transform: str | None, params: Sequence[Sequence[float]], in_size
                 ) + "</tr>"
             body = (f"<p>{k_side}×{k_side} control points: where each one reads the input, as a shift from its rest "
                     f'position in input pixels (x right, y down).</p><table class="stn-matrix stn-tps">{cells}</table>')
+            # a spline = the closest affine map + bending: how much of the warp an affine θ could not do
+            fit, offset = tps_affine_fit(torch.tensor([p], dtype=torch.float64), k_side)
+            r = affine_reading("affine", fit[0].tolist())
+            assert r is not None
+            bend = np.hypot(offset[0, :, 0].numpy() * w / 2, offset[0, :, 1].numpy() * h / 2)
+            body += _kv([
+                ("closest affine map", f"rotation {_fmt(r['rotation'], 1)}° anticlockwise, scale {_fmt(r['scale_x'])} / {_fmt(r['scale_y'])}, "
+                                       f"shift ({_fmt(r['tx'] * w / 2, 1)}, {_fmt(r['ty'] * h / 2, 1)}) px"),
+                ("bending", f"the points lie {_fmt(float(bend.mean()), 1)} px (mean), {_fmt(float(bend.max()), 1)} px (max) "
+                            "off that map"),
+            ])
         else:
             body = _matrix([p])
         parts.append(title + body)

@@ -568,3 +568,18 @@ def test_affine_embedding_of_the_identity_is_the_identity() -> None:
 def test_attention_has_no_affine_embedding() -> None:
     with pytest.raises(ValueError, match="cannot represent every affine map"):
         T.affine_embedding(T.get("attention"))
+
+
+def test_tps_affine_fit_splits_a_spline_into_affine_and_bending() -> None:
+    torch.manual_seed(0)
+    theta = T.Affine().identity(3) + 0.2 * torch.randn(3, 6)
+    spline = theta @ T.affine_embedding(T.get("tps")).T
+    fit, offset = T.tps_affine_fit(spline)
+    torch.testing.assert_close(fit, theta, atol=1e-5, rtol=0)
+    assert offset.shape == (3, 16, 2) and offset.abs().max() < 1e-5
+    bent = spline.clone()
+    bent[:, 2 * 5] += 0.3  # control point 5 moves right: not an affine change
+    fit, offset = T.tps_affine_fit(bent)
+    assert offset[:, 5, 0].min() > 0.2 and offset.norm(dim=-1).argmax(dim=1).tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="expected params of shape"):
+        T.tps_affine_fit(torch.zeros(1, 18))

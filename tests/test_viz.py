@@ -204,8 +204,21 @@ class TestThetaHtml:
         assert "isotropic" in viz.theta_html("attention", [[0.5, 0.1, 0.2]], (60, 60))
         assert "top-left corner" in viz.theta_html("projective", [[1, 0, 0, 0, 1, 0, 0, 0]], (28, 28))
         tps = viz.theta_html("tps", [control_points(4).reshape(-1).tolist()], (28, 28), {"grid_size": 4})
-        assert "4×4 control points" in tps and tps.count("<td") == 16
+        assert "4×4 control points" in tps and tps.count('<td title="control point') == 16
         assert "plain CNN" in viz.theta_html(None, [], (28, 28))
+
+    def test_tps_panel_reads_the_affine_part_and_the_bending(self):
+        from stn.transforms import affine_embedding
+
+        theta = torch.tensor([viz.theta_from_reading(30, 0.8, 0.8, 0, 0.25, 0)])
+        spline = theta @ affine_embedding(get("tps", grid_size=4)).T  # a spline that is an affine map
+        html = viz.theta_html("tps", spline.tolist(), (56, 56), {"grid_size": 4})
+        assert "30.0° anticlockwise" in html and "shift (7.0, 0.0) px" in html
+        assert "0.0 px (mean), 0.0 px (max) off that map" in html
+        spline[0, 0] += 0.5  # the top-left point alone moves 14 px to the right: that is bending
+        bent = viz.theta_html("tps", spline.tolist(), (56, 56), {"grid_size": 4})
+        worst = float(re.search(r"([\d.]+) px \(max\) off that map", bent).group(1))
+        assert 5 < worst < 14  # the fit takes up part of the move
 
     def test_two_heads_are_labelled(self):
         html = viz.theta_html("affine", [[1, 0, 0, 0, 1, 0]] * 2, (42, 84))
