@@ -73,7 +73,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None)
     out = _models_dir(args) or models_dir()
     out.mkdir(parents=True, exist_ok=True)
-    save_replay(out / f"{name}.replay.safetensors", res)
+    replay_path = save_replay(out / f"{name}.replay.safetensors", res)
+    if init is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
+        _chain_replay(replay_path, init["card"], _models_dir(args) or models_dir(), transform, options)
     n_params = sum(p.numel() for p in model.parameters())
     card = {
         "description": args.description or f"{'ST-CNN ' + transform if transform else 'CNN baseline'} on {spec.name.upper()}: {spec.description}",
@@ -120,6 +122,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({res['images_per_second']:.0f} img/s) -> {out / (name + '.safetensors')}"
     )
     return 0
+
+
+def _chain_replay(path: Path, before: dict, directory: Path, transform: str | None, options: dict) -> None:
+    """Prepend the starting model's replay (if it has one) to the new run's, in the new run's family."""
+    from stn.replay import chain_replays, load_replay, write_replay
+    from stn.transforms import affine_embedding, get
+
+    rel = before.get("replay")
+    if not rel or not (directory / rel).exists():
+        return
+    embed = None
+    if transform is not None and before["config"]["transform"] != transform:
+        embed = affine_embedding(get(transform, **options))
+    write_replay(path, chain_replays([load_replay(directory / rel), load_replay(path)], [embed, None]))
 
 
 def _init_from(args: argparse.Namespace, dataset: str) -> dict:

@@ -7,6 +7,7 @@ as the model sampled them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from stn.model import STClassifier
 
-__all__ = ["Replay", "save_replay", "load_replay"]
+__all__ = ["Replay", "save_replay", "write_replay", "load_replay", "chain_replays"]
 
 
 @dataclass
@@ -43,19 +44,83 @@ def save_replay(path: Path, results: dict) -> Path:
     rep, curve = results["replay"], results["curve"]
     probe_x, probe_y = results["probe"]
     has_params = bool(rep["params"]) and rep["params"][0].numel() > 0
+    replay = Replay(
+        probe=probe_x,
+        probe_labels=probe_y,
+        steps=torch.tensor(rep["step"], dtype=torch.int64),
+        params=torch.stack(rep["params"]) if has_params else torch.zeros(0),
+        labels=torch.stack(rep["labels"]),
+        curve_step=torch.tensor(curve["step"], dtype=torch.int64),
+        curve_loss=torch.tensor(curve["loss"], dtype=torch.float32),
+        curve_acc=torch.tensor(curve["acc"], dtype=torch.float32),
+    )
+    return write_replay(path, replay)
+
+
+def write_replay(path: Path, replay: Replay) -> Path:
+    """Write a :class:`Replay` (probe as bytes, θ as float16: a few hundred kB)."""
     tensors = {
-        "probe": (probe_x * 255).round().to(torch.uint8).contiguous(),
-        "probe_labels": probe_y.contiguous(),
-        "steps": torch.tensor(rep["step"], dtype=torch.int64),
-        "params": torch.stack(rep["params"]).to(torch.float16).contiguous() if has_params else torch.zeros(0),
-        "labels": torch.stack(rep["labels"]).contiguous(),
-        "curve_step": torch.tensor(curve["step"], dtype=torch.int64),
-        "curve_loss": torch.tensor(curve["loss"], dtype=torch.float32),
-        "curve_acc": torch.tensor(curve["acc"], dtype=torch.float32),
+        "probe": (replay.probe * 255).round().to(torch.uint8).contiguous(),
+        "probe_labels": replay.probe_labels.contiguous(),
+        "steps": replay.steps.to(torch.int64).contiguous(),
+        "params": replay.params.to(torch.float16).contiguous() if replay.params.numel() else torch.zeros(0),
+        "labels": replay.labels.contiguous(),
+        "curve_step": replay.curve_step.to(torch.int64).contiguous(),
+        "curve_loss": replay.curve_loss.to(torch.float32).contiguous(),
+        "curve_acc": replay.curve_acc.to(torch.float32).contiguous(),
     }
     save_file(tensors, str(path))
     Path(path).chmod(0o644)
     return path
+
+
+def chain_replays(parts: Sequence[Replay], embeddings: Sequence[torch.Tensor | None] | None = None) -> Replay:
+    """One replay for a chain of runs, each started from the last one's weights (``stn train --init``).
+
+    Run i's steps (snapshots and curve) continue from run i-1's last step, and its first snapshot,
+    which repeats that run's last one (the same weights), is dropped. ``embeddings[i]``, an
+    ``(n_params, n_params_i)`` matrix, maps run i's θ into the last run's family
+    (:func:`stn.transforms.affine_embedding` when an affine model started a TPS); ``None`` keeps it.
+    All runs must share the probe batch (:func:`stn.train.probe_batch` of one dataset).
+    """
+    if not parts:
+        raise ValueError("chain_replays: no replays given")
+    embeddings = list(embeddings) if embeddings is not None else [None] * len(parts)
+    if len(embeddings) != len(parts):
+        raise ValueError(f"chain_replays: {len(parts)} replays but {len(embeddings)} embeddings")
+    first = parts[0]
+    for k, r in enumerate(parts[1:], 1):
+        same = r.probe.shape == first.probe.shape and torch.allclose(r.probe, first.probe, atol=0.5 / 255)
+        if not same or not torch.equal(r.probe_labels, first.probe_labels):
+            raise ValueError(f"chain_replays: run {k + 1} recorded another probe batch than run 1 (another dataset?)")
+        if (r.params.numel() == 0) != (first.params.numel() == 0):
+            raise ValueError("chain_replays: a CNN run (no θ) cannot continue a transformer run, or the reverse")
+    steps, params, labels, c_step, c_loss, c_acc = [], [], [], [], [], []
+    offset = 0
+    for k, (r, e) in enumerate(zip(parts, embeddings)):
+        keep = slice(0, None) if k == 0 else slice(1, None)
+        steps.append(r.steps[keep] + offset)
+        labels.append(r.labels[keep])
+        if r.params.numel():
+            p = r.params[keep].float()
+            params.append(p @ e.to(p.dtype).T if e is not None else p)
+        c_step.append(r.curve_step + offset)
+        c_loss.append(r.curve_loss)
+        c_acc.append(r.curve_acc)
+        offset += int(r.steps[-1])
+    widths = {p.shape[-1] for p in params}
+    if len(widths) > 1:
+        raise ValueError(f"chain_replays: θ of {sorted(widths)} numbers: give an embedding for the runs of another family")
+    return Replay(
+        probe=first.probe,
+        probe_labels=first.probe_labels,
+        steps=torch.cat(steps),
+        params=torch.cat(params) if params else torch.zeros(0),
+        labels=torch.cat(labels),
+        curve_step=torch.cat(c_step),
+        curve_loss=torch.cat(c_loss),
+        curve_acc=torch.cat(c_acc),
+    )
 
 
 def load_replay(path: Path) -> Replay:

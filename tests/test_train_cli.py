@@ -135,6 +135,14 @@ def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
     assert card["config"] == {**base["config"], "transform": "tps", "transform_options": {"grid_size": 4}}
     assert card["description"].startswith("ST-CNN tps") and card["training"]["init"]["model"] == "t-aff"
     assert card["training"]["init"]["transform"] == "affine"
+    # the replay is the whole history: t-aff's run (its θ mapped to control points), then t-tps's
+    ra, rt = load_replay(tmp_path / "t-aff.replay.safetensors"), load_replay(tmp_path / "t-tps.replay.safetensors")
+    assert rt.params.shape[-1] == 32 and len(rt.steps) == len(ra.steps) + 1  # t-tps: 2 snapshots, the first dropped
+    assert rt.steps.tolist() == [*ra.steps.tolist(), int(ra.steps[-1]) + 1]
+    from stn.transforms import affine_embedding, get
+
+    torch.testing.assert_close(rt.params[: len(ra.steps)], ra.params @ affine_embedding(get("tps")).T, atol=2e-3, rtol=0)
+    assert rt.curve_step[-1] == int(ra.steps[-1]) + 1
     from stn.zoo import load_model
 
     aff, tps = load_model("t-aff", directory=tmp_path), load_model("t-tps", directory=tmp_path)
@@ -153,3 +161,35 @@ def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
     assert r.returncode == 2 and "cannot represent every affine map" in r.stderr and "Traceback" not in r.stderr
     r = _stn("train", "--dataset", "rts", "--transform", "affine", "--steps", "1", "--init", "t-tps", *common)
     assert r.returncode == 2 and "cannot start from an ST-CNN tps" in r.stderr
+
+
+def _replay(steps: list[int], n_params: int, probe_seed: int = 0):
+    from stn.replay import Replay
+
+    g = torch.Generator().manual_seed(probe_seed)
+    s = len(steps)
+    return Replay(
+        probe=torch.rand(4, 1, 8, 8, generator=g), probe_labels=torch.arange(4) + probe_seed,
+        steps=torch.tensor(steps), params=torch.rand(s, 1, 4, n_params) if n_params else torch.zeros(0),
+        labels=torch.zeros(s, 4, dtype=torch.int64), curve_step=torch.tensor(steps[1:]),
+        curve_loss=torch.ones(s - 1), curve_acc=torch.zeros(s - 1),
+    )
+
+
+def test_chain_replays_continues_the_steps_and_refuses_mismatches(tmp_path) -> None:
+    from stn.replay import chain_replays, load_replay, write_replay
+
+    a, b = _replay([0, 5, 10], 6), _replay([0, 4, 8], 6)
+    c = chain_replays([a, b])
+    assert c.steps.tolist() == [0, 5, 10, 14, 18] and c.curve_step.tolist() == [5, 10, 14, 18]
+    torch.testing.assert_close(c.params[3:], b.params[1:])
+    back = load_replay(write_replay(tmp_path / "c.safetensors", c))
+    assert back.steps.tolist() == c.steps.tolist() and torch.allclose(back.params, c.params, atol=1e-3)
+    with pytest.raises(ValueError, match="another probe batch"):
+        chain_replays([a, _replay([0, 4], 6, probe_seed=1)])
+    with pytest.raises(ValueError, match="give an embedding"):
+        chain_replays([a, _replay([0, 4], 32)])
+    with pytest.raises(ValueError, match="CNN run"):
+        chain_replays([a, _replay([0, 4], 0)])
+    wide = chain_replays([a, _replay([0, 4], 32)], [torch.ones(32, 6), None])
+    assert wide.params.shape == (4, 1, 4, 32)
