@@ -295,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", default=None, metavar="MODEL",
                    help="fine-tune: start from this zoo model's weights and architecture (same dataset); "
-                        "the architecture flags other than --transform/--grid-size are then ignored and its "
-                        "card is recorded in the new one")
+                        "the architecture flags are then ignored (except --transform projective|tps, with --grid-size, "
+                        "to warm-start that family from an affine model) and its card is recorded in the new one")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
