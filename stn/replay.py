@@ -8,7 +8,7 @@ as the model sampled them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +31,8 @@ class Replay:
     curve_step: torch.Tensor  # (T,)
     curve_loss: torch.Tensor  # (T,) smoothed training loss
     curve_acc: torch.Tensor  # (T,) smoothed training accuracy
+    # (R,) the step where each run after the first began: a fine-tuned model's replay chains its runs
+    runs: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.int64))
 
     def crops(self, model: STClassifier, index: int) -> list[torch.Tensor]:
         """The crops ``(P, 1, h, w)`` per head at snapshot ``index``, sampled by ``model``'s transformer."""
@@ -68,6 +70,7 @@ def write_replay(path: Path, replay: Replay) -> Path:
         "curve_step": replay.curve_step.to(torch.int64).contiguous(),
         "curve_loss": replay.curve_loss.to(torch.float32).contiguous(),
         "curve_acc": replay.curve_acc.to(torch.float32).contiguous(),
+        "runs": replay.runs.to(torch.int64).contiguous(),
     }
     save_file(tensors, str(path))
     Path(path).chmod(0o644)
@@ -95,9 +98,12 @@ def chain_replays(parts: Sequence[Replay], embeddings: Sequence[torch.Tensor | N
             raise ValueError(f"chain_replays: run {k + 1} recorded another probe batch than run 1 (another dataset?)")
         if (r.params.numel() == 0) != (first.params.numel() == 0):
             raise ValueError("chain_replays: a CNN run (no θ) cannot continue a transformer run, or the reverse")
-    steps, params, labels, c_step, c_loss, c_acc = [], [], [], [], [], []
+    steps, params, labels, c_step, c_loss, c_acc, runs = [], [], [], [], [], [], []
     offset = 0
     for k, (r, e) in enumerate(zip(parts, embeddings)):
+        if k:
+            runs.append(torch.tensor([offset]))
+        runs.append(r.runs.to(torch.int64) + offset)
         keep = slice(0, None) if k == 0 else slice(1, None)
         steps.append(r.steps[keep] + offset)
         labels.append(r.labels[keep])
@@ -120,6 +126,7 @@ def chain_replays(parts: Sequence[Replay], embeddings: Sequence[torch.Tensor | N
         curve_step=torch.cat(c_step),
         curve_loss=torch.cat(c_loss),
         curve_acc=torch.cat(c_acc),
+        runs=torch.cat(runs).to(torch.int64),
     )
 
 
@@ -135,4 +142,5 @@ def load_replay(path: Path) -> Replay:
         curve_step=t["curve_step"],
         curve_loss=t["curve_loss"],
         curve_acc=t["curve_acc"],
+        runs=t.get("runs", torch.zeros(0, dtype=torch.int64)),
     )

@@ -388,8 +388,13 @@ def curve_figure(
     total_steps: int | None = None,
     height: int = 260,
     title: str | None = None,
+    run_starts: Sequence[int] = (),
 ) -> dict:
     """Training loss (left axis) and accuracy (right axis) against the step, with a marker at ``current``.
+
+    ``run_starts``: steps where a new run began from the previous one's weights (a fine-tuned
+    model's replay, :func:`stn.replay.chain_replays`), drawn as labelled lines: the learning rate
+    starts a new schedule there, and the loss may jump.
 
     >>> fig = curve_figure([1, 2, 3], [2.3, 1.9, 1.2], [0.1, 0.3, 0.6], current=2)
     >>> [t.get("name") for t in fig["data"]], fig["layout"]["shapes"][0]["x0"]
@@ -441,7 +446,16 @@ def curve_figure(
                 "showgrid": False,
                 "fixedrange": True,
             },
-            "shapes": [],
+            "shapes": [
+                {"type": "line", "name": "run-start", "xref": "x", "yref": "paper", "x0": int(x), "x1": int(x), "y0": 0, "y1": 1,
+                 "line": {"color": "rgba(127,127,127,0.55)", "width": 1}}
+                for x in run_starts
+            ],
+            "annotations": [
+                {"x": int(x), "xref": "x", "y": 1, "yref": "paper", "text": f"run {k + 2}", "showarrow": False,
+                 "xanchor": "left", "yanchor": "top", "font": {"size": 10, "color": "rgba(127,127,127,0.9)"}}
+                for k, x in enumerate(run_starts)
+            ],
         },
     }
     if title:
@@ -483,5 +497,6 @@ def with_step_marker(fig: dict, step: int) -> dict:
         "y1": 1,
         "line": {"color": "rgba(127,127,127,0.8)", "width": 1.5, "dash": "dot"},
     }
-    layout = {**fig["layout"], "shapes": [shape]}
+    runs = [sh for sh in fig["layout"].get("shapes", []) if sh.get("name") == "run-start"]
+    layout = {**fig["layout"], "shapes": [shape, *runs]}
     return {"data": [loss_t, acc_t, *dots], "layout": layout}

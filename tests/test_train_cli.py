@@ -182,9 +182,12 @@ def test_chain_replays_continues_the_steps_and_refuses_mismatches(tmp_path) -> N
     a, b = _replay([0, 5, 10], 6), _replay([0, 4, 8], 6)
     c = chain_replays([a, b])
     assert c.steps.tolist() == [0, 5, 10, 14, 18] and c.curve_step.tolist() == [5, 10, 14, 18]
+    assert c.runs.tolist() == [10]  # where the second run began
+    assert chain_replays([c, _replay([0, 3], 6)]).runs.tolist() == [10, 18]  # a chain of chains keeps every start
     torch.testing.assert_close(c.params[3:], b.params[1:])
     back = load_replay(write_replay(tmp_path / "c.safetensors", c))
     assert back.steps.tolist() == c.steps.tolist() and torch.allclose(back.params, c.params, atol=1e-3)
+    assert back.runs.tolist() == [10]
     with pytest.raises(ValueError, match="another probe batch"):
         chain_replays([a, _replay([0, 4], 6, probe_seed=1)])
     with pytest.raises(ValueError, match="give an embedding"):

@@ -224,3 +224,12 @@ def test_zoo_replay_loads_and_renders(name: str) -> None:
     assert path.exists(), f"{name}'s card lists {path.name}, which is missing"
     assert path.stat().st_size < 5_000_000, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
     _render_replay(name, d)
+
+
+def test_curve_marks_where_each_run_began() -> None:
+    fig = curve_figure([1, 2, 3, 4], [2.0, 1.0, 1.5, 0.8], [0.2, 0.6, 0.5, 0.8], total_steps=4, run_starts=[2])
+    runs = [sh for sh in fig["layout"]["shapes"] if sh.get("name") == "run-start"]
+    assert [sh["x0"] for sh in runs] == [2] and fig["layout"]["annotations"][0]["text"] == "run 2"
+    marked = with_step_marker(with_step_marker(fig, 3), 4)  # moving the marker keeps the run lines, adds no marker
+    assert len(marked["layout"]["shapes"]) == 2 and marked["layout"]["shapes"][0]["x0"] == 4
+    assert curve_figure([1], [1.0], [0.5])["layout"]["shapes"] == []

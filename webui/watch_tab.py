@@ -111,7 +111,8 @@ def _bundle(name: str) -> _ReplayBundle:
     model = load_model(name, device="cpu", directory=d)
     view = ProbeView(rep.probe, rep.probe_labels)
     total = int(rep.steps[-1]) if len(rep.steps) else 1
-    curve = curve_figure(rep.curve_step.tolist(), rep.curve_loss.tolist(), rep.curve_acc.tolist(), total_steps=total)
+    curve = curve_figure(rep.curve_step.tolist(), rep.curve_loss.tolist(), rep.curve_acc.tolist(), total_steps=total,
+                         run_starts=rep.runs.tolist())
     start = ink_offset(rep.crops(model, 0)) if rep.params.numel() else float("nan")
     bundle = _ReplayBundle(name, card, rep, model, view, curve, start)
     with _BUNDLES_LOCK:
