@@ -37,9 +37,9 @@ from stn.transforms import (
     Transform,
     compose_affine,
     control_points,
-    tps_affine_fit,
     decompose_affine,
     get,
+    tps_affine_fit,
 )
 
 __all__ = [
@@ -614,10 +614,10 @@ def theta_html(transform: str | None, params: Sequence[Sequence[float]], in_size
             assert r is not None
             bend = np.hypot(offset[0, :, 0].numpy() * w / 2, offset[0, :, 1].numpy() * h / 2)
             body += _kv([
-                ("closest affine map", f"rotation {_fmt(r['rotation'], 1)}° anticlockwise, scale {_fmt(r['scale_x'])} / {_fmt(r['scale_y'])}, "
-                                       f"shift ({_fmt(r['tx'] * w / 2, 1)}, {_fmt(r['ty'] * h / 2, 1)}) px"),
-                ("bending", f"the points lie {_fmt(float(bend.mean()), 1)} px (mean), {_fmt(float(bend.max()), 1)} px (max) "
-                            "off that map"),
+                ("closest affine map", (f"rotation {_fmt(r['rotation'], 1)}° anticlockwise, scale {_fmt(r['scale_x'])} / "
+                                        f"{_fmt(r['scale_y'])}, shift ({_fmt(r['tx'] * w / 2, 1)}, {_fmt(r['ty'] * h / 2, 1)}) px")),
+                ("bending", (f"the points lie {_fmt(float(bend.mean()), 1)} px (mean), {_fmt(float(bend.max()), 1)} px (max) "
+                             "off that map")),
             ])
         else:
             body = _matrix([p])
