@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="each client sends its own session_hash in the REST body (app and floor alike), as a script "
                          "that keeps a session would; without it every call opens a new Gradio session, as plain curl does")
     ap.add_argument("--quick", action="store_true", help="20 + 100 requests: check that it all runs")
+    ap.add_argument("--logs", type=Path, default=None, help="keep the servers' logs in this folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.quick:
@@ -570,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         images = example_images(args.images, tmp)
         args.n_images = len(images)
         try:
-            results = bench_targets(targets, images, args, tmp)
+            results = bench_targets(targets, images, args, args.logs or tmp)
         except (RuntimeError, FileNotFoundError) as exc:
             print(str(exc), file=sys.stderr)
             return 1

@@ -7,13 +7,45 @@ Layer sizes are derived from the input shape, never hard-coded.
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LIGHT_SIDE", "CNNLocalizer", "FCLocalizer", "build_localizer", "light_options"]
+__all__ = ["LIGHT_SIDE", "BlockMaxPool", "CNNLocalizer", "FCLocalizer", "build_localizer", "light_options"]
 
 # The light net max-pools any canvas down to about this side before its first conv.
 LIGHT_SIDE = 14
+
+
+class BlockMaxPool(nn.MaxPool2d):
+    """``nn.MaxPool2d(k)`` (stride ``k``, the remainder rows and columns dropped) for the net's input.
+
+    The localisation net pools the transformer's input, which is data when the transformer comes
+    first: no gradient flows into it. Then the pool is taken as pairwise maxima of ``k`` strided
+    views per axis, about 10x faster on the CPU than ATen's kernel for a one-channel batch (1 ms
+    against 0.1 ms on 256 28×28 images; ``bench/README.md``); same values, NaN included. With a
+    gradient to carry, or a small input (batch-1 inference, where it saves nothing), it is
+    ``nn.MaxPool2d``.
+
+    >>> x = torch.rand(2, 1, 9, 8)
+    >>> torch.equal(BlockMaxPool(2)(x), nn.MaxPool2d(2)(x))
+    True
+    """
+
+    def __init__(self, k: int) -> None:
+        super().__init__(k)
+        self.k = int(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` → ``(B, C, H // k, W // k)``."""
+        k = self.k
+        if (x.requires_grad and torch.is_grad_enabled()) or x.numel() < 65536:
+            return F.max_pool2d(x, k)
+        h, w = x.shape[-2] // k * k, x.shape[-1] // k * k
+        rows = functools.reduce(torch.maximum, (x[..., i:h:k, :w] for i in range(k)))
+        return functools.reduce(torch.maximum, (rows[..., j::k] for j in range(k)))
 
 
 def _flat_size(body: nn.Module, in_shape: tuple[int, int, int]) -> int:
@@ -57,7 +89,7 @@ class CNNLocalizer(nn.Module):
             raise ValueError(f"CNNLocalizer: input {h}x{w} too small for a first max-pool of {pool}")
         pad = kernel // 2
         self.body = nn.Sequential(
-            nn.MaxPool2d(pool) if pool > 1 else nn.Identity(),
+            BlockMaxPool(pool) if pool > 1 else nn.Identity(),
             nn.Conv2d(c, channels, kernel, padding=pad),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),

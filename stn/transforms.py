@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "Transform",
@@ -62,12 +63,36 @@ def _check_size(out_size: Size) -> tuple[int, int]:
     return int(out_size[0]), int(out_size[1])
 
 
-@functools.lru_cache(maxsize=64)
+def _constant_cache(maxsize: int) -> Callable:
+    """``functools.lru_cache`` for constant tensors (base grids, TPS weights), made outside inference
+    mode: a tensor first built under ``torch.inference_mode()`` (an evaluation) could never be saved
+    for a later backward (training the same shapes afterwards)."""
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def cached(*args: Any) -> torch.Tensor:
+            with torch.inference_mode(False), torch.no_grad():
+                return fn(*args)
+
+        return cached
+
+    return wrap
+
+
+@_constant_cache(maxsize=64)
 def _base_grid_cached(h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
     ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
     yy, xx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([xx, yy], dim=-1).to(device=device, dtype=dtype)
+
+
+@_constant_cache(maxsize=64)
+def _homogeneous_base_cached(h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(H·W, 3)`` rows ``[x, y, 1]`` of :func:`base_grid`."""
+    xy = _base_grid_cached(h, w, device, dtype).reshape(h * w, 2)
+    return torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1)
 
 
 def base_grid(out_size: Size, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -160,10 +185,13 @@ class Affine(_MatrixTransform):
         return (0, 1, 3, 4)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
+        # F.affine_grid's grid (align_corners=False) to float rounding, as [x y 1] @ θ^T on a cached
+        # homogeneous base grid: ATen builds that base on every call, and on the CPU the grid then
+        # cost more than the sampler (forward + backward with the sampler ~30% cheaper; bench/README.md).
         _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
-        theta = params.view(-1, 2, 3)  # (B, 2, 3)
-        return F.affine_grid(theta, [theta.shape[0], 1, h, w], align_corners=False)
+        base = _homogeneous_base_cached(h, w, str(params.device), params.dtype)  # (HW, 3)
+        return torch.matmul(base, params.view(-1, 2, 3).transpose(1, 2)).view(-1, h, w, 2)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 6, self.name)
@@ -270,7 +298,7 @@ def _tps_kernel(r2: torch.Tensor) -> torch.Tensor:
     return r2 * torch.log(r2.clamp(min=1e-12))
 
 
-@functools.lru_cache(maxsize=32)
+@_constant_cache(maxsize=32)
 def _tps_weights(k: int, h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     """``(H·W, K²)`` matrix mapping control-point targets to every output pixel's source point.
 

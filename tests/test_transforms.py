@@ -583,3 +583,16 @@ def test_tps_affine_fit_splits_a_spline_into_affine_and_bending() -> None:
     assert offset[:, 5, 0].min() > 0.2 and offset.norm(dim=-1).argmax(dim=1).tolist() == [5, 5, 5]
     with pytest.raises(ValueError, match="expected params of shape"):
         T.tps_affine_fit(torch.zeros(1, 18))
+
+
+@pytest.mark.parametrize("family", ["affine", "attention", "projective", "tps"])
+def test_grid_trains_after_inference_mode(family):
+    """The cached base grids are made outside inference mode: evaluating a shape under
+    ``torch.inference_mode()`` first must not break training on it afterwards."""
+    t = T.get(family)
+    size = (7, 11)  # a shape no other test uses: the cache is empty for it
+    with torch.inference_mode():
+        t.grid(t.identity(2), size)
+    p = t.identity(2).requires_grad_()
+    t.grid(p, size).square().sum().backward()
+    assert p.grad is not None and torch.isfinite(p.grad).all()
