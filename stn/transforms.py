@@ -89,10 +89,10 @@ def _base_grid_cached(h: int, w: int, device: str, dtype: torch.dtype) -> torch.
 
 
 @_constant_cache(maxsize=64)
-def _homogeneous_base_cached(h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """``(H·W, 3)`` rows ``[x, y, 1]`` of :func:`base_grid`."""
+def _homogeneous_base_t(h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(3, H·W)``: the rows ``x``, ``y`` and ones of :func:`base_grid`, for one GEMM per grid."""
     xy = _base_grid_cached(h, w, device, dtype).reshape(h * w, 2)
-    return torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1)
+    return torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1).T.contiguous()
 
 
 def base_grid(out_size: Size, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -185,13 +185,14 @@ class Affine(_MatrixTransform):
         return (0, 1, 3, 4)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
-        # F.affine_grid's grid (align_corners=False) to float rounding, as [x y 1] @ θ^T on a cached
-        # homogeneous base grid: ATen builds that base on every call, and on the CPU the grid then
-        # cost more than the sampler (forward + backward with the sampler ~30% cheaper; bench/README.md).
+        # F.affine_grid's grid (align_corners=False) to float rounding, as one GEMM θ @ [x y 1]^T on a
+        # cached homogeneous base grid: ATen builds that base on every call and multiplies B small
+        # (HW, 3) @ (3, 2) products, so on the CPU its grid cost more than the sampler (forward +
+        # backward with the sampler now ~2x cheaper; bench/README.md).
         _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
-        base = _homogeneous_base_cached(h, w, str(params.device), params.dtype)  # (HW, 3)
-        return torch.matmul(base, params.view(-1, 2, 3).transpose(1, 2)).view(-1, h, w, 2)
+        base_t = _homogeneous_base_t(h, w, str(params.device), params.dtype)  # (3, HW)
+        return torch.matmul(params.view(-1, 2, 3), base_t).transpose(1, 2).contiguous().view(-1, h, w, 2)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 6, self.name)
@@ -278,12 +279,11 @@ class Projective(_MatrixTransform):
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         h, w = _check_size(out_size)
         m = self.matrix(params)  # (B, 3, 3)
-        pts = base_grid((h, w), params.device, params.dtype).reshape(1, h * w, 2)
-        # (B, HW, 3) = [x y 1] @ M^T, written out to avoid building the homogeneous tensor
-        uvw = pts @ m[:, :, :2].transpose(1, 2) + m[:, :, 2].unsqueeze(1)
-        den = uvw[..., 2:]
+        # (B, 3, HW) = M @ [x y 1]^T: one GEMM for the batch (as Affine.grid)
+        uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(params.device), params.dtype))
+        den = uvw[:, 2:]
         den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
-        return (uvw[..., :2] / den).view(-1, h, w, 2)
+        return (uvw[:, :2] / den).transpose(1, 2).contiguous().view(-1, h, w, 2)
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         p = params.clone()
@@ -355,11 +355,9 @@ class ThinPlateSpline(Transform):
         h, w = _check_size(out_size)
         weights = _tps_weights(self.grid_size, h, w, str(params.device), params.dtype)  # (HW, n)
         targets = params.view(-1, self.grid_size**2, 2)  # (B, n, 2)
-        if self.grid_size <= 4:
-            # B small products (HW, n) @ (n, 2): fastest for the paper's 16 points
-            return torch.matmul(weights, targets).view(-1, h, w, 2)
-        # More points: one (B, n) @ (n, HW) GEMM per coordinate, then interleave x and y. Same
-        # sums; 1.4x faster at 25 points, ~7x at 256 forward + backward on CPU (bench/).
+        # One (B, n) @ (n, HW) GEMM per coordinate, then x and y interleaved: forward + backward on
+        # the CPU ~4x faster than B small (HW, n) @ (n, 2) products at 16 points, ~25x at 256
+        # (bench/README.md).
         weights_t = weights.T  # (n, HW), a view
         grid = torch.stack([targets[..., 0] @ weights_t, targets[..., 1] @ weights_t], dim=-1)  # (B, HW, 2)
         return grid.view(-1, h, w, 2)
