@@ -1,0 +1,49 @@
+"""``app.py`` with ``read_file`` and its parts timed inside the server: wall and thread CPU per call,
+printed (medians of the last 100 calls) to the server's log. What the load test's requests cost in
+the library's work, in the server, against the same work timed in one process.
+
+    python bench/load.py --app bench/app_timed.py --rounds 1    # the log lies beside the other servers'
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import app
+
+_times: dict[str, list[tuple[float, float]]] = defaultdict(list)
+_lock = threading.Lock()
+
+
+def _timed(name: str, fn):  # noqa: ANN001, ANN202 - a wrapper for any callable
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        w0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            w, c = 1000 * (time.perf_counter() - w0), 1000 * (time.thread_time() - c0)
+            with _lock:
+                _times[name].append((w, c))
+                if name == "read_file" and len(_times[name]) % 100 == 0:
+                    parts = "; ".join(
+                        f"{k} {statistics.median(x[0] for x in v[-100:]):.2f}/{statistics.median(x[1] for x in v[-100:]):.2f}"
+                        for k, v in _times.items())
+                    print(f"timed (wall/cpu ms, median of the last 100): {parts}", flush=True)
+    return wrapper
+
+
+app.read_file = _timed("read_file", app.read_file)
+app.ENGINE.prepare = _timed("prepare", app.ENGINE.prepare)
+app.ENGINE._predict_tensor = _timed("model", app.ENGINE._predict_tensor)
+app._main_outputs = _timed("outputs", app._main_outputs)
+app.Session.of = _timed("session", app.Session.of)
+
+if __name__ == "__main__":
+    app.main()
