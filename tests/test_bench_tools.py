@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -27,3 +28,36 @@ def test_load_targets_and_variants() -> None:
         with pytest.raises(RuntimeError, match="unknown target"):
             load.parse_target(bad)
     assert load.main(["--targets", "app,nope"]) == 2  # refused before any server starts
+
+
+def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """bench/app_timed.py wraps the app's stages without changing what they return, and prints
+    the medians of every 100 reads."""
+    # as tests/test_app.py's fixture: Gradio's folders are fixed when the app is first imported
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import app
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    if not app.ENGINE.names:
+        pytest.skip("no models in models/")
+
+    read_file, main_outputs, session_of = app.read_file, app._main_outputs, app.Session.__dict__["of"]
+    image = str(Path(app.EXAMPLES_DIR) / "wild-05-2.png")
+    expected = app.read_file(image, None)
+    try:
+        timed = _load("app_timed")
+        for _ in range(100):
+            got = app.read_file(image, None)
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.startswith("timed (wall/cpu ms")
+        for stage in ("prepare", "model", "outputs", "session", "read_file"):
+            assert f"{stage} " in line
+        assert got[3] == expected[3] and got[1] == expected[1]  # the JSON answer and the reading panel
+        assert len(timed._times["read_file"]) == 100
+    finally:
+        app.read_file, app._main_outputs, app.Session.of = read_file, main_outputs, session_of
+        for name in ("prepare", "_predict_tensor"):  # the wrappers are instance attributes: back to the class's methods
+            app.ENGINE.__dict__.pop(name, None)
