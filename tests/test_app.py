@@ -490,9 +490,10 @@ def test_session_keeps_only_what_the_tabs_use(tiny, tmp_path):
     assert res.reading.crops == [] and res.baseline is None and res.prepared is None
     assert res.reading.params and res.input.shape == tuple(res.info.input_size)
     assert out[3]["baseline"] is not None  # the view still shows the baseline: only the session is lean
-    # a sketch is kept as PNG bytes, and re-reading them with another model equals reading the drawing
+    # a sketch is kept as its compressed ink, and re-reading it with another model equals reading the drawing
     sketch = tiny.predict_sketch(_sketch(), "wild-affine")[-1]
-    assert isinstance(sketch.source, bytes) and len(sketch.source) < 20_000
+    assert isinstance(sketch.source, tiny.Drawing) and len(sketch.source.alpha) < 20_000
+    assert sketch.picture().tobytes() == tiny.sketch_image(_sketch()).tobytes()
     changed = tiny.change_model("wild-cnn", sketch)
     direct = tiny.predict_sketch(_sketch(), "wild-cnn")
     assert changed[-2] == direct[3]
