@@ -24,8 +24,8 @@ class BlockMaxPool(nn.MaxPool2d):
 
     The localisation net pools the transformer's input, which is data when the transformer comes
     first: no gradient flows into it. Then the pool is taken as pairwise maxima of ``k`` strided
-    views per axis, about 10x faster on the CPU than ATen's kernel for a one-channel batch (1 ms
-    against 0.1 ms on 256 28×28 images; ``bench/README.md``); same values, NaN included. With a
+    views per axis, about 10x faster on the CPU than ATen's kernel for a one-channel batch (0.11 ms
+    instead of 1.1 ms on 256 28×28 images; ``bench/README.md``); same values, NaN included. With a
     gradient to carry, or a small input (batch-1 inference, where it saves nothing), it is
     ``nn.MaxPool2d``.
 
