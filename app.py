@@ -12,7 +12,8 @@ directly in ``tests/test_app.py``.
 
 Environment: ``STN_MODELS`` (the zoo, default ``models/``), ``STN_THREADS`` (CPU threads per
 request, default 1), ``STN_CONCURRENCY`` (requests served at once), ``STN_SESSIONS`` (sessions kept
-in memory, see ``SESSION_CAPACITY``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+in memory, see ``SESSION_CAPACITY``), ``STN_READERS`` (worker processes that read uploads, see
+``READERS``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import threading
 import traceback
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ from gradio.components.plot import PlotData
 from gradio.processing_utils import get_upload_folder
 from PIL import Image
 
-from stn import viz
+from stn import serving, viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
+from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
@@ -102,6 +104,11 @@ UPLOAD_GONE = ("The picture you read is no longer on the server (uploads are kep
 
 ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
 DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
+# On a CPU with a core to spare, the main view reads uploads in a worker process (stn.serving.ReaderPool):
+# the server's own Python and the reading's then stop taking turns on one GIL (bench/README.md, issue 7's
+# sixth pass). STN_READERS: worker processes (each holds the zoo, ~0.3 GB); 0 reads in the server process.
+READERS = int(os.environ.get("STN_READERS", "1" if not ON_GPU and (os.cpu_count() or 1) > 1 else "0"))
+READER: ReaderPool | None = None  # started by main(); importing app.py (the tests) reads in this process
 
 
 def gpu(fn: Callable) -> Callable:
@@ -138,9 +145,9 @@ def raw_file_input(component: gr.Image) -> gr.Image:
     return component
 
 
-def _plot(fig: dict) -> PlotData:
-    """A plotly dict figure for ``gr.Plot`` (no plotly validation; orjson: ~10× json's speed)."""
-    return PlotData(type="plotly", plot=orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+def _plot(fig: dict | str) -> PlotData:
+    """A plotly dict figure (or its JSON text) for ``gr.Plot`` (no plotly validation; orjson: ~10× json's speed)."""
+    return PlotData(type="plotly", plot=fig if isinstance(fig, str) else orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -202,7 +209,7 @@ class Session:
     def of(cls, result: Result, source: Any) -> Session:
         """A session for ``result`` read from ``source`` (a path, PNG bytes, a :class:`Drawing`, or a
         PIL image, kept as PNG bytes)."""
-        lean = replace(result, reading=replace(result.reading, crops=[]), baseline=None, prepared=None, timings={})
+        lean = serving.lean(result)
         if isinstance(source, Image.Image):
             buf = io.BytesIO()
             source.save(buf, format="PNG")
@@ -217,9 +224,7 @@ class Session:
 _pct = viz.percent
 
 
-def _plot_height(size: tuple[int, int], width: int = 440, lo: int = 220, hi: int = 400) -> int:
-    h, w = size
-    return int(min(hi, max(lo, width * h / w + 40)))
+_plot_height = serving.plot_height
 
 
 def _model_label(name: str) -> str:
@@ -254,29 +259,11 @@ def _crops(result: Result, mark: tuple[int, int] | None = None) -> np.ndarray:
     return viz.crops_image(crops, mark=mark)
 
 
-def _reading(result: Result) -> str:
-    """The reading panel: the verdict, the crop(s), the class bars and the plain CNN's (one HTML output)."""
-    r, b = result.reading, result.baseline
-    return viz.reading_html(
-        r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
-        transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
-        baseline=(b.model, b.label, b.top(3)) if b is not None else None,
-    )
-
-
 def _main_outputs(result: Result, baseline: Callable[[], object] | None = None) -> tuple:
-    """The main view's outputs; ``baseline`` (from ``Engine.predict_early``) is awaited only once the
-    figures that do not need the plain CNN's answer are drawn."""
-    info = result.info
-    fig = viz.grid_figure(
-        result.input, ENGINE.transform(result.model), result.reading.params, info.crop_size,
-        height=_plot_height(info.input_size),
-    )
-    theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
-    plot = _plot(fig)
-    if baseline is not None:
-        baseline()
-    return (plot, _reading(result), theta, result.to_json())
+    """The main view's outputs (:func:`stn.serving.main_view`, the plot as Gradio sends it); ``baseline``
+    (from ``Engine.predict_early``) is awaited only once the parts that do not need it are drawn."""
+    fig, panel, theta, answer = serving.main_view(result, ENGINE.transform(result.model), baseline)
+    return (_plot(fig), panel, theta, answer)
 
 
 N_MAIN = 4  # outputs of _main_outputs: grid figure, reading panel, θ, JSON answer
@@ -308,6 +295,12 @@ def read_file(image: str | None, model: str | None) -> tuple:
     if image is None or (isinstance(image, str) and not image.strip()):
         raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
     name = _resolve_model(model)
+    if READER is not None:
+        try:  # in a reader process (stn.serving.ReaderPool); in this one while none is ready
+            fig, panel, theta, answer, result = READER.read(image, name)
+            return (_plot(fig), panel, theta, answer, Session.of(result, image))
+        except ReaderUnavailable:
+            pass
     if spaces is None:  # the figures are drawn while the plain CNN still reads (Engine.predict_early)
         result, baseline = ENGINE.predict_early(image, name)
         return (*_main_outputs(result, baseline), Session.of(result, image))
@@ -1152,6 +1145,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if DEFAULT_NOTE:
         log.warning(DEFAULT_NOTE)
+    global READER
+    if READERS > 0 and spaces is None and DEFAULT is not None:
+        warm = tuple(m for m in (DEFAULT, ENGINE.info[DEFAULT].baseline) if m)
+        READER = ReaderPool(ENGINE.directory, workers=READERS, threads=torch.get_num_threads(), warm=warm)
+        READER.start()  # in the background: until a worker is up, the server reads itself
     demo.launch(prevent_thread_lock=True, **LAUNCH_KWARGS)
     # after the server answers: example outputs, then the invariance sweeps, in the background
     threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()

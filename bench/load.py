@@ -103,6 +103,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the app's reader processes among them), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        q = todo.pop()
+        out.append(q)
+        try:
+            for task in Path(f"/proc/{q}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and its children, MB (psutil if installed, else /proc)."""
     try:
@@ -113,19 +127,26 @@ def rss_mb(pid: int) -> float:
     except ImportError:
         pass
     total = 0
-    pids = [pid]
-    while pids:
-        q = pids.pop()
+    for q in process_tree(pid):
         try:
             for line in Path(f"/proc/{q}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-            for task in Path(f"/proc/{q}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pids += [int(c) for c in children]
         except (OSError, ValueError):
             continue
     return total / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its children, live (their own times) or ended (the parent's cutime/cstime)."""
+    total = 0
+    for i, q in enumerate(process_tree(pid)):
+        try:
+            fields = Path(f"/proc/{q}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if i == 0 else 0)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -166,11 +187,7 @@ class Server:
         return rss_mb(self.proc.pid)
 
     def cpu_seconds(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            return 0.0
+        return cpu_seconds(self.proc.pid)
 
     def settle(self, idle: float = 0.1, timeout: float = 180) -> float:
         """Wait until the server uses under ``idle`` of a core (background work at start-up done)."""

@@ -124,6 +124,37 @@ def test_predict_every_model(tiny, tmp_path, name):
     postprocess(tiny, tiny.predict, out)
 
 
+def test_predict_through_a_reader_process(tiny, tiny_zoo, tmp_path, monkeypatch):
+    """With a reader process (stn.serving.ReaderPool, as `python app.py` starts on a multi-core CPU),
+    predict answers as in the server's own process, errors included, and reads in its own process
+    while the reader is down."""
+    from stn.serving import ReaderPool
+
+    path = str(digit_png(tmp_path / "d.png"))
+    here = {name: tiny.predict(path, name) for name in HELPERS.TINY}
+    pool = ReaderPool(tiny_zoo, workers=1, timeout=60)
+    pool.start(wait=True)
+    try:
+        monkeypatch.setattr(tiny, "READER", pool)
+        for name, expected in here.items():
+            out = tiny.predict(path, name)
+            assert json.loads(out[0]["plot"]) == json.loads(expected[0]["plot"])
+            assert out[1:4] == expected[1:4]
+            assert out[4].result.model == name and out[4].source == path and out[4].result.reading.crops == []
+        with pytest.raises(gr.Error, match="Unknown model"):
+            tiny.predict(path, "nope")
+        blank = tmp_path / "blank.png"
+        Image.new("RGB", (64, 64), "white").save(blank)
+        with pytest.raises(gr.Error, match="no digit"):
+            tiny.predict(str(blank), "wild-affine")
+        worker = next(iter(pool._all))
+        worker.process.kill()
+        worker.process.wait(10)
+        assert tiny.predict(path, "wild-affine")[1:4] == here["wild-affine"][1:4]  # read here meanwhile
+    finally:
+        pool.close()
+
+
 def test_predict_errors(tiny, tmp_path):
     with pytest.raises(gr.Error, match="No image"):
         tiny.predict(None, "wild-affine")

@@ -1,0 +1,260 @@
+"""Serving the main view: what a page shows for one reading, in this process or in a worker process.
+
+:func:`main_view` turns a :class:`stn.inference.Result` into the main view's parts (the grid
+figure, the reading panel, θ, the JSON answer). :class:`ReaderPool` reads images and draws those
+parts in worker processes (``spawn``ed, each with its own :class:`~stn.inference.Engine`):
+
+Why a process: on the CPU a web server's own Python (Gradio's event loop, its request handling)
+and the reading's Python (pre-processing glue, figures) take turns on one GIL, so a 2-core server
+used about 1.1 cores and each stage ran 1.3–1.8× slower than alone (``bench/README.md``, issue 7).
+In a worker the reading has a core and warm caches of its own; the server only waits for it.
+
+Nothing here imports a UI library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stn import viz
+
+if TYPE_CHECKING:
+    from stn.inference import Result
+    from stn.transforms import Transform
+
+__all__ = ["ReaderPool", "ReaderUnavailable", "figure_json", "lean", "main_view", "plot_height", "reading_panel"]
+
+log = logging.getLogger(__name__)
+
+
+def plot_height(size: tuple[int, int], width: int = 440, lo: int = 220, hi: int = 400) -> int:
+    """Pixel height of a ``width``-wide plot of an ``(H, W)`` canvas, within ``[lo, hi]``."""
+    h, w = size
+    return int(min(hi, max(lo, width * h / w + 40)))
+
+
+def reading_panel(result: Result) -> str:
+    """The reading panel: the verdict, the crop(s), the class bars and the plain CNN's (HTML)."""
+    r, b = result.reading, result.baseline
+    return viz.reading_html(
+        r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
+        transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
+        baseline=(b.model, b.label, b.top(3)) if b is not None else None,
+    )
+
+
+def main_view(result: Result, transform: Transform | None, baseline: Callable[[], object] | None = None) -> tuple[dict, str, str, dict]:
+    """The main view of a reading: the grid figure (a plotly dict), the reading panel and θ (HTML),
+    and the JSON answer.
+
+    ``baseline`` (from :meth:`stn.inference.Engine.predict_early`) is awaited only once the parts
+    that do not need the plain CNN's answer are drawn.
+    """
+    info = result.info
+    fig = viz.grid_figure(result.input, transform, result.reading.params, info.crop_size, height=plot_height(info.input_size))
+    theta = viz.theta_html(info.transform, result.reading.params, info.input_size, info.transform_options)
+    if baseline is not None:
+        baseline()
+    return fig, reading_panel(result), theta, result.to_json()
+
+
+def lean(result: Result) -> Result:
+    """``result`` without what only the main view draws (crops, the baseline's reading, the
+    pre-processing details): what a session keeps."""
+    return replace(result, reading=replace(result.reading, crops=[]), baseline=None, prepared=None, timings={})
+
+
+def figure_json(fig: dict) -> str:
+    """A plotly dict figure as JSON text (orjson where installed: ~10× json's speed)."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(fig)
+    return orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+class ReaderUnavailable(RuntimeError):
+    """No worker can read now (starting, restarting or failed): read in this process instead."""
+
+
+# --------------------------------------------------------------------------- in the worker process
+
+
+def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, threads: int, warm: list[str]) -> None:
+    """The worker's loop (``python -m stn.serving``): one request at a time, until the server hangs up."""
+    import torch
+
+    from stn.inference import Engine
+
+    torch.set_num_threads(threads)
+    engine = Engine(directory or None, device="cpu")
+    for name in warm:  # the frozen batch-1 copies, before the first request needs them
+        if name in engine.models:
+            engine._ensure_traced(name)
+    conn_out.send(("ready", None))
+    while True:
+        try:
+            image, model = conn_in.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result, baseline = engine.predict_early(image, model)
+            fig, panel, theta, answer = main_view(result, engine.transform(model), baseline)
+            # the figure as JSON text: one string to pass on, which the server sends as it is
+            reply: tuple[str, Any] = ("ok", (figure_json(fig), panel, theta, answer, lean(result)))
+        except Exception as exc:  # noqa: BLE001 - the library's errors (and any other) go back to the server
+            reply = ("error", exc)
+        try:
+            conn_out.send(reply)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            conn_out.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+
+
+# --------------------------------------------------------------------------- in the server
+
+
+class _Worker:
+    """One ``python -m stn.serving`` process and the two pipes to it."""
+
+    def __init__(self, directory: str | None, threads: int, warm: tuple[str, ...]) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        # a process of its own (not multiprocessing's spawn, which would import the server's
+        # __main__, i.e. the whole app, again in the worker)
+        here = str(Path(__file__).resolve().parent.parent)  # where this stn package lies, whatever the cwd
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stn.serving", str(req_r), str(rep_w), directory or "", str(threads), *warm],
+            pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL, env=env,
+        )
+        os.close(req_r)
+        os.close(rep_w)
+        self.requests = Connection(req_w, readable=False)
+        self.replies = Connection(rep_r, writable=False)
+
+    def wait_ready(self, timeout: float) -> bool:
+        try:
+            return self.replies.poll(timeout) and self.replies.recv()[0] == "ready"
+        except (EOFError, OSError):
+            return False
+
+    def kill(self) -> None:
+        for conn in (self.requests, self.replies):
+            conn.close()
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+class ReaderPool:
+    """Worker processes that read images for the main view (:func:`main_view`'s parts, the figure as
+    JSON text, and the lean :class:`~stn.inference.Result`).
+
+    Args:
+        directory: the zoo (default :func:`stn.zoo.models_dir`).
+        workers: processes (each holds the zoo: ~0.3 GB); each reads one image at a time.
+        threads: torch threads per worker.
+        warm: models whose frozen copies are made at start (the default model and its CNN).
+        timeout: seconds a reading may take before its worker is replaced.
+
+    :meth:`read` raises :class:`ReaderUnavailable` until :meth:`start` has a worker up, and when a
+    worker died or hung (it is then replaced in the background): the caller reads in its own
+    process, so no request is lost. The library's own errors (an unreadable image, an unknown
+    model) come back as they were raised.
+    """
+
+    def __init__(self, directory: Path | str | None = None, workers: int = 1, threads: int = 1,
+                 warm: tuple[str, ...] = (), timeout: float = 30.0, start_timeout: float = 300.0) -> None:
+        self.directory = str(directory) if directory else None
+        self.workers, self.threads, self.warm = workers, threads, tuple(warm)
+        self.timeout, self.start_timeout = timeout, start_timeout
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether a worker is up (idle or reading)."""
+        return bool(self._all)
+
+    def start(self, wait: bool = False) -> None:
+        """Start the workers (in the background unless ``wait``); :meth:`read` works once one is up."""
+        self._closed = False
+        for _ in range(self.workers - len(self._all)):
+            self._add(wait)
+
+    def _add(self, wait: bool) -> None:
+        def run() -> None:
+            try:
+                worker = _Worker(self.directory, self.threads, self.warm)
+            except OSError:
+                log.warning("cannot start a reader process; reading in the server process", exc_info=True)
+                return
+            if not worker.wait_ready(self.start_timeout) or self._closed:
+                log.warning("a reader process did not start; reading in the server process")
+                worker.kill()
+                return
+            with self._lock:
+                self._all.add(worker)
+            self._idle.put(worker)
+
+        if wait:
+            run()
+        else:
+            threading.Thread(target=run, name="stn-reader-start", daemon=True).start()
+
+    def read(self, image: str | bytes, model: str) -> tuple[str, str, str, dict, Result]:
+        """Read ``image`` (a path or bytes) with ``model`` in a worker: ``(figure JSON, panel, θ, answer,
+        lean result)``."""
+        if not self._all:
+            raise ReaderUnavailable("no reader process is up")
+        try:
+            worker = self._idle.get(timeout=self.timeout)
+        except queue.Empty:
+            raise ReaderUnavailable("every reader process is busy") from None
+        try:
+            worker.requests.send((image, model))
+            if not worker.replies.poll(self.timeout):
+                raise TimeoutError(f"no answer in {self.timeout:.0f} s")
+            kind, payload = worker.replies.recv()
+        except (OSError, EOFError, TimeoutError, pickle.PickleError) as exc:
+            self._replace(worker, repr(exc))
+            raise ReaderUnavailable(str(exc)) from None
+        self._idle.put(worker)
+        if kind == "error":
+            raise payload
+        return payload
+
+    def _replace(self, worker: _Worker, why: str) -> None:
+        log.warning("reader process %s failed (%s): starting another", worker.process.pid, why)
+        with self._lock:
+            self._all.discard(worker)
+        worker.kill()
+        if not self._closed:
+            self._add(wait=False)
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._closed = True
+        with self._lock:
+            workers, self._all = list(self._all), set()
+        for worker in workers:
+            worker.kill()
+
+
+if __name__ == "__main__":  # a worker: python -m stn.serving REQUEST_FD REPLY_FD ZOO THREADS [WARM...]
+    _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False),
+           sys.argv[3], int(sys.argv[4]), sys.argv[5:])

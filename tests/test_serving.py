@@ -1,0 +1,132 @@
+"""stn.serving: the main view's parts, and reading them in worker processes (a real
+``python -m stn.serving`` process on the tiny zoo of ``tests/test_inference.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stn.inference import Engine, ImageError, UnknownModelError
+from stn.serving import ReaderPool, ReaderUnavailable, figure_json, lean, main_view, plot_height
+
+
+def _helpers():
+    spec = importlib.util.spec_from_file_location("_stn_test_inference_serving", Path(__file__).parent / "test_inference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory) -> Path:
+    return _helpers().make_tiny_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def engine(zoo) -> Engine:
+    return Engine(zoo, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def digit(tmp_path_factory) -> str:
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    path = tmp_path_factory.mktemp("img") / "digit.png"
+    Image.fromarray((255 - x[0, 0].numpy() * 255).astype(np.uint8)).resize((120, 120)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pool(zoo):
+    pool = ReaderPool(zoo, workers=1, warm=("wild-affine",), timeout=60)
+    pool.start(wait=True)
+    yield pool
+    pool.close()
+
+
+def _wait(pool: ReaderPool, seconds: float = 120) -> None:
+    t0 = time.monotonic()
+    while not pool.ready and time.monotonic() - t0 < seconds:
+        time.sleep(0.1)
+    assert pool.ready, "the reader process did not come back"
+
+
+def test_plot_height():
+    assert plot_height((56, 56)) == 400 and plot_height((28, 84)) == 220
+    assert plot_height((28, 84), width=600) == 240
+
+
+def test_main_view_and_lean(engine, digit):
+    result, baseline = engine.predict_early(digit, "wild-affine")
+    fig, panel, theta, answer = main_view(result, engine.transform("wild-affine"), baseline)
+    assert fig["data"][0]["type"] == "heatmap" and fig["layout"]["height"] == plot_height(result.info.input_size)
+    assert 'id="stn-summary"' in panel and "<table" in theta
+    assert answer["label"] == result.reading.label and answer["baseline"] is not None  # the CNN was waited for
+    assert json.loads(figure_json(fig)) == json.loads(json.dumps(fig))
+    kept = lean(result)
+    assert kept.reading.crops == [] and kept.baseline is None and kept.prepared is None
+    assert result.reading.crops and result.baseline is not None  # the original is untouched
+
+
+def test_pool_reads_as_this_process(pool, engine, digit):
+    fig_json, panel, theta, answer, kept = pool.read(digit, "wild-affine")
+    result, baseline = engine.predict_early(digit, "wild-affine")
+    fig, panel_here, theta_here, answer_here = main_view(result, engine.transform("wild-affine"), baseline)
+    assert json.loads(fig_json) == json.loads(figure_json(fig))
+    assert (panel, theta, answer) == (panel_here, theta_here, answer_here)
+    assert kept.reading.label == result.reading.label and kept.reading.crops == []
+    np.testing.assert_array_equal(kept.input, result.input)
+    with open(digit, "rb") as f:  # bytes too
+        assert pool.read(f.read(), "wild-affine")[3] == answer
+
+
+def test_pool_passes_the_library_errors_back(pool, digit, tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        pool.read(str(tmp_path / "missing.png"), "wild-affine")
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    with pytest.raises(ImageError, match="no digit"):
+        pool.read(str(blank), "wild-affine")
+    with pytest.raises(UnknownModelError, match="Unknown model"):
+        pool.read(digit, "no-such-model")
+    assert pool.read(digit, "wild-affine")[3]["model"] == "wild-affine"  # and it still reads
+
+
+def test_a_dead_worker_is_replaced(pool, digit):
+    worker = next(iter(pool._all))
+    worker.process.kill()
+    worker.process.wait(10)
+    with pytest.raises(ReaderUnavailable):  # the caller then reads in its own process
+        pool.read(digit, "wild-affine")
+    _wait(pool)
+    assert pool.read(digit, "wild-affine")[3]["model"] == "wild-affine"
+
+
+def test_unavailable_before_start_and_after_close(zoo, digit):
+    pool = ReaderPool(zoo, workers=1)
+    with pytest.raises(ReaderUnavailable):
+        pool.read(digit, "wild-affine")
+    pool.close()
+    assert not pool.ready
+
+
+def test_a_hung_reading_times_out_and_the_worker_is_replaced(zoo, digit):
+    pool = ReaderPool(zoo, workers=1, timeout=1e-4)  # no reading is that fast: it counts as hung
+    try:
+        pool.start(wait=True)
+        pid = next(iter(pool._all)).process.pid
+        with pytest.raises(ReaderUnavailable):
+            pool.read(digit, "wild-affine")
+        pool.timeout = 60
+        _wait(pool)
+        assert next(iter(pool._all)).process.pid != pid
+        assert pool.read(digit, "wild-affine")[3]["model"] == "wild-affine"
+    finally:
+        pool.close()
