@@ -1,12 +1,14 @@
 """``app.py`` with ``read_file`` and its parts timed inside the server: wall and thread CPU per call,
 printed (medians of the last 100 calls) to the server's log. What the load test's requests cost in
-the library's work, in the server, against the same work timed in one process.
+the library's work, in the server, against the same work timed in one process. The stages run in the
+server process (``STN_READERS=0`` unless set).
 
     python bench/load.py --app bench/app_timed.py --rounds 1    # the log lies beside the other servers'
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -15,15 +17,17 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# the stages run in this process (with a reader process the server would only wait for it)
+os.environ.setdefault("STN_READERS", "0")
 
-import app
+import app  # after the setting above
 
 _times: dict[str, list[tuple[float, float]]] = defaultdict(list)
 _lock = threading.Lock()
 
 
-def _timed(name: str, fn):  # noqa: ANN001, ANN202 - a wrapper for any callable
-    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+def _timed(name: str, fn):
+    def wrapper(*args, **kwargs):
         w0, c0 = time.perf_counter(), time.thread_time()
         try:
             return fn(*args, **kwargs)
