@@ -2,7 +2,7 @@
 
 :func:`main_view` turns a :class:`stn.inference.Result` into the main view's parts (the grid
 figure, the reading panel, θ, the JSON answer). :class:`ReaderPool` reads images and draws those
-parts in worker processes (``spawn``ed, each with its own :class:`~stn.inference.Engine`):
+parts in worker processes (``python -m stn.serving``, each with its own :class:`~stn.inference.Engine`):
 
 Why a process: on the CPU a web server's own Python (Gradio's event loop, its request handling)
 and the reading's Python (pre-processing glue, figures) take turns on one GIL, so a 2-core server
@@ -14,27 +14,29 @@ Nothing here imports a UI library.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-import pickle
 import queue
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from stn import viz
+from stn.inference import Engine, ImageError, ModelInfo, Reading, Result, UnknownModelError
 
 if TYPE_CHECKING:
-    from stn.inference import Result
     from stn.transforms import Transform
 
-__all__ = ["ReaderPool", "ReaderUnavailable", "figure_json", "lean", "main_view", "plot_height", "reading_panel"]
+__all__ = ["ReaderPool", "ReaderUnavailable", "decode_result", "encode_result", "figure_json", "lean", "main_view", "plot_height", "reading_panel"]
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,70 @@ def figure_json(fig: dict) -> str:
     return orjson.dumps(fig, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
+
+
 class ReaderUnavailable(RuntimeError):
     """No worker can read now (starting, restarting or failed): read in this process instead."""
+
+
+# --------------------------------------------------------------------------- the messages
+# JSON through the pipes, arrays as base64 bytes: the server never unpickles what a worker sends.
+
+_ERRORS: dict[str, type[Exception]] = {"ImageError": ImageError, "UnknownModelError": UnknownModelError, "ValueError": ValueError}
+
+
+def _array(a: np.ndarray) -> dict:
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def _from_array(d: dict) -> np.ndarray:
+    dtype = np.dtype(d["dtype"])
+    if dtype.kind not in "biuf":
+        raise ValueError(f"unexpected array type {dtype} from a reader process")
+    return np.frombuffer(base64.b64decode(d["data"]), dtype=dtype).reshape(d["shape"]).copy()
+
+
+def encode_result(result: Result) -> dict:
+    """A lean :class:`~stn.inference.Result` (no crops, baseline or pre-processing details) as JSON types."""
+    r = result.reading
+    return {
+        "model": result.model, "info": asdict(result.info), "input": _array(result.input),
+        "reading": {"model": r.model, "label": r.label, "probs": _array(r.probs), "class_names": list(r.class_names),
+                    "params": [_array(p) for p in r.params], "head_labels": list(r.head_labels)},
+    }
+
+
+def decode_result(d: dict) -> Result:
+    """:func:`encode_result`'s inverse."""
+    info = ModelInfo(**{**d["info"], "input_size": tuple(d["info"]["input_size"]), "crop_size": tuple(d["info"]["crop_size"])})
+    r = d["reading"]
+    reading = Reading(model=r["model"], label=r["label"], probs=_from_array(r["probs"]), class_names=list(r["class_names"]),
+                      params=[_from_array(p) for p in r["params"]], crops=[], head_labels=list(r["head_labels"]))
+    return Result(model=d["model"], info=info, input=_from_array(d["input"]), reading=reading, baseline=None)
+
+
+try:  # orjson (Gradio's own) where installed: a reading's 40 kB message in a fraction of json's time
+    import orjson
+
+    def _dumps(message: dict) -> bytes:
+        return orjson.dumps(message)
+
+    _loads: Callable[[bytes], dict] = orjson.loads
+except ImportError:
+
+    def _dumps(message: dict) -> bytes:
+        return json.dumps(message).encode()
+
+    _loads = json.loads
+
+
+def _send(conn: Connection, message: dict) -> None:
+    conn.send_bytes(_dumps(message))
+
+
+def _receive(conn: Connection) -> dict:
+    return _loads(conn.recv_bytes())
 
 
 # --------------------------------------------------------------------------- in the worker process
@@ -96,30 +160,27 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
     """The worker's loop (``python -m stn.serving``): one request at a time, until the server hangs up."""
     import torch
 
-    from stn.inference import Engine
-
     torch.set_num_threads(threads)
     engine = Engine(directory or None, device="cpu")
     for name in warm:  # the frozen batch-1 copies, before the first request needs them
         if name in engine.models:
             engine._ensure_traced(name)
-    conn_out.send(("ready", None))
+    _send(conn_out, {"ready": True})
     while True:
         try:
-            image, model = conn_in.recv()
+            request = _receive(conn_in)
         except (EOFError, OSError):
             return
+        image = request["path"] if "path" in request else base64.b64decode(request["bytes"])
         try:
-            result, baseline = engine.predict_early(image, model)
-            fig, panel, theta, answer = main_view(result, engine.transform(model), baseline)
+            result, baseline = engine.predict_early(image, request["model"])
+            fig, panel, theta, answer = main_view(result, engine.transform(request["model"]), baseline)
             # the figure as JSON text: one string to pass on, which the server sends as it is
-            reply: tuple[str, Any] = ("ok", (figure_json(fig), panel, theta, answer, lean(result)))
+            reply: dict = {"ok": {"figure": figure_json(fig), "panel": panel, "theta": theta, "answer": answer,
+                                  "result": encode_result(lean(result))}}
         except Exception as exc:  # noqa: BLE001 - the library's errors (and any other) go back to the server
-            reply = ("error", exc)
-        try:
-            conn_out.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            conn_out.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            reply = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+        _send(conn_out, reply)
 
 
 # --------------------------------------------------------------------------- in the server
@@ -146,8 +207,8 @@ class _Worker:
 
     def wait_ready(self, timeout: float) -> bool:
         try:
-            return self.replies.poll(timeout) and self.replies.recv()[0] == "ready"
-        except (EOFError, OSError):
+            return self.replies.poll(timeout) and _receive(self.replies).get("ready") is True
+        except (EOFError, OSError, ValueError):
             return False
 
     def kill(self) -> None:
@@ -172,7 +233,8 @@ class ReaderPool:
     :meth:`read` raises :class:`ReaderUnavailable` until :meth:`start` has a worker up, and when a
     worker died or hung (it is then replaced in the background): the caller reads in its own
     process, so no request is lost. The library's own errors (an unreadable image, an unknown
-    model) come back as they were raised.
+    model) are raised again here with their sentence. Nothing crosses the pipes but JSON: the server
+    never unpickles what a worker sends.
     """
 
     def __init__(self, directory: Path | str | None = None, workers: int = 1, threads: int = 1,
@@ -204,7 +266,8 @@ class ReaderPool:
                 log.warning("cannot start a reader process; reading in the server process", exc_info=True)
                 return
             if not worker.wait_ready(self.start_timeout) or self._closed:
-                log.warning("a reader process did not start; reading in the server process")
+                if not self._closed:
+                    log.warning("a reader process did not start; reading in the server process")
                 worker.kill()
                 return
             with self._lock:
@@ -225,18 +288,23 @@ class ReaderPool:
             worker = self._idle.get(timeout=self.timeout)
         except queue.Empty:
             raise ReaderUnavailable("every reader process is busy") from None
+        request = {"path": image} if isinstance(image, str) else {"bytes": base64.b64encode(image).decode("ascii")}
         try:
-            worker.requests.send((image, model))
+            _send(worker.requests, {**request, "model": model})
             if not worker.replies.poll(self.timeout):
                 raise TimeoutError(f"no answer in {self.timeout:.0f} s")
-            kind, payload = worker.replies.recv()
-        except (OSError, EOFError, TimeoutError, pickle.PickleError) as exc:
+            reply = _receive(worker.replies)
+            if "error" not in reply:
+                ok = reply["ok"]
+                answer = (ok["figure"], ok["panel"], ok["theta"], ok["answer"], decode_result(ok["result"]))
+        except (OSError, EOFError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             self._replace(worker, repr(exc))
             raise ReaderUnavailable(str(exc)) from None
         self._idle.put(worker)
-        if kind == "error":
-            raise payload
-        return payload
+        if "error" in reply:
+            err = reply["error"]
+            raise _ERRORS.get(err["type"], RuntimeError)(err["message"] if err["type"] in _ERRORS else f"{err['type']}: {err['message']}")
+        return answer
 
     def _replace(self, worker: _Worker, why: str) -> None:
         log.warning("reader process %s failed (%s): starting another", worker.process.pid, why)

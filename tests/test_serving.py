@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from stn.inference import Engine, ImageError, UnknownModelError
-from stn.serving import ReaderPool, ReaderUnavailable, figure_json, lean, main_view, plot_height
+from stn.serving import ReaderPool, ReaderUnavailable, decode_result, encode_result, figure_json, lean, main_view, plot_height
 
 
 def _helpers():
@@ -73,6 +73,24 @@ def test_main_view_and_lean(engine, digit):
     kept = lean(result)
     assert kept.reading.crops == [] and kept.baseline is None and kept.prepared is None
     assert result.reading.crops and result.baseline is not None  # the original is untouched
+
+
+@pytest.mark.parametrize("name", ["wild-affine", "wild-cnn", "pair-affine", "e-tps", "p-projective", "tc-attention"])
+def test_a_lean_result_crosses_as_json(engine, digit, name):
+    if name not in engine.models:
+        pytest.skip(f"{name} is not in the tiny zoo")
+    kept = lean(engine.predict(digit, name))
+    back = decode_result(json.loads(json.dumps(encode_result(kept))))
+    assert back.info == kept.info and back.model == kept.model
+    np.testing.assert_array_equal(back.input, kept.input)
+    assert back.input.dtype == kept.input.dtype
+    for field in ("model", "label", "class_names", "head_labels"):
+        assert getattr(back.reading, field) == getattr(kept.reading, field)
+    np.testing.assert_array_equal(back.reading.probs, kept.reading.probs)
+    assert len(back.reading.params) == len(kept.reading.params)
+    for a, b in zip(back.reading.params, kept.reading.params):
+        np.testing.assert_array_equal(a, b)
+    assert back.to_json() == kept.to_json()
 
 
 def test_pool_reads_as_this_process(pool, engine, digit):
