@@ -30,7 +30,8 @@ def test_load_targets_and_variants() -> None:
     assert load.main(["--targets", "app,nope"]) == 2  # refused before any server starts
 
 
-def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/app_timed.py wraps the app's stages without changing what they return, and prints
     the medians of every 100 reads."""
     # as tests/test_app.py's fixture: Gradio's folders are fixed when the app is first imported
@@ -48,6 +49,7 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
     image = str(Path(app.EXAMPLES_DIR) / "wild-05-2.png")
     expected = app.read_file(image, None)
     try:
+        monkeypatch.setenv("STN_READERS", "0")  # what app_timed sets, undone after the test
         timed = _load("app_timed")
         for _ in range(100):
             got = app.read_file(image, None)
