@@ -13,7 +13,16 @@ import pytest
 from PIL import Image
 
 from stn.inference import Engine, ImageError, UnknownModelError
-from stn.serving import ReaderPool, ReaderUnavailable, decode_result, encode_result, figure_json, lean, main_view, plot_height
+from stn.serving import (
+    ReaderPool,
+    ReaderUnavailable,
+    decode_result,
+    encode_result,
+    figure_json,
+    lean,
+    main_view,
+    plot_height,
+)
 
 
 def _helpers():
