@@ -165,11 +165,14 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
     for name in warm:  # the frozen batch-1 copies, before the first request needs them
         if name in engine.models:
             engine._ensure_traced(name)
-    _send(conn_out, {"ready": True})
+    try:
+        _send(conn_out, {"ready": True})
+    except OSError:  # the server is gone already
+        return
     while True:
         try:
             request = _receive(conn_in)
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the server hung up: done
             return
         image = request["path"] if "path" in request else base64.b64decode(request["bytes"])
         try:
@@ -180,7 +183,10 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
                                   "result": encode_result(lean(result))}}
         except Exception as exc:  # noqa: BLE001 - the library's errors (and any other) go back to the server
             reply = {"error": {"type": type(exc).__name__, "message": str(exc)}}
-        _send(conn_out, reply)
+        try:
+            _send(conn_out, reply)
+        except OSError:
+            return
 
 
 # --------------------------------------------------------------------------- in the server
