@@ -13,7 +13,7 @@ directly in ``tests/test_app.py``.
 Environment: ``STN_MODELS`` (the zoo, default ``models/``), ``STN_THREADS`` (CPU threads per
 request, default 1), ``STN_CONCURRENCY`` (requests served at once), ``STN_SESSIONS`` (sessions kept
 in memory, see ``SESSION_CAPACITY``), ``STN_READERS`` (worker processes that read uploads, see
-``READERS``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+``READERS``), ``STN_READ_AHEAD`` (0: do not read uploads before their call, see ``read_ahead``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ from gradio import FileData
 from gradio.components.plot import PlotData
 from gradio.processing_utils import get_upload_folder
 from PIL import Image
+from starlette.middleware import Middleware
 
 from stn import serving, viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
 from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
+from webui.read_ahead import ReadAhead
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
     import spaces  # type: ignore[import-not-found]
@@ -109,6 +111,10 @@ DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
 # sixth pass). STN_READERS: worker processes (each holds the zoo, ~0.3 GB); 0 reads in the server process.
 READERS = int(os.environ.get("STN_READERS", "1" if not ON_GPU and (os.cpu_count() or 1) > 1 else "0"))
 READER: ReaderPool | None = None  # started by main(); importing app.py (the tests) reads in this process
+# Uploads are read in the reader process as they land, with the model asked for last, before the call
+# that reads them (webui/read_ahead.py); STN_READ_AHEAD=0 waits for the call.
+READ_AHEAD = os.environ.get("STN_READ_AHEAD", "1") != "0"
+_last_model: str | None = None
 
 
 def gpu(fn: Callable) -> Callable:
@@ -295,6 +301,8 @@ def read_file(image: str | None, model: str | None) -> tuple:
     if image is None or (isinstance(image, str) and not image.strip()):
         raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
     name = _resolve_model(model)
+    global _last_model
+    _last_model = name
     if READER is not None:
         try:  # in a reader process (stn.serving.ReaderPool); in this one while none is ready
             fig, panel, theta, answer, result = READER.read(image, name)
@@ -738,8 +746,27 @@ def read_api(image: FileData, model: str | None = None) -> dict:
     nothing is drawn and nothing is kept for the teaching tabs. A file that is not a readable
     digit is refused with one sentence that says why. ``model`` defaults to the app's default.
     """
-    result = _infer(_uploaded_file(image), _resolve_model(model))
-    return result.to_json()
+    path, name = _uploaded_file(image), _resolve_model(model)
+    if READER is not None:
+        try:  # an upload read ahead already (webui/read_ahead.py) has the answer
+            ahead = READER.take(path, name)
+        except ReaderUnavailable:
+            ahead = None
+        if ahead is not None:
+            return ahead[3]
+    return _infer(path, name).to_json()
+
+
+def read_ahead(paths: list[str]) -> None:
+    """Start reading new uploads in the reader process, with the model asked for last, before the
+    ``predict`` that reads them arrives (webui/read_ahead.py). Without a reader process: nothing."""
+    if READER is None or not READ_AHEAD or not READER.ready:
+        return
+    name = _last_model or DEFAULT
+    if name is None:
+        return
+    for path in paths:
+        READER.read_ahead(path, name)
 
 
 def list_models_api() -> list[dict]:
@@ -1140,6 +1167,13 @@ LAUNCH_KWARGS: dict[str, Any] = {
 }
 
 
+def launch_kwargs() -> dict[str, Any]:
+    """``demo.launch``'s settings: :data:`LAUNCH_KWARGS`, and the read-ahead of uploads (their reading
+    starts as they land, before their ``predict`` call: webui/read_ahead.py). A new dict each time:
+    Gradio adds its own entries to ``app_kwargs`` at every launch."""
+    return {**LAUNCH_KWARGS, "app_kwargs": {"middleware": [Middleware(ReadAhead, on_upload=read_ahead)]}}
+
+
 def main() -> None:
     """Start the server (``python app.py``); sweeps for the invariance tab are computed in the background."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -1150,7 +1184,7 @@ def main() -> None:
         warm = tuple(m for m in (DEFAULT, ENGINE.info[DEFAULT].baseline) if m)
         READER = ReaderPool(ENGINE.directory, workers=READERS, threads=torch.get_num_threads(), warm=warm)
         READER.start()  # in the background: until a worker is up, the server reads itself
-    demo.launch(prevent_thread_lock=True, **LAUNCH_KWARGS)
+    demo.launch(prevent_thread_lock=True, **launch_kwargs())
     # after the server answers: example outputs, then the invariance sweeps, in the background
     threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()
     ENGINE.warm()

@@ -1,7 +1,8 @@
 """``app.py`` with ``read_file`` and its parts timed inside the server: wall and thread CPU per call,
 printed (medians of the last 100 calls) to the server's log. What the load test's requests cost in
 the library's work, in the server, against the same work timed in one process. The stages run in the
-server process (``STN_READERS=0`` unless set).
+server process (``STN_READERS=0`` unless set); with ``STN_READERS=1`` the log has the round trip to the
+reader process (``reader``) instead.
 
     python bench/load.py --app bench/app_timed.py --rounds 1    # the log lies beside the other servers'
 """
@@ -48,6 +49,7 @@ app.ENGINE.prepare = _timed("prepare", app.ENGINE.prepare)
 app.ENGINE._predict_tensor = _timed("model", app.ENGINE._predict_tensor)
 app._main_outputs = _timed("outputs", app._main_outputs)
 app.Session.of = _timed("session", app.Session.of)
+app.ReaderPool.read = _timed("reader", app.ReaderPool.read)  # with STN_READERS=1: the round trip to the worker
 
 if __name__ == "__main__":
     app.main()

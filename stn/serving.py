@@ -22,7 +22,11 @@ import queue
 import subprocess
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -175,6 +179,7 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
         except (EOFError, OSError):  # the server hung up: done
             return
         image = request["path"] if "path" in request else base64.b64decode(request["bytes"])
+        t0 = time.perf_counter()
         try:
             result, baseline = engine.predict_early(image, request["model"])
             fig, panel, theta, answer = main_view(result, engine.transform(request["model"]), baseline)
@@ -183,6 +188,7 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
                                   "result": encode_result(lean(result))}}
         except Exception as exc:  # noqa: BLE001 - the library's errors (and any other) go back to the server
             reply = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+        reply["ms"] = 1000 * (time.perf_counter() - t0)  # the reading's wall time in the worker (benchmarks)
         try:
             _send(conn_out, reply)
         except OSError:
@@ -235,6 +241,10 @@ class ReaderPool:
         threads: torch threads per worker.
         warm: models whose frozen copies are made at start (the default model and its CNN).
         timeout: seconds a reading may take before its worker is replaced.
+        ahead_limit: readings :meth:`read_ahead` lets wait for a worker at once (more are not started).
+        ahead_ttl: seconds a reading started ahead is kept for the request that would use it.
+        ahead_keep: readings started ahead kept at most (the oldest go first): bounds their memory
+            when uploads are never read.
 
     :meth:`read` raises :class:`ReaderUnavailable` until :meth:`start` has a worker up, and when a
     worker died or hung (it is then replaced in the background): the caller reads in its own
@@ -244,7 +254,8 @@ class ReaderPool:
     """
 
     def __init__(self, directory: Path | str | None = None, workers: int = 1, threads: int = 1,
-                 warm: tuple[str, ...] = (), timeout: float = 30.0, start_timeout: float = 300.0) -> None:
+                 warm: tuple[str, ...] = (), timeout: float = 30.0, start_timeout: float = 300.0,
+                 ahead_limit: int = 2, ahead_ttl: float = 60.0, ahead_keep: int = 32) -> None:
         self.directory = str(directory) if directory else None
         self.workers, self.threads, self.warm = workers, threads, tuple(warm)
         self.timeout, self.start_timeout = timeout, start_timeout
@@ -252,6 +263,11 @@ class ReaderPool:
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # read_ahead: readings started before anyone asked, by (path, model), oldest first
+        self.ahead_limit, self.ahead_ttl, self.ahead_keep = ahead_limit, ahead_ttl, ahead_keep
+        self._ahead: OrderedDict[tuple[str, str], tuple[float, Future]] = OrderedDict()
+        self._ahead_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stn-read-ahead")
+        self.ahead_stats = {"started": 0, "used": 0, "skipped": 0, "expired": 0}
 
     @property
     def ready(self) -> bool:
@@ -285,9 +301,63 @@ class ReaderPool:
         else:
             threading.Thread(target=run, name="stn-reader-start", daemon=True).start()
 
+    def read_ahead(self, path: str, model: str) -> bool:
+        """Start reading the file at ``path`` with ``model`` now, for a :meth:`read` of the same file
+        and model that is expected to follow (an upload, before its ``predict`` arrives).
+
+        Returns whether a reading was started: not when no worker is up, when ``ahead_limit``
+        readings already wait for one (under load nothing is gained by reading early), or when this
+        file and model are already being read ahead.
+        """
+        if not self._all or self._closed:
+            return False
+        key = (path, model)
+        now = time.monotonic()
+        with self._lock:
+            self._expire(now)
+            waiting = sum(1 for _, f in self._ahead.values() if not f.running() and not f.done())
+            if key in self._ahead or waiting >= self.ahead_limit:
+                self.ahead_stats["skipped"] += 1
+                return False
+            while len(self._ahead) >= self.ahead_keep:
+                self._drop_oldest()
+            self._ahead[key] = (now, self._ahead_pool.submit(self._read, path, model))
+            self.ahead_stats["started"] += 1
+        return True
+
+    def _expire(self, now: float) -> None:
+        """Drop readings started ahead that nobody took within ``ahead_ttl`` (under ``self._lock``)."""
+        while self._ahead and now - next(iter(self._ahead.values()))[0] >= self.ahead_ttl:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        _, (_, future) = self._ahead.popitem(last=False)
+        future.cancel()  # not started yet: never will be
+        self.ahead_stats["expired"] += 1
+
+    def take(self, path: str, model: str) -> tuple[str, str, str, dict, Result] | None:
+        """The reading of ``path`` with ``model`` that :meth:`read_ahead` started (waited for if still
+        under way), or ``None`` when there is none. Raises what the reading raised."""
+        with self._lock:
+            entry = self._ahead.pop((path, model), None)
+        if entry is None:
+            return None
+        try:
+            answer = entry[1].result(timeout=2 * self.timeout)
+        except (CancelledError, FutureTimeout):
+            return None
+        with self._lock:
+            self.ahead_stats["used"] += 1
+        return answer
+
     def read(self, image: str | bytes, model: str) -> tuple[str, str, str, dict, Result]:
         """Read ``image`` (a path or bytes) with ``model`` in a worker: ``(figure JSON, panel, θ, answer,
-        lean result)``."""
+        lean result)``. A reading of the same file and model started by :meth:`read_ahead` is used
+        (waited for if still under way) instead of reading again."""
+        ahead = self.take(image, model) if isinstance(image, str) else None
+        return ahead if ahead is not None else self._read(image, model)
+
+    def _read(self, image: str | bytes, model: str) -> tuple[str, str, str, dict, Result]:
         if not self._all:
             raise ReaderUnavailable("no reader process is up")
         try:
@@ -325,6 +395,9 @@ class ReaderPool:
         self._closed = True
         with self._lock:
             workers, self._all = list(self._all), set()
+            for _, future in self._ahead.values():
+                future.cancel()
+            self._ahead.clear()
         for worker in workers:
             worker.kill()
 

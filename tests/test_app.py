@@ -372,7 +372,7 @@ def client(app):
     from gradio_client import Client
 
     port = _free_port()
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port, **app.LAUNCH_KWARGS)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port, **app.launch_kwargs())
     c = Client(url, verbose=False)
     try:
         yield c, port
@@ -695,6 +695,51 @@ def test_rest_read_refuses_paths_not_uploaded(app, client, tmp_path):
     for path in ("/etc/passwd", str(REPO / "app.py"), str(good)):
         event, data = _rest(port, "read", [{"path": path, "meta": {"_type": "gradio.FileData"}}, None])
         assert event == "error" and "root:" not in json.dumps(data), path
+
+
+@pytest.mark.slow
+def test_rest_uploads_are_read_ahead(app, client, tmp_path, monkeypatch):
+    """With a reader process, an upload starts being read as it lands (webui/read_ahead.py), and the
+    predict (or read) call that follows takes that reading: the same answer as reading afresh. The
+    Sketchpad's own uploads are not read ahead, nor anything with STN_READ_AHEAD=0."""
+    import time
+
+    from stn.serving import ReaderPool
+
+    _, port = client
+    pool = ReaderPool(app.ENGINE.directory, workers=1, timeout=60)
+    pool.start(wait=True)
+    stats = pool.ahead_stats
+
+    def upload(path: Path, started: int) -> dict:
+        file_data = _rest_upload(port, path)
+        deadline = time.monotonic() + 60
+        while stats["started"] < started or any(not f.done() for _, f in list(pool._ahead.values())):
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.01)
+        assert stats["started"] == started, stats
+        return file_data
+
+    try:
+        monkeypatch.setattr(app, "READER", pool)
+        monkeypatch.setattr(app, "_last_model", None)  # read ahead with the default model, as predict's None
+        first = upload(digit_png(tmp_path / "d.png"), 1)
+        event, data = _rest(port, "predict", [first, None])
+        assert event == "complete" and stats["used"] == 1
+        monkeypatch.setattr(app, "READER", None)
+        fresh = app.predict(first, None)
+        assert data[1:4] == list(fresh[1:4]) and json.loads(data[0]["plot"]) == json.loads(fresh[0]["plot"])
+        monkeypatch.setattr(app, "READER", pool)
+
+        second = upload(digit_png(tmp_path / "e.png", index=5), 2)
+        event, data = _rest(port, "read", [second, None])
+        assert event == "complete" and stats["used"] == 2 and data[0] == app.read_api(second, None)
+
+        upload(digit_png(tmp_path / "layer_0.png", index=7), 2)  # a Sketchpad layer: not read ahead
+        monkeypatch.setattr(app, "READ_AHEAD", False)
+        upload(digit_png(tmp_path / "f.png", index=8), 2)
+    finally:
+        pool.close()
 
 
 @pytest.mark.slow

@@ -492,7 +492,7 @@ def app_client(tmp_path_factory, model):
     from gradio_client import Client
 
     demo = app.demo
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **getattr(app, "LAUNCH_KWARGS", {}))
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     client = Client(url, verbose=False)
     try:
         yield client, url, model.name

@@ -1,7 +1,8 @@
 """End to end in a real browser: Playwright for Python driving Debian's ``chromium`` (headless,
 ``--no-sandbox``; CI installs it in ``.ci/run``). Opens the page, uploads an example, draws a
 stroke on the sketchpad, and checks that the grid plot, the crop(s) and the label appear after
-each; then the page at phone width and in dark mode. Screenshots go to ``tests/artifacts/``
+each (uploads read in a reader process and read ahead, as ``python app.py`` serves them); then
+the page at phone width and in dark mode. Screenshots go to ``tests/artifacts/``
 (git-ignored)."""
 
 from __future__ import annotations
@@ -56,12 +57,20 @@ def url(tmp_path_factory):
         sys.path.remove(str(REPO))
     if not app.ENGINE.names:
         pytest.skip("no models to serve")
+    from stn.serving import ReaderPool
+
+    # as `python app.py` serves on a multi-core CPU: uploads read in a reader process, read ahead
+    reader = ReaderPool(app.ENGINE.directory, workers=1, timeout=60)
+    reader.start(wait=True)
+    app.READER = reader
     _, local, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=_free_port(),
-                                  **app.LAUNCH_KWARGS)
+                                  **app.launch_kwargs())
     try:
         yield local.rstrip("/"), app
     finally:
         app.demo.close()
+        app.READER = None
+        reader.close()
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +123,15 @@ def test_upload_and_draw(url, browser_context):
     example = next((p for p, m in app.EXAMPLES[1:] if m == default), app.EXAMPLES[0][0])
     crops = page.locator("#stn-crops img")
     before = crops.get_attribute("src")
+    stats = app.READER.ahead_stats
+    used = stats["used"]
     page.locator("#stn-upload input[type=file]").set_input_files(example)
     expect(crops).not_to_have_attribute("src", before)
     _wait_for_views(page, expect, 2 if has_st else 0)
     summary = page.locator("#stn-summary").inner_text()
     assert "reads" in summary, summary
+    assert stats["used"] == used + 1, stats  # the page's predict took the reading its upload started
+    started = stats["started"]
     _shot(page, f"02-uploaded-{task}")
 
     # draw a stroke on the sketchpad (the app picks the brush when the tab opens)
@@ -137,6 +150,7 @@ def test_upload_and_draw(url, browser_context):
     page.mouse.up()
     expect(crops).not_to_have_attribute("src", before)
     _wait_for_views(page, expect, 2 if has_st else 0)
+    assert stats["started"] == started, stats  # the sketchpad's own uploads are not read ahead
     _shot(page, "03-drawn")
     assert not errors, errors
 

@@ -157,3 +157,71 @@ def test_a_hung_reading_times_out_and_the_worker_is_replaced(zoo, digit):
         assert pool.read(digit, "wild-affine")[3]["model"] == "wild-affine"
     finally:
         pool.close()
+
+
+# --------------------------------------------------------------------------- reading ahead
+
+
+def _settle(pool: ReaderPool, timeout: float = 60) -> None:
+    """Until every reading started ahead is done."""
+    deadline = time.monotonic() + timeout
+    while any(not f.done() for _, f in list(pool._ahead.values())):
+        assert time.monotonic() < deadline, "a reading started ahead never finished"
+        time.sleep(0.01)
+
+
+def test_a_reading_started_ahead_is_the_one_read_uses(pool, digit, tmp_path):
+    direct = pool.read(digit, "wild-affine")
+    stats = dict(pool.ahead_stats)
+    assert pool.take(digit, "wild-affine") is None  # nothing started: nothing to take
+    assert pool.read_ahead(digit, "wild-affine")
+    assert not pool.read_ahead(digit, "wild-affine")  # once per file and model
+    _settle(pool)
+    ahead = pool.read(digit, "wild-affine")
+    assert pool.ahead_stats["started"] == stats["started"] + 1 and pool.ahead_stats["used"] == stats["used"] + 1
+    assert json.loads(ahead[0]) == json.loads(direct[0]) and ahead[1:4] == direct[1:4]
+    assert ahead[4].to_json() == direct[4].to_json()
+    assert pool.take(digit, "wild-affine") is None  # used once
+    # another model than the one read ahead: read afresh, the reading ahead stays for its own call
+    assert pool.read_ahead(digit, "e-tps")
+    assert pool.read(digit, "wild-affine")[3] == direct[3]
+    assert pool.read(digit, "e-tps")[3]["model"] == "e-tps"
+    assert not pool._ahead
+
+
+def test_a_reading_started_ahead_keeps_its_error(pool, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    assert pool.read_ahead(str(blank), "wild-affine")
+    with pytest.raises(ImageError, match="no digit"):
+        pool.read(str(blank), "wild-affine")
+    assert pool.read_ahead(str(tmp_path / "missing.png"), "wild-affine")
+    with pytest.raises(ImageError, match="no such file"):
+        pool.take(str(tmp_path / "missing.png"), "wild-affine")
+
+
+def test_reading_ahead_is_bounded(zoo, digit, tmp_path):
+    pool = ReaderPool(zoo, workers=1, timeout=60, ahead_limit=1, ahead_keep=3, ahead_ttl=60)
+    assert not pool.read_ahead(digit, "wild-affine")  # no worker up yet
+    try:
+        pool.start(wait=True)
+        copies = []
+        for i in range(6):
+            p = tmp_path / f"d{i}.png"
+            p.write_bytes(Path(digit).read_bytes())
+            copies.append(str(p))
+        started = [pool.read_ahead(p, "wild-affine") for p in copies]
+        # one reading under way, one waiting for the worker: the rest are not started
+        assert started[:2] == [True, True] and pool.ahead_stats["skipped"] >= 1
+        _settle(pool)
+        for p in copies:
+            pool.read_ahead(p, "wild-affine")
+            _settle(pool)
+        assert len(pool._ahead) == 3  # the oldest went first
+        assert [k[0] for k in pool._ahead] == copies[-3:]
+        pool.ahead_ttl = 0  # ... and those nobody took in time
+        assert pool.read_ahead(copies[0], "wild-affine")
+        assert [k[0] for k in pool._ahead] == [copies[0]]
+    finally:
+        pool.close()
+    assert not pool._ahead and not pool.read_ahead(digit, "wild-affine")
