@@ -145,7 +145,11 @@ class Transform:
         return tuple(range(n))
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
-        """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel."""
+        """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel.
+
+        It may be a strided view (affine, projective: the transposed output of one GEMM, which the
+        sampler reads as it is); flatten it with ``reshape``, not ``view``.
+        """
         raise NotImplementedError
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
@@ -192,7 +196,9 @@ class Affine(_MatrixTransform):
         _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
         base_t = _homogeneous_base_t(h, w, str(params.device), params.dtype)  # (3, HW)
-        return torch.matmul(params.view(-1, 2, 3), base_t).transpose(1, 2).contiguous().view(-1, h, w, 2)
+        # (B, 2, HW) seen as (B, H, W, 2) without a copy: grid_sample reads strided grids, and the
+        # transposing copy cost as much as the sampler (forward 2x cheaper without it, bench/README.md)
+        return torch.matmul(params.view(-1, 2, 3), base_t).transpose(1, 2).unflatten(1, (h, w))
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 6, self.name)
@@ -283,7 +289,7 @@ class Projective(_MatrixTransform):
         uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(params.device), params.dtype))
         den = uvw[:, 2:]
         den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
-        return (uvw[:, :2] / den).transpose(1, 2).contiguous().view(-1, h, w, 2)
+        return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view, as Affine.grid
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         p = params.clone()
