@@ -7,7 +7,9 @@
    sampler), and the ST-CNN over its own classifier on the crop. The two models of a pair are
    timed interleaved, so a busy machine slows both alike; each figure is the median of rounds.
    On the CPU with one torch thread (the default, as the app serves) the clock is the process's
-   CPU time, which leaves out the time spent waiting for a core on a shared machine.
+   CPU time, which leaves out the time spent waiting for a core on a shared machine. Freed memory
+   is kept for the next step, as ``stn train`` keeps it (:mod:`stn.memory`; ``--page-faults`` to
+   time with glibc's defaults, under which whichever model runs first pays fresh pages).
    Also batch 1 as the app serves it (``--part served``): ``predict`` eager and through the frozen
    TorchScript copy the app uses on the CPU (``STClassifier.trace_for_inference``).
 2. **predict end to end**: decode, pre-processing, inference, the baseline CNN's reading and the
@@ -40,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stn.localization import light_options
+from stn.memory import keep_freed_memory
 from stn.model import ModelConfig, STClassifier
 from stn.train import cpu_name
 
@@ -337,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: both when a GPU is present)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--page-faults", action="store_true", help="leave glibc's malloc as it is (freed batches go back to the OS)")
     args = ap.parse_args(argv)
+    kept = not args.page_faults and keep_freed_memory()
     args.datasets = args.datasets.split(",")
     args.loc_nets = args.loc_nets.split(",")
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -348,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = [torch.device(args.device)] if args.device else [torch.device("cpu")] + (
         [torch.device("cuda")] if torch.cuda.is_available() else [])
     out: dict = {"date": _dt.datetime.now().isoformat(timespec="minutes"), "runs": []}
-    text = [f"# bench/overhead.py, {out['date']}"]
+    out["freed_memory_kept"] = kept
+    text = [f"# bench/overhead.py, {out['date']}" + (" (freed memory kept, stn.memory)" if kept else "")]
     for dev in devices:
         if args.part in ("st", "all"):
             rows = st_overhead(args, dev)

@@ -343,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     from stn.data import DataNotFoundError
     from stn.zoo import UnknownModelError
 
+    if args.command in ("train", "eval"):  # batches of 256, step after step: reuse their memory (stn/memory.py)
+        from stn.memory import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except (DataNotFoundError, UnknownModelError, ValueError) as exc:
