@@ -151,7 +151,7 @@ class STClassifier(nn.Module):
             return self.classifier(nhwc).unsqueeze(1), [x], []
         crops, params = self.st.forward_heads(nhwc)
         b = x.shape[0]
-        batch = torch.cat(crops, dim=0).contiguous(memory_format=torch.channels_last)
+        batch = (crops[0] if len(crops) == 1 else torch.cat(crops, dim=0)).contiguous(memory_format=torch.channels_last)
         logits = self.classifier(batch)  # one pass for all heads
         logits = logits.view(len(crops), b, -1).transpose(0, 1)
         return logits, crops, params

@@ -137,6 +137,9 @@ class TestSpatialTransformer:
     @pytest.mark.parametrize(("loc", "loc_options"), LOCALIZERS)
     @pytest.mark.parametrize("bound", [False, True])
     def test_gradients_reach_localisation(self, name, loc, loc_options, bound):
+        # Seeded: with this tiny localiser (8 hidden units) about 1 random init in 75 leaves every
+        # hidden ReLU dead on the 4 inputs, and then no gradient reaches the body (test order decided it).
+        torch.manual_seed(0)
         st = SpatialTransformer(
             (1, 16, 16), name, out_size=(12, 12), localization=loc, loc_options=loc_options, bound=bound
         )
