@@ -266,6 +266,7 @@ class ReaderPool:
         # read_ahead: readings started before anyone asked, by (path, model), oldest first
         self.ahead_limit, self.ahead_ttl, self.ahead_keep = ahead_limit, ahead_ttl, ahead_keep
         self._ahead: OrderedDict[tuple[str, str], tuple[float, Future]] = OrderedDict()
+        self._direct: dict[tuple[str, str], int] = {}  # read() calls reading now, without a reading ahead
         self._ahead_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stn-read-ahead")
         self.ahead_stats = {"started": 0, "used": 0, "skipped": 0, "expired": 0}
 
@@ -307,7 +308,7 @@ class ReaderPool:
 
         Returns whether a reading was started: not when no worker is up, when ``ahead_limit``
         readings already wait for one (under load nothing is gained by reading early), or when this
-        file and model are already being read ahead.
+        file and model are already being read (ahead, or by a :meth:`read` that came first).
         """
         if not self._all or self._closed:
             return False
@@ -316,7 +317,7 @@ class ReaderPool:
         with self._lock:
             self._expire(now)
             waiting = sum(1 for _, f in self._ahead.values() if not f.running() and not f.done())
-            if key in self._ahead or waiting >= self.ahead_limit:
+            if key in self._ahead or key in self._direct or waiting >= self.ahead_limit:
                 self.ahead_stats["skipped"] += 1
                 return False
             while len(self._ahead) >= self.ahead_keep:
@@ -354,8 +355,21 @@ class ReaderPool:
         """Read ``image`` (a path or bytes) with ``model`` in a worker: ``(figure JSON, panel, θ, answer,
         lean result)``. A reading of the same file and model started by :meth:`read_ahead` is used
         (waited for if still under way) instead of reading again."""
-        ahead = self.take(image, model) if isinstance(image, str) else None
-        return ahead if ahead is not None else self._read(image, model)
+        if not isinstance(image, str):
+            return self._read(image, model)
+        ahead = self.take(image, model)
+        if ahead is not None:
+            return ahead
+        key = (image, model)
+        with self._lock:  # a read_ahead of this file arriving now (its upload's hook ran late) is not started
+            self._direct[key] = self._direct.get(key, 0) + 1
+        try:
+            return self._read(image, model)
+        finally:
+            with self._lock:
+                self._direct[key] -= 1
+                if not self._direct[key]:
+                    del self._direct[key]
 
     def _read(self, image: str | bytes, model: str) -> tuple[str, str, str, dict, Result]:
         if not self._all:

@@ -225,3 +225,29 @@ def test_reading_ahead_is_bounded(zoo, digit, tmp_path):
     finally:
         pool.close()
     assert not pool._ahead and not pool.read_ahead(digit, "wild-affine")
+
+
+def test_no_reading_ahead_of_a_file_being_read(pool, digit):
+    """The upload's hook can run after its predict call arrived: the file is then not read twice."""
+    import threading
+
+    started = threading.Event()
+    real = pool._read
+
+    def slow_read(image, model):
+        started.set()
+        time.sleep(0.3)
+        return real(image, model)
+
+    pool._read = slow_read
+    try:
+        t = threading.Thread(target=pool.read, args=(digit, "wild-affine"))
+        t.start()
+        started.wait(10)
+        assert not pool.read_ahead(digit, "wild-affine")  # read() is on it
+        t.join(60)
+    finally:
+        del pool._read
+    assert not pool._direct and pool.read_ahead(digit, "wild-affine")  # once done, it may be read ahead again
+    _settle(pool)
+    assert pool.take(digit, "wild-affine") is not None
