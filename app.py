@@ -748,12 +748,10 @@ def read_api(image: FileData, model: str | None = None) -> dict:
     """
     path, name = _uploaded_file(image), _resolve_model(model)
     if READER is not None:
-        try:  # an upload read ahead already (webui/read_ahead.py) has the answer
-            ahead = READER.take(path, name)
+        try:  # in the reader process (or the reading its upload started: webui/read_ahead.py)
+            return READER.answer(path, name)
         except ReaderUnavailable:
-            ahead = None
-        if ahead is not None:
-            return ahead[3]
+            pass
     return _infer(path, name).to_json()
 
 

@@ -181,11 +181,14 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
         image = request["path"] if "path" in request else base64.b64decode(request["bytes"])
         t0 = time.perf_counter()
         try:
-            result, baseline = engine.predict_early(image, request["model"])
-            fig, panel, theta, answer = main_view(result, engine.transform(request["model"]), baseline)
-            # the figure as JSON text: one string to pass on, which the server sends as it is
-            reply: dict = {"ok": {"figure": figure_json(fig), "panel": panel, "theta": theta, "answer": answer,
-                                  "result": encode_result(lean(result))}}
+            if request.get("answer_only"):  # the JSON answer, nothing drawn
+                reply: dict = {"ok": {"answer": engine.predict(image, request["model"]).to_json()}}
+            else:
+                result, baseline = engine.predict_early(image, request["model"])
+                fig, panel, theta, answer = main_view(result, engine.transform(request["model"]), baseline)
+                # the figure as JSON text: one string to pass on, which the server sends as it is
+                reply = {"ok": {"figure": figure_json(fig), "panel": panel, "theta": theta, "answer": answer,
+                                "result": encode_result(lean(result))}}
         except Exception as exc:  # noqa: BLE001 - the library's errors (and any other) go back to the server
             reply = {"error": {"type": type(exc).__name__, "message": str(exc)}}
         reply["ms"] = 1000 * (time.perf_counter() - t0)  # the reading's wall time in the worker (benchmarks)
@@ -371,22 +374,37 @@ class ReaderPool:
                 if not self._direct[key]:
                     del self._direct[key]
 
+    def answer(self, image: str | bytes, model: str) -> dict:
+        """Only the JSON answer (:meth:`stn.inference.Result.to_json`) for ``image`` read with ``model``
+        in a worker, nothing drawn; a reading started ahead is used when there is one."""
+        ahead = self.take(image, model) if isinstance(image, str) else None
+        return ahead[3] if ahead is not None else self._ask(image, model, answer_only=True)["answer"]
+
     def _read(self, image: str | bytes, model: str) -> tuple[str, str, str, dict, Result]:
+        ok = self._ask(image, model)
+        try:
+            return ok["figure"], ok["panel"], ok["theta"], ok["answer"], decode_result(ok["result"])
+        except (ValueError, KeyError, TypeError) as exc:  # not a reading: a worker gone wrong
+            raise ReaderUnavailable(f"a reader process answered {exc!r}") from None
+
+    def _ask(self, image: str | bytes, model: str, answer_only: bool = False) -> dict:
+        """One request to an idle worker: its ``ok`` part, or the library's error raised again."""
         if not self._all:
             raise ReaderUnavailable("no reader process is up")
         try:
             worker = self._idle.get(timeout=self.timeout)
         except queue.Empty:
             raise ReaderUnavailable("every reader process is busy") from None
-        request = {"path": image} if isinstance(image, str) else {"bytes": base64.b64encode(image).decode("ascii")}
+        request: dict = {"path": image} if isinstance(image, str) else {"bytes": base64.b64encode(image).decode("ascii")}
+        if answer_only:
+            request["answer_only"] = True
         try:
             _send(worker.requests, {**request, "model": model})
             if not worker.replies.poll(self.timeout):
                 raise TimeoutError(f"no answer in {self.timeout:.0f} s")
             reply = _receive(worker.replies)
-            if "error" not in reply:
-                ok = reply["ok"]
-                answer = (ok["figure"], ok["panel"], ok["theta"], ok["answer"], decode_result(ok["result"]))
+            if "error" not in reply and not isinstance(reply.get("ok"), dict):
+                raise ValueError(f"unexpected reply from a reader process: {sorted(reply)}")
         except (OSError, EOFError, TimeoutError, ValueError, KeyError, TypeError) as exc:
             self._replace(worker, repr(exc))
             raise ReaderUnavailable(str(exc)) from None
@@ -394,7 +412,7 @@ class ReaderPool:
         if "error" in reply:
             err = reply["error"]
             raise _ERRORS.get(err["type"], RuntimeError)(err["message"] if err["type"] in _ERRORS else f"{err['type']}: {err['message']}")
-        return answer
+        return reply["ok"]
 
     def _replace(self, worker: _Worker, why: str) -> None:
         log.warning("reader process %s failed (%s): starting another", worker.process.pid, why)

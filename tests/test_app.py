@@ -143,6 +143,11 @@ def test_predict_through_a_reader_process(tiny, tiny_zoo, tmp_path, monkeypatch)
             assert out[4].result.model == name and out[4].source == path and out[4].result.reading.crops == []
         with pytest.raises(gr.Error, match="Unknown model"):
             tiny.predict(path, "nope")
+        upload = _upload(Path(path))
+        monkeypatch.setattr(tiny, "READER", None)
+        json_here = tiny.read_api(upload, "wild-affine")
+        monkeypatch.setattr(tiny, "READER", pool)
+        assert tiny.read_api(upload, "wild-affine") == json_here  # the read endpoint's answer, from the reader
         blank = tmp_path / "blank.png"
         Image.new("RGB", (64, 64), "white").save(blank)
         with pytest.raises(gr.Error, match="no digit"):

@@ -251,3 +251,20 @@ def test_no_reading_ahead_of_a_file_being_read(pool, digit):
     assert not pool._direct and pool.read_ahead(digit, "wild-affine")  # once done, it may be read ahead again
     _settle(pool)
     assert pool.take(digit, "wild-affine") is not None
+
+
+def test_only_the_answer(pool, digit, tmp_path):
+    """answer(): the JSON answer alone, as read() gives it, errors included; a reading started ahead is used."""
+    full = pool.read(digit, "wild-affine")
+    assert pool.answer(digit, "wild-affine") == full[3]
+    with open(digit, "rb") as f:
+        assert pool.answer(f.read(), "wild-affine") == full[3]
+    blank = tmp_path / "blank.png"
+    Image.new("L", (64, 64), 255).save(blank)
+    with pytest.raises(ImageError, match="no digit"):
+        pool.answer(str(blank), "wild-affine")
+    with pytest.raises(UnknownModelError):
+        pool.answer(digit, "no-such-model")
+    used = pool.ahead_stats["used"]
+    assert pool.read_ahead(digit, "wild-affine")
+    assert pool.answer(digit, "wild-affine") == full[3] and pool.ahead_stats["used"] == used + 1
