@@ -268,3 +268,16 @@ def test_only_the_answer(pool, digit, tmp_path):
     used = pool.ahead_stats["used"]
     assert pool.read_ahead(digit, "wild-affine")
     assert pool.answer(digit, "wild-affine") == full[3] and pool.ahead_stats["used"] == used + 1
+
+
+def test_a_reading_ahead_on_a_dead_worker_hands_over(pool, digit):
+    """The worker died: the reading started ahead fails as unavailable (the caller reads itself), and
+    a new worker takes over."""
+    worker = next(iter(pool._all))
+    worker.process.kill()
+    worker.process.wait(10)
+    assert pool.read_ahead(digit, "wild-affine")
+    with pytest.raises(ReaderUnavailable):
+        pool.read(digit, "wild-affine")
+    _wait(pool)
+    assert pool.read(digit, "wild-affine")[3]["model"] == "wild-affine"
