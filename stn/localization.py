@@ -20,14 +20,14 @@ LIGHT_SIDE = 14
 
 
 class BlockMaxPool(nn.MaxPool2d):
-    """``nn.MaxPool2d(k)`` (stride ``k``, the remainder rows and columns dropped) for the net's input.
+    """``nn.MaxPool2d(k)`` (stride ``k``, the remainder rows and columns dropped) where no gradient flows.
 
     The localisation net pools the transformer's input, which is data when the transformer comes
-    first: no gradient flows into it. Then the pool is taken as pairwise maxima of ``k`` strided
-    views per axis, about 10x faster on the CPU than ATen's kernel for a one-channel batch (0.11 ms
-    instead of 1.1 ms on 256 28×28 images; ``bench/README.md``); same values, NaN included. With a
-    gradient to carry, or a small input (batch-1 inference, where it saves nothing), it is
-    ``nn.MaxPool2d``.
+    first, and in inference nothing carries a gradient at all. Then the pool is taken as pairwise
+    maxima of ``k`` strided views per axis, about 10x faster on the CPU than ATen's kernel for a
+    one-channel batch (0.11 ms instead of 1.1 ms on 256 28×28 images; ``bench/README.md``); same
+    values, NaN included. With a gradient to carry, or a small input (batch-1 inference, where it
+    saves nothing), it is ``nn.MaxPool2d``.
 
     >>> x = torch.rand(2, 1, 9, 8)
     >>> torch.equal(BlockMaxPool(2)(x), nn.MaxPool2d(2)(x))
@@ -92,7 +92,7 @@ class CNNLocalizer(nn.Module):
             BlockMaxPool(pool) if pool > 1 else nn.Identity(),
             nn.Conv2d(c, channels, kernel, padding=pad),
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
+            BlockMaxPool(2),  # nn.MaxPool2d(2) in training; in inference 6-11% off the ST's forward (bench/README.md)
             nn.Conv2d(channels, channels, kernel, padding=pad),
             nn.ReLU(inplace=True),
             nn.Flatten(),
