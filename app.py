@@ -13,7 +13,8 @@ directly in ``tests/test_app.py``.
 Environment: ``STN_MODELS`` (the zoo, default ``models/``), ``STN_THREADS`` (CPU threads per
 request, default 1), ``STN_CONCURRENCY`` (requests served at once), ``STN_SESSIONS`` (sessions kept
 in memory, see ``SESSION_CAPACITY``), ``STN_READERS`` (worker processes that read uploads, see
-``READERS``), ``STN_READ_AHEAD`` (0: do not read uploads before their call, see ``read_ahead``), and Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
+``READERS``), ``STN_READ_AHEAD`` (0: do not read uploads before their call, see ``read_ahead``), and
+Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 """
 
 from __future__ import annotations

@@ -9,6 +9,11 @@ and the reading's Python (pre-processing glue, figures) take turns on one GIL, s
 used about 1.1 cores and each stage ran 1.3–1.8× slower than alone (``bench/README.md``, issue 7).
 In a worker the reading has a core and warm caches of its own; the server only waits for it.
 
+Reading ahead: :meth:`ReaderPool.read_ahead` starts a reading before anyone asks for it (the app calls
+it when an upload lands, before the ``predict`` that reads it arrives); :meth:`ReaderPool.read` and
+:meth:`ReaderPool.answer` then take that reading instead of starting another. At 1 client on a 2-core
+CPU this cut the app's p50 from 1.55–1.59× a bare Gradio app's to 1.30–1.37× (issue 7's seventh pass).
+
 Nothing here imports a UI library.
 """
 
@@ -344,10 +349,11 @@ class ReaderPool:
         under way), or ``None`` when there is none. Raises what the reading raised."""
         with self._lock:
             entry = self._ahead.pop((path, model), None)
-        if entry is None:
-            return None
+        return None if entry is None else self._wait(entry[1])
+
+    def _wait(self, future: Future) -> tuple[str, str, str, dict, Result] | None:
         try:
-            answer = entry[1].result(timeout=2 * self.timeout)
+            answer = future.result(timeout=2 * self.timeout)
         except (CancelledError, FutureTimeout):
             return None
         with self._lock:
@@ -360,14 +366,14 @@ class ReaderPool:
         (waited for if still under way) instead of reading again."""
         if not isinstance(image, str):
             return self._read(image, model)
-        ahead = self.take(image, model)
-        if ahead is not None:
-            return ahead
         key = (image, model)
-        with self._lock:  # a read_ahead of this file arriving now (its upload's hook ran late) is not started
+        with self._lock:
+            entry = self._ahead.pop(key, None)
+            # a read_ahead of this file arriving while it is read here (its upload's hook ran late) is not started
             self._direct[key] = self._direct.get(key, 0) + 1
         try:
-            return self._read(image, model)
+            ahead = self._wait(entry[1]) if entry is not None else None
+            return ahead if ahead is not None else self._read(image, model)
         finally:
             with self._lock:
                 self._direct[key] -= 1
