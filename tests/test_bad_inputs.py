@@ -478,6 +478,9 @@ def test_cli_one_broken_among_good(corpus, model):
 # --------------------------------------------------------------------------- the app
 
 
+_READER_PIDS: list[int] = []  # the app_client's reader process, as started
+
+
 @pytest.fixture(scope="module")
 def app_client(tmp_path_factory, model):
     if not (REPO / "app.py").exists():
@@ -491,6 +494,14 @@ def app_client(tmp_path_factory, model):
         sys.path.remove(str(REPO))
     from gradio_client import Client
 
+    from stn.serving import ReaderPool
+
+    # as `python app.py` serves on a multi-core CPU: every file read in a reader process, read ahead
+    # as it is uploaded (a bad file must not take the reader down for the next ones)
+    reader = ReaderPool(app.ENGINE.directory, workers=1, timeout=60)
+    reader.start(wait=True)
+    app.READER = reader
+    _READER_PIDS[:] = [w.process.pid for w in reader._all]
     demo = app.demo
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     client = Client(url, verbose=False)
@@ -499,6 +510,8 @@ def app_client(tmp_path_factory, model):
     finally:
         client.close() if hasattr(client, "close") else None
         demo.close()
+        app.READER = None
+        reader.close()
 
 
 def _app_json(result) -> dict:
@@ -541,3 +554,18 @@ def test_app_predict(case: Case, corpus, app_client):
     # the server is alive and still answers after every bad file
     out = _app_json(client.predict(handle_file(str(corpus["plain.png"])), name, api_name="/predict"))
     assert "label" in out
+
+
+@pytest.mark.slow
+def test_app_read_the_corpus_in_its_reader(corpus, app_client):
+    """After the whole corpus (run above, or now): the reader process took the uploads it read
+    ahead, and is still the one it started with (no bad file killed or hung it)."""
+    from gradio_client import handle_file
+
+    client, _, name = app_client
+    reader = sys.modules["app"].READER
+    for case in CASES[:3]:
+        _app_json(client.predict(handle_file(str(corpus[case.name])), name, api_name="/predict"))
+    assert reader.ahead_stats["used"] >= 3, reader.ahead_stats
+    assert [w.process.pid for w in reader._all] == _READER_PIDS
+    assert all(w.process.poll() is None for w in reader._all)
