@@ -583,6 +583,12 @@ def main(argv: list[str] | None = None) -> int:
 
         names = stn.list_models()
         args.model = stn.DEFAULT_MODEL if stn.DEFAULT_MODEL in names or not names else names[0]
+    if args.logs is not None:
+        try:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(f"--logs {args.logs}: cannot create this folder ({exc.strerror})", file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="stn-load-") as tmp:
         tmp = Path(tmp)
         images = example_images(args.images, tmp)

@@ -30,6 +30,16 @@ def test_load_targets_and_variants() -> None:
     assert load.main(["--targets", "app,nope"]) == 2  # refused before any server starts
 
 
+def test_load_logs_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--logs names a folder (made when missing); one that cannot be made is refused in one sentence,
+    before any server starts."""
+    load = _load("load")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert load.main(["--targets", "floor", "--logs", str(blocker / "logs")]) == 2
+    assert "cannot create this folder" in capsys.readouterr().err
+
+
 def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/app_timed.py wraps the app's stages without changing what they return, and prints
@@ -46,6 +56,7 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
         pytest.skip("no models in models/")
 
     read_file, main_outputs, session_of = app.read_file, app._main_outputs, app.Session.__dict__["of"]
+    reader_read = app.ReaderPool.read
     image = str(Path(app.EXAMPLES_DIR) / "wild-05-2.png")
     expected = app.read_file(image, None)
     try:
@@ -61,5 +72,6 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
         assert len(timed._times["read_file"]) == 100
     finally:
         app.read_file, app._main_outputs, app.Session.of = read_file, main_outputs, session_of
+        app.ReaderPool.read = reader_read
         for name in ("prepare", "_predict_tensor"):  # the wrappers are instance attributes: back to the class's methods
             app.ENGINE.__dict__.pop(name, None)
