@@ -63,11 +63,25 @@ def _sync(device: torch.device) -> None:
 # --------------------------------------------------------------------------- 1. ST overhead
 
 
-def _models(dataset: str, device: torch.device, loc_net: str = "paper") -> dict[str, torch.nn.Module]:
-    size = CANVASES[dataset]
+def _canvas(spec: str) -> tuple[str, tuple[int, int], int]:
+    """``"r"`` or ``"r:20"`` (the transformer's output 20×20 instead of 28×28) → (dataset, canvas, crop side)."""
+    dataset, _, crop = spec.partition(":")
+    if dataset not in CANVASES:
+        raise SystemExit(f"--datasets: unknown canvas {dataset!r}; choose from {', '.join(CANVASES)} (NAME or NAME:CROP)")
+    return dataset, CANVASES[dataset], int(crop) if crop else 28
+
+
+def _label(spec: str) -> str:
+    _, (h, w), crop = _canvas(spec)
+    return f"{spec.partition(':')[0]} {h}×{w}" + (f" → {crop}×{crop}" if crop != 28 else "")
+
+
+def _models(spec: str, device: torch.device, loc_net: str = "paper") -> dict[str, torch.nn.Module]:
+    dataset, size, crop = _canvas(spec)
     torch.manual_seed(0)
     loc_options = light_options((1, *size)) if loc_net == "light" else {}
-    st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine", loc_options=loc_options)).to(device)
+    st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine", loc_options=loc_options,
+                                  crop_size=(crop, crop))).to(device)
     cnn = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform=None)).to(device)
     return {"st-cnn": st, "cnn": cnn, "st": st.st, "loc": st.st.localization, "cls-on-crop": st.classifier}
 
@@ -117,15 +131,15 @@ def st_overhead(args: argparse.Namespace, device: torch.device) -> list[dict]:
         models = _models(dataset, device, loc_net)
         for batch in args.batches:
             inputs = {
-                "canvas": torch.rand(batch, 1, *CANVASES[dataset], device=device),
+                "canvas": torch.rand(batch, 1, *_canvas(dataset)[1], device=device),
                 # channels-last, as the ST-CNN hands its crops to the classifier (STClassifier.forward_all)
-                "crop": torch.rand(batch, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last),
+                "crop": torch.rand(batch, 1, _canvas(dataset)[2], _canvas(dataset)[2], device=device).contiguous(memory_format=torch.channels_last),
             }
             for backward in (False, True):
                 iters = max(1, int(args.budget / (batch if device.type == "cpu" else 8)))
                 t = _time_pair(models, inputs, backward, iters, args.rounds, device)
                 rows.append({
-                    "canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}", "loc_net": loc_net,
+                    "canvas": _label(dataset), "loc_net": loc_net,
                     "batch": batch, "pass": "fwd+bwd" if backward else "fwd",
                     **{f"{k}_ms": 1000 * v for k, v in t.items()},
                     "overhead": t["st-cnn"] / t["cnn"] - 1,
@@ -156,9 +170,9 @@ def served_batch1(args: argparse.Namespace) -> list[dict]:
     for dataset, loc_net in [(d, n) for d in args.datasets for n in args.loc_nets]:
         models = _models(dataset, torch.device("cpu"), loc_net)
         pair = {"st-cnn": models["st-cnn"].eval(), "cnn": models["cnn"].eval()}
-        x = torch.rand(1, 1, *CANVASES[dataset])
+        x = torch.rand(1, 1, *_canvas(dataset)[1])
         iters = max(20, int(args.budget / 2))
-        row: dict = {"canvas": f"{dataset} {CANVASES[dataset][0]}×{CANVASES[dataset][1]}", "loc_net": loc_net}
+        row: dict = {"canvas": _label(dataset), "loc_net": loc_net}
         for mode in ("eager", "traced"):
             for m in pair.values():
                 if mode == "traced" and not m.trace_for_inference():
@@ -327,7 +341,8 @@ def predict_table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="ST-CNN overhead and predict breakdown")
     ap.add_argument("--part", choices=["st", "served", "predict", "all"], default="all")
-    ap.add_argument("--datasets", default="r,rts,wild", help="canvases for the overhead table")
+    ap.add_argument("--datasets", default="r,rts,wild",
+                    help="canvases for the overhead table; NAME:CROP for a transformer whose output is CROP×CROP (e.g. r:20)")
     ap.add_argument("--loc-nets", default="paper,light", help="localisation nets to time: paper (the zoo's), light (--loc-net light)")
     ap.add_argument("--batches", default="1,256")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds per model (median)")

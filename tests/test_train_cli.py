@@ -95,6 +95,22 @@ def test_train_with_the_light_localisation_net(tmp_path) -> None:
     assert model.predict(torch.zeros(2, 1, 42, 42)).probs.shape == (2, 10)
 
 
+def test_train_with_a_smaller_crop(tmp_path) -> None:
+    """--crop-size: the transformer outputs a smaller window than the canvas; the classifier reads it."""
+    d = str(tmp_path)
+    r = _stn("train", "--dataset", "r", "--steps", "4", "--batch-size", "16", "--name", "t-box", "--crop-size", "20",
+             "--start-scale", "0.714", "--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "t-box.json").read_text())
+    assert card["config"]["crop_size"] == [20, 20] and card["config"]["input_size"] == [28, 28]
+    from stn.zoo import load_model
+
+    pred = load_model("t-box", directory=tmp_path).predict(torch.zeros(2, 1, 28, 28))
+    assert pred.probs.shape == (2, 10) and tuple(pred.crops[0].shape) == (2, 1, 20, 20)
+    r = _stn("train", "--dataset", "r", "--steps", "1", "--crop-size", "4", "--data", "bundled", "--models-dir", d)
+    assert r.returncode == 2 and "--crop-size must be between 8 and 64" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
     """--init starts from a model's weights and architecture; its card is kept in the new one."""
     d = str(tmp_path)
