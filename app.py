@@ -56,7 +56,7 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from stn import serving, viz
-from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError
+from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError, rotation_followed
 from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
 from webui.read_ahead import ReadAhead
@@ -107,6 +107,9 @@ UPLOAD_GONE = ("The picture you read is no longer on the server (uploads are kep
 
 ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
 DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
+# The zoo's model whose transformer turns digits upright (trained on a classifier that had only seen
+# upright digits): the Invariance tab offers it when the current model leaves the turn to its classifier.
+UPRIGHT_MODEL = "r-affine-upright" if "r-affine-upright" in ENGINE.names else None
 # On a CPU with a core to spare, the main view reads uploads in a worker process (stn.serving.ReaderPool):
 # the server's own Python and the reading's then stop taking turns on one GIL (bench/README.md, issue 7's
 # sixth pass). STN_READERS: worker processes (each holds the zoo, ~0.3 GB); 0 reads in the server process.
@@ -672,10 +675,12 @@ def _rotation_chart(sweep: dict | None, info: Any, current: float | None = None)
 
 
 def invariance_reset(session: Session | None) -> tuple:
-    """A new session: sliders back to zero, this input's rotation sweep and the accuracy chart if ready."""
+    """A new session: sliders back to zero, this input's rotation sweep, what the model's transformer
+    does with a turn (and the model that turns digits upright when this one does not), and the
+    accuracy chart if ready."""
     zero = (gr.update(value=0), gr.update(value=1.0), gr.update(value=0), gr.update(value=0))
     if session is None:
-        return (*zero, None, None, None, None, SESSION_GONE, None, None, "")
+        return (*zero, None, None, None, None, SESSION_GONE, None, None, "", "", gr.update(visible=False))
     res = session.result
     info = res.info
     h, w = info.input_size
@@ -684,7 +689,17 @@ def invariance_reset(session: Session | None) -> tuple:
     plot, crops, label, text, _ = invariance_view(session, 0, 1.0, 0, 0)
     chart = _rotation_chart(sweep, info, 0.0)
     acc_plot, note = accuracy_chart(session, compute=False)
-    return (zero[0], zero[1], *shift_upd, sweep, plot, crops, label, text, chart, acc_plot, note)
+    within = TRAIN_ROTATION.get(info.dataset, 45.0)
+    followed = rotation_followed(sweep["angles"], sweep["recovered"], within) if sweep else None
+    verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL)
+    offer = UPRIGHT_MODEL is not None and info.name != UPRIGHT_MODEL and (followed is None or followed < 0.7)
+    return (zero[0], zero[1], *shift_upd, sweep, plot, crops, label, text, chart, acc_plot, note, verdict, gr.update(visible=offer))
+
+
+def read_with_upright(session: Session | None) -> tuple:
+    """The Invariance tab's button: the model selector set to the model that turns digits upright,
+    and the current picture read again with it (the tabs then follow the new reading)."""
+    return (UPRIGHT_MODEL, *change_model(UPRIGHT_MODEL, session))
 
 
 def accuracy_chart(session: Session | None, compute: bool = True) -> tuple:
@@ -829,12 +844,15 @@ def _examples() -> list[tuple[str, str, str]]:
     by_task: dict[str, str] = {}
     for e in json.loads(index.read_text()):
         path = EXAMPLES_DIR / e["file"]
-        models = [m for m in ENGINE.models_for(e["task"]) if ENGINE.info[m].has_transformer]
+        # a transformer where the task has one (mnist has only the upright CNN)
+        models = [m for m in ENGINE.models_for(e["task"]) if ENGINE.info[m].has_transformer] or ENGINE.models_for(e["task"])
         if not path.exists() or not models:
             continue
         pick = next((m for m in models if ENGINE.info[m].transform == e.get("transform")), models[0])
         if e["task"] == "wild" and DEFAULT in models:
             pick = DEFAULT
+        if e.get("model") in models:  # the example was picked to show this model
+            pick = e["model"]
         rows.append((str(path), pick, f"{e['label']} · {e['caption']} · {pick}"))
         shown.add(pick)
         by_task.setdefault(e["task"], str(path))
@@ -1046,8 +1064,13 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
 
         # ------------------------------------------------------------------ invariance
         with gr.Tab("Invariance", id="invariance"):
-            gr.Markdown("Rotate, scale and shift the input and watch the transformer undo it: the crop stays upright "
-                        "while the input turns — within the range it was trained on.")
+            gr.Markdown("Rotate, scale and shift the input and see what the transformer undoes: a change it undoes "
+                        "leaves the crop as it was while the input moves (within the range it was trained on). "
+                        "Which changes a transformer learns to undo is its own finding, from the labels alone.")
+            with gr.Row(equal_height=False):
+                inv_verdict = gr.Markdown(elem_id="inv-verdict")
+                inv_upright = gr.Button(f"Read this picture with {UPRIGHT_MODEL}", size="sm", visible=False, scale=0,
+                                        min_width=260, elem_id="inv-upright")
             inv_sweep = gr.State(None)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=260):
@@ -1141,8 +1164,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     # invariance
     inv_view = [inv_plot, inv_crop, inv_label, inv_text, inv_chart]
     session.change(invariance_reset, [session],
-                   [inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep, inv_plot, inv_crop, inv_label, inv_text, inv_chart, acc_chart, acc_note],
+                   [inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep, inv_plot, inv_crop, inv_label, inv_text, inv_chart, acc_chart, acc_note,
+                    inv_verdict, inv_upright],
                    api_visibility="private", show_progress="hidden")
+    inv_upright.click(read_with_upright, [session], [model_dd, model_md, *main_all], api_visibility="private")
     for comp in (inv_rot, inv_scale, inv_dx, inv_dy):
         comp.input(invariance_view, [session, inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep], inv_view, api_visibility="private",
                    trigger_mode="always_last", show_progress="hidden")

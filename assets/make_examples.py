@@ -36,9 +36,10 @@ from stn.data import load_mnist, test_set
 
 OUT = ROOT / "assets" / "examples"
 
-# (task, index into its fixed test set, caption): chosen by eye from the first 24 of each task,
+# (task, index into its fixed test set, caption[, model]): chosen by eye from the first 24 of each task,
 # except the first two, from the first 300 Wild images: the plain CNN misreads them and the
-# transformer does not (the page opens on the first one).
+# transformer does not (the page opens on the first one). A model, where given, is the one the
+# example shows (the app falls back to the task's models when it is not in the zoo).
 PICKS = [
     ("wild", 124, "turned, in clutter"),
     ("wild", 184, "small, faint"),
@@ -48,7 +49,7 @@ PICKS = [
     ("wild", 17, "small"),
     ("rts", 17, "rotated, scaled"),
     ("rts", 8, "rotated, moved"),
-    ("r", 4, "on its side"),
+    ("r", 4, "on its side", "r-affine-upright"),
     ("r", 17, "rotated"),
     ("p", 1, "projective"),
     ("p", 7, "projective"),
@@ -58,12 +59,14 @@ PICKS = [
     ("tc", 15, "in clutter"),
     ("pair", 0, "pair"),
     ("pair", 3, "pair"),
+    ("mnist", 0, "upright"),
 ]
 N_FIRST = 24  # picks index the first 24 images of each fixed test set (the set depends on n) ...
 N_WIDE = 300  # ... or, for an index of 24 or more, the first 300
 # The model family that each task's example is meant to show (the app falls back to any
 # transformer trained on the task).
-PREFERRED = {"wild": "affine", "rts": "affine", "r": "affine", "p": "projective", "e": "tps", "tc": "attention", "pair": "affine"}
+PREFERRED = {"wild": "affine", "rts": "affine", "r": "affine", "p": "projective", "e": "tps", "tc": "attention", "pair": "affine",
+             "mnist": None}
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
     entries = []
     sets: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
-    for task, idx, caption in PICKS:
+    for task, idx, caption, *model in PICKS:
         n = N_FIRST if idx < N_FIRST else N_WIDE
         if (task, n) not in sets:
             sets[task, n] = test_set(task, args.data, n=n)
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         label = "".join(str(int(v)) for v in y[idx].reshape(-1))
         name = f"{task}-{idx:02d}-{label}.png"
         Image.fromarray(_u8(x[idx, 0]), "L").save(OUT / name, optimize=True)
-        entries.append({"file": name, "task": task, "transform": PREFERRED[task], "label": label, "caption": caption})
+        entries.append({"file": name, "task": task, "transform": PREFERRED[task], "label": label, "caption": caption,
+                        **({"model": model[0]} if model else {})})
     images, labels = load_mnist(args.data, train=False)
     for file, make, idx, caption in (
         ("photo-paper-3.jpg", photo_on_paper, 18, "photo"),

@@ -8,6 +8,10 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports torch and the library lazily, so that --help stays quick
+    from stn.model import ModelConfig, STClassifier
 
 __all__ = ["main"]
 
@@ -37,6 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--crop-size must be between 8 and 64 pixels, got {args.crop_size}")
     spec = get_spec(args.dataset)
     init = _init_from(args, spec.name) if args.init else None
+    if args.freeze_classifier and not args.classifier_from:
+        raise ValueError("--freeze-classifier keeps a trained classifier fixed: give it one with --classifier-from MODEL")
+    if args.classifier_from and init is not None:
+        raise ValueError("--classifier-from and --init both set the classifier's weights: use one of them")
     if args.transform is None:
         args.transform = (init["card"]["config"]["transform"] or "none") if init is not None else "affine"
     transform = None if args.transform == "none" else args.transform
@@ -70,10 +78,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps,
         limit=args.limit,
         replay_every=max(1, total // 60),
+        freeze_classifier=args.freeze_classifier,
     )
+    donor = _classifier_from(args, config) if args.classifier_from else None
     name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
     print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
-    model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None)
+    model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None,
+                     classifier_init=donor["weights"] if donor else None)
     out = _models_dir(args) or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     replay_path = save_replay(out / f"{name}.replay.safetensors", res)
@@ -117,8 +128,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             "epochs": before_epochs,
             "test_error": before["metrics"]["test_error"],
             "command": before["training"]["command"],
+            # where the starting model's classifier came from, if it came from another model
+            **({"classifier_from": before["training"]["classifier_from"]} if "classifier_from" in before["training"] else {}),
         }
         card["training"]["total_epochs"] = round(before_epochs + res["epochs"], 2)
+    if donor is not None:
+        before = donor["card"]
+        card["training"]["classifier_from"] = {
+            "model": args.classifier_from,
+            "dataset": before["dataset"]["name"],
+            "test_error": before["metrics"]["test_error"],
+            "command": before["training"]["command"],
+            "frozen": bool(args.freeze_classifier),
+        }
     save_model(model, name, card, out)
     print(
         f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "
@@ -152,6 +174,25 @@ def _init_from(args: argparse.Namespace, dataset: str) -> dict:
     return {"card": card, "weights": load_model(args.init, device="cpu", directory=_models_dir(args)).state_dict()}
 
 
+def _classifier_from(args: argparse.Namespace, config: ModelConfig) -> dict:
+    """``--classifier-from NAME``: the zoo model's card and its classifier's weights, refused unless
+    that classifier reads what this model's classifier reads (its input size, layer widths, classes)."""
+    from stn.zoo import load_card, load_model
+
+    card = load_card(args.classifier_from, _models_dir(args))
+    donor = load_model(args.classifier_from, device="cpu", directory=_models_dir(args))
+    dc = donor.config
+    theirs = (tuple(dc.crop_size) if dc.transform else tuple(dc.input_size), tuple(dc.channels), dc.hidden, dc.n_classes)
+    ours = (tuple(config.crop_size) if config.transform else tuple(config.input_size), tuple(config.channels), config.hidden,
+            config.n_classes)
+    if theirs != ours:
+        raise ValueError(f"--classifier-from {args.classifier_from}: its classifier reads {theirs[0][0]}×{theirs[0][1]} with "
+                         f"channels {theirs[1]}, hidden {theirs[2]}, {theirs[3]} classes; this model's reads "
+                         f"{ours[0][0]}×{ours[0][1]} with channels {ours[1]}, hidden {ours[2]}, {ours[3]} classes. "
+                         "Pick a model whose classifier has the same shape.")
+    return {"card": card, "weights": donor.classifier.state_dict()}
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from stn.data import test_set
     from stn.train import evaluate
@@ -164,7 +205,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
         err = evaluate(model, x, y)
         print(f"{name}: test error {100 * err:.2f}% on {len(x)} {card['dataset']['name'].upper()} test images "
               f"(card: {100 * card['metrics']['test_error']:.2f}%)")
+        if args.rotation:
+            print(_rotation_table(model, args))
     return 0
+
+
+def _rotation_table(model: STClassifier, args: argparse.Namespace) -> str:
+    """``stn eval --rotation``: the model's reading and its grid's turn for turned MNIST test digits (Markdown)."""
+    from stn.data import load_mnist
+    from stn.inference import rotation_response
+
+    if model.heads != 1:
+        return "(--rotation: this model reads several digits at once; it is measured on one digit per image)"
+    digits, labels = load_mnist(args.data, train=False)
+    res = rotation_response(model, digits[: args.rotation], labels[: args.rotation], range(-90, 91, 15))
+    lines = [f"Turned MNIST test digits ({res['n']}), centred on the {model.config.input_size[0]}×{model.config.input_size[1]} canvas:",
+             "", "| input turn (°) | accuracy | grid turn, median (°) | quartiles (°) |", "|---:|---:|---:|---|"]
+    for i, a in enumerate(res["angles"]):
+        if res["followed"] is None:
+            lines.append(f"| {a:+.0f} | {100 * res['accuracy'][i]:.1f}% | — | — |")
+        else:
+            q1, med, q3 = (round(res[k][i]) for k in ("recovered_q1", "recovered_median", "recovered_q3"))
+            lines.append(f"| {a:+.0f} | {100 * res['accuracy'][i]:.1f}% | {med:+d} | {q1:+d} to {q3:+d} |")
+    if res["followed"] is not None:
+        lines += ["", (f"The grid follows {100 * res['followed']:.0f}% of the turn over the training range "
+                       "(100%: every digit turned back upright; 0%: the classifier reads it turned).")]
+    return "\n".join(lines)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -274,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model and write models/NAME.{safetensors,json}")
-    p.add_argument("--dataset", required=True, help="r, rts, p, e, tc, pair or wild")
+    p.add_argument("--dataset", required=True, help="r, rts, p, e, tc, pair, wild, or mnist (upright, undistorted)")
     p.add_argument("--transform", default=None,
                    help="affine (default), attention, projective, tps, or none (CNN baseline); with --init, "
                         "projective or tps starts from an affine model's crops")
@@ -303,11 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fine-tune: start from this zoo model's weights and architecture (same dataset); "
                         "the architecture flags are then ignored (except --transform projective|tps, with --grid-size, "
                         "to warm-start that family from an affine model) and its card is recorded in the new one")
+    p.add_argument("--classifier-from", default=None, metavar="MODEL",
+                   help="start the classifier from this zoo model's (same input size and layers), e.g. a CNN trained "
+                        "on upright digits (--dataset mnist)")
+    p.add_argument("--freeze-classifier", action="store_true",
+                   help="with --classifier-from: train only the transformer; a classifier that has never seen a turned "
+                        "digit leaves turning it upright to the transformer")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="print a model's test error on its own test set")
     p.add_argument("names", nargs="+")
+    p.add_argument("--rotation", type=int, nargs="?", const=1000, default=0, metavar="N",
+                   help="also turn N MNIST test digits (default 1000) from -90° to 90° and print the accuracy and how far "
+                        "the transformer's grid turns with them")
     _add_common(p)
     p.set_defaults(func=cmd_eval)
 

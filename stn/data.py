@@ -209,6 +209,12 @@ def _vary_stroke(digits: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
 Maker = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
+def _make_mnist(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
+    """MNIST as it is: upright, centred, 28×28. Trains classifiers that have never seen a turned
+    digit, so that an ST-CNN built on one must turn its input upright (``stn train --classifier-from``)."""
+    return d, y
+
+
 def _make_r(d: torch.Tensor, y: torch.Tensor, pool: torch.Tensor, g: torch.Generator):
     """R: rotation U(-90°, 90°) about the centre, 28×28."""
     b, dev = d.shape[0], d.device
@@ -418,6 +424,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("tc", (60, 60), 1, 20.0, "translated on 60×60 with clutter", _make_tc),
         DatasetSpec("pair", (42, 84), 2, 62.0, "two RTS digits side by side", _make_pair),
         DatasetSpec("wild", (56, 56), 1, 32.0, "uploads and sketches: any size, rotation, stroke, clutter", _make_wild),
+        DatasetSpec("mnist", (28, 28), 1, 20.0, "MNIST as it is: upright, centred, 28×28", _make_mnist),
     )
 }
 

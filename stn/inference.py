@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -36,7 +36,8 @@ from stn.transforms import Transform
 from stn.viz import affine_reading, map_points, sample_points
 from stn.zoo import DEFAULT_MODEL, UnknownModelError, baseline_for, list_models, load_card, load_model, models_dir
 
-__all__ = ["TRAIN_ROTATION", "Engine", "ImageError", "ModelInfo", "Reading", "Result", "UnknownModelError", "fit_affine"]
+__all__ = ["TRAIN_ROTATION", "Engine", "ImageError", "ModelInfo", "Reading", "Result", "UnknownModelError", "fit_affine",
+           "rotation_followed", "rotation_response"]
 
 TOP_K = 5
 # Rotation range (± degrees) each dataset is trained on (stn.data): shaded on the invariance charts.
@@ -489,6 +490,68 @@ def _rotations(transform: Transform, params: np.ndarray, out_size: tuple[int, in
         a, c = theta[0], theta[3]
         rot.append(-math.degrees(math.atan2(c, a)))  # as stn.transforms.decompose_affine, anticlockwise
     return np.asarray(rot)
+
+
+def rotation_followed(angles: list[float], recovered: list[float] | None, within: float = 45.0) -> float | None:
+    """How much of the input's turn the grid turns with: the least-squares slope through the origin
+    of ``recovered`` against ``angles`` (both °), over the angles with ``0 < |angle| <= within``.
+
+    1: the transformer turns every digit back upright; 0: its grid stays put and the classifier is
+    left to read the turned digit. ``None`` when there is nothing to fit (no transformer, no angle).
+
+    >>> rotation_followed([-40, 0, 40], [-30, 0, 30])
+    0.75
+    """
+    if recovered is None:
+        return None
+    a = np.asarray(angles, dtype=float)
+    r = np.asarray(recovered, dtype=float)
+    keep = (np.abs(a) <= within) & (a != 0)
+    if not keep.any():
+        return None
+    return float((a[keep] * r[keep]).sum() / (a[keep] ** 2).sum())
+
+
+@torch.no_grad()
+def rotation_response(model: STClassifier, digits: torch.Tensor, labels: torch.Tensor, angles: Sequence[float],
+                      batch_size: int = 500) -> dict:
+    """What a one-head model does with turned digits: each MNIST digit ``(N, 1, 28, 28)`` placed at
+    the centre of the model's canvas at its typical size, turned by each angle (° anticlockwise).
+
+    Returns ``angles``, per angle the ``accuracy`` and, for a transformer, the quartiles of the
+    rotation its grid turns by relative to the same digit unturned (``recovered_q1``,
+    ``recovered_median``, ``recovered_q3``; a transformer that turns every digit upright has
+    them equal to the angle), and ``followed``, :func:`rotation_followed` of the medians over the
+    model's training range (±45° where the dataset has none).
+    """
+    if model.heads != 1:
+        raise ValueError("rotation_response reads one digit per image; this model has several heads")
+    angles = [float(a) for a in angles]
+    if 0.0 not in angles:
+        angles = sorted([*angles, 0.0])
+    cfg = model.config
+    accuracy, rots = [], []
+    for a in angles:
+        right, rot = 0, []
+        for i in range(0, len(digits), batch_size):
+            x = _place_batch(digits[i : i + batch_size].float(), tuple(cfg.input_size), a, cfg.digit_size / 20.0)
+            pred = model.predict(x)
+            right += int((pred.labels == labels[i : i + batch_size]).sum())
+            if model.st is not None:
+                rot.append(_rotations(model.st.transform, pred.params[0].double().numpy(), cfg.crop_size))
+        accuracy.append(right / len(digits))
+        if rot:
+            rots.append(np.concatenate(rot))
+    out: dict = {"angles": angles, "n": len(digits), "accuracy": accuracy, "followed": None}
+    if rots:
+        r = np.stack(rots)  # (angles, n)
+        zero = angles.index(0.0)
+        rel = np.stack([_relative(r[:, i], r[zero, i], zero) for i in range(r.shape[1])], axis=1)
+        out["recovered_q1"] = np.percentile(rel, 25, axis=1).tolist()
+        out["recovered_median"] = np.median(rel, axis=1).tolist()
+        out["recovered_q3"] = np.percentile(rel, 75, axis=1).tolist()
+        out["followed"] = rotation_followed(angles, out["recovered_median"], TRAIN_ROTATION.get(cfg.dataset, 45.0))
+    return out
 
 
 def _relative(rot: np.ndarray, ref: float, zero_index: int | None = None) -> np.ndarray:

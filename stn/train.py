@@ -54,6 +54,10 @@ class TrainConfig:
     steps: int | None = None  # overrides epochs when set
     limit: int | None = None  # use only the first N training digits
     replay_every: int = 0  # record θ on the probe batch every N steps (0: off)
+    # Keep the classifier as it starts (weights and batch-norm statistics), train only the
+    # transformer: with a classifier that has only seen upright digits, undoing the distortion
+    # is then the transformer's job alone (``stn train --classifier-from``).
+    freeze_classifier: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -61,7 +65,8 @@ class Trainer:
     """Step-by-step training of an :class:`STClassifier` on a distorted-MNIST task.
 
     AdamW with a one-cycle schedule; the localisation net runs at ``loc_lr_scale`` of the
-    learning rate. Call :meth:`step` until :attr:`done`.
+    learning rate. With ``freeze_classifier`` the classifier is left out of the optimiser and
+    kept in eval mode. Call :meth:`step` until :attr:`done`.
     """
 
     def __init__(
@@ -81,9 +86,13 @@ class Trainer:
         n_train = min(n_train, train.limit) if train.limit else n_train
         self.steps_per_epoch = max(1, n_train // train.batch_size)
         self.total_steps = train.steps or max(1, int(math.ceil(train.epochs * self.steps_per_epoch)))
+        if train.freeze_classifier:
+            if model.st is None:
+                raise ValueError("freeze_classifier: a plain CNN has nothing else to train")
+            model.classifier.requires_grad_(False)
         loc = [p for n, p in model.named_parameters() if n.startswith("st.")]
-        rest = [p for n, p in model.named_parameters() if not n.startswith("st.")]
-        groups = [{"params": rest, "lr": train.lr}]
+        rest = [p for n, p in model.named_parameters() if not n.startswith("st.") and p.requires_grad]
+        groups = [{"params": rest, "lr": train.lr}] if rest else []
         if loc:
             groups.append({"params": loc, "lr": train.lr * train.loc_lr_scale})
         self.opt = torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay)
@@ -109,6 +118,8 @@ class Trainer:
     def step(self) -> dict[str, float]:
         """One optimisation step; returns the batch's loss and accuracy."""
         self.model.train()
+        if self.cfg.freeze_classifier:
+            self.model.classifier.eval()  # its batch-norm statistics stay those it was trained with
         x, y = self._next_batch()
         y = y.view(len(y), -1)
         logits = self.model(x)
@@ -157,13 +168,20 @@ def fit(
     device: torch.device | None = None,
     progress: bool = True,
     init: dict[str, torch.Tensor] | None = None,
+    classifier_init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[STClassifier, dict]:
     """Train a model, from scratch or from the weights ``init`` (a state dict of the same
-    architecture: fine-tuning); returns it and a dict of results for its card (and the replay)."""
+    architecture: fine-tuning); returns it and a dict of results for its card (and the replay).
+
+    ``classifier_init``: a state dict for the classifier alone (``ConvClassifier``'s keys), e.g. a
+    CNN trained on upright digits, that the transformer then learns to feed.
+    """
     torch.manual_seed(train.seed)
     model = STClassifier(config)
     if init is not None:
         model.load_state_dict(init)
+    if classifier_init is not None:
+        model.classifier.load_state_dict(classifier_init)
     trainer = Trainer(model, train, root, device)
     probe_x, probe_y = probe_batch(config.dataset, root)
     replay: dict[str, list] = {"step": [], "params": [], "labels": []}

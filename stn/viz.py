@@ -56,6 +56,7 @@ __all__ = [
     "nearest_tap",
     "reading_html",
     "rotation_figure",
+    "rotation_verdict",
     "sample_points",
     "table1_html",
     "theta_from_reading",
@@ -813,6 +814,31 @@ def rotation_figure(
     layout["xaxis"]["dtick"] = 45
     layout["yaxis"]["dtick"] = 45
     return {"data": data, "layout": layout, "config": PLOT_CONFIG}
+
+
+def rotation_verdict(model: str, followed: float | None, within: float, upright_model: str | None = None) -> str:
+    """What a model's transformer does with a turned input, in one or two sentences (Markdown).
+
+    ``followed`` is :func:`stn.inference.rotation_followed` over ``±within``°; ``upright_model`` names
+    a model whose transformer does turn digits upright, suggested when this one does not.
+    """
+    if followed is None:
+        return f"`{model}` has no transformer: nothing turns the digit back; the classifier reads it as it is."
+    share = f"{max(followed, 0.0):.0%}"
+    if followed >= 0.7:
+        text = (f"**`{model}` turns the digit upright**: over ±{within:.0f}° its grid turns with the input by {share} of "
+                "each turn, so the crop stays upright while the input turns (the chart's line follows the diagonal).")
+    elif followed >= 0.3:
+        text = (f"**`{model}` turns the digit part of the way**: over ±{within:.0f}° its grid follows {share} of each "
+                "turn; its classifier reads the rest of the turn.")
+    else:
+        text = (f"**`{model}` barely turns its grid** ({share} of each turn over ±{within:.0f}°): its transformer learnt "
+                "where the digit is and how big it is, and its classifier learnt to read turned digits by itself (the "
+                "chart's flat line). Trained end to end on turned digits, most transformers of the zoo do this.")
+    if followed < 0.7 and upright_model and upright_model != model:
+        text += (f" `{upright_model}` was trained with a classifier that had only ever seen upright digits, so turning "
+                 "them upright was its transformer's job.")
+    return text
 
 
 def accuracy_figure(

@@ -347,6 +347,29 @@ def test_invariance(tiny, tmp_path):
     postprocess(tiny, tiny.invariance_reset, tiny.invariance_reset(cnn))
 
 
+def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, monkeypatch):
+    """The tiny models' θ ignores the input: the verdict says the grid barely turns and offers the
+    zoo's upright model, whose button reads the same picture with it."""
+    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", "p-projective")
+    session = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")[-1]
+    reset = tiny.invariance_reset(session)
+    postprocess(tiny, tiny.invariance_reset, reset)
+    verdict, offer = reset[-2], reset[-1]
+    assert "`wild-affine` barely turns its grid** (0% of each turn over ±90°)" in verdict and "`p-projective`" in verdict
+    assert offer["visible"] is True
+    out = tiny.read_with_upright(session)
+    postprocess(tiny, tiny.read_with_upright, out)
+    assert out[0] == "p-projective" and out[-1].result.model == "p-projective"
+    assert out[-1].source == session.source  # the same picture, read again
+    reset = tiny.invariance_reset(out[-1])  # the upright model itself: no offer
+    assert reset[-1]["visible"] is False
+    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", None)  # not in the zoo: nothing offered
+    reset = tiny.invariance_reset(session)
+    assert reset[-1]["visible"] is False and "was trained with a classifier" not in reset[-2]
+    cnn = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-cnn")[-1]
+    assert "has no transformer" in tiny.invariance_reset(cnn)[-2]
+
+
 # --------------------------------------------------------------------------- about, config
 
 

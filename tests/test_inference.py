@@ -17,7 +17,7 @@ from stn import viz
 from stn.inference import Engine, ImageError, UnknownModelError, distort_batch, fit_affine
 from stn.model import ModelConfig, STClassifier
 from stn.transforms import control_points
-from stn.zoo import DEFAULT_MODEL, list_models, save_model
+from stn.zoo import DEFAULT_MODEL, list_models, load_model, save_model
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "assets" / "examples"
@@ -249,3 +249,23 @@ def test_real_zoo_reads_its_own_examples():
                 checked += 1
                 assert r.reading.top(3).get(item["label"], 0) > 0, f"{m} on {item['file']}: {r.reading.top(3)}"
     assert checked or not any(e.info[m].has_transformer for m in e.names)
+
+
+def test_rotation_response_measures_the_grid_turn(zoo):
+    """A tiny model's θ ignores its input (zero localisation weights): the grid never turns, whatever
+    the digit's turn; a CNN has no grid; a two-head model is refused."""
+    from stn.data import load_mnist
+    from stn.inference import rotation_response
+
+    digits, labels = load_mnist("bundled", train=False)
+    model = load_model("p-projective", directory=zoo)
+    res = rotation_response(model, digits[:12], labels[:12], [-60, 30, 90])
+    assert res["angles"] == [-60.0, 0.0, 30.0, 90.0] and res["n"] == 12  # 0° added: the reference
+    assert len(res["accuracy"]) == 4 and all(0 <= a <= 1 for a in res["accuracy"])
+    assert np.allclose(res["recovered_median"], 0, atol=1e-6) and res["followed"] == pytest.approx(0, abs=1e-6)
+    q1, med, q3 = (np.asarray(res[k]) for k in ("recovered_q1", "recovered_median", "recovered_q3"))
+    assert np.all(q1 <= med + 1e-9) and np.all(med <= q3 + 1e-9)
+    cnn = rotation_response(load_model("wild-cnn", directory=zoo), digits[:4], labels[:4], [45])
+    assert cnn["followed"] is None and "recovered_median" not in cnn
+    with pytest.raises(ValueError, match="several heads"):
+        rotation_response(load_model("pair-affine", directory=zoo), digits[:4], labels[:4], [45])

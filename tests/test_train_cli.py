@@ -137,6 +137,63 @@ def test_fine_tune_from_a_zoo_model(tmp_path) -> None:
     assert r.returncode == 2 and "was trained on RTS, not on R" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_a_frozen_classifier_leaves_the_work_to_the_transformer() -> None:
+    """freeze_classifier: the classifier's weights and batch-norm statistics stay as given; θ moves."""
+    torch.manual_seed(0)
+    donor = STClassifier(ModelConfig("mnist", (28, 28), transform=None))
+    Trainer(donor, TrainConfig(steps=3, batch_size=16), root="bundled", device=torch.device("cpu")).step()  # BN stats move
+    model = STClassifier(ModelConfig("r", (28, 28)))
+    model.classifier.load_state_dict(donor.classifier.state_dict())
+    before = {k: v.clone() for k, v in model.classifier.state_dict().items()}
+    trainer = Trainer(model, TrainConfig(steps=8, batch_size=16, loc_lr_scale=1.0, freeze_classifier=True), root="bundled",
+                      device=torch.device("cpu"))
+    while not trainer.done:
+        trainer.step()
+    for k, v in model.classifier.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    assert all(p.requires_grad for p in model.st.parameters())
+    theta = model.st.regress(make_test_set("r", "bundled", n=8)[0])[0]
+    assert (theta - model.st.transform.identity(8)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="nothing else to train"):
+        Trainer(STClassifier(ModelConfig("r", (28, 28), transform=None)), TrainConfig(steps=1, freeze_classifier=True),
+                root="bundled", device=torch.device("cpu"))
+
+
+def test_classifier_from_an_upright_cnn(tmp_path) -> None:
+    """--classifier-from copies a model's classifier (refusing one of another shape); the card says where it came from."""
+    d = str(tmp_path)
+    common = ["--data", "bundled", "--models-dir", d, "--quiet", "--threads", "1", "--batch-size", "16"]
+    r = _stn("train", "--dataset", "mnist", "--transform", "none", "--steps", "3", "--name", "t-upright", *common)
+    assert r.returncode == 0, r.stderr
+    r = _stn("train", "--dataset", "r", "--steps", "2", "--name", "t-turns", "--classifier-from", "t-upright",
+             "--freeze-classifier", "--loc-lr-scale", "1", *common)
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "t-turns.json").read_text())
+    upright = json.loads((tmp_path / "t-upright.json").read_text())
+    assert card["training"]["classifier_from"] == {
+        "model": "t-upright", "dataset": "mnist", "test_error": upright["metrics"]["test_error"],
+        "command": upright["training"]["command"], "frozen": True,
+    }
+    from stn.zoo import load_model
+
+    a, b = load_model("t-upright", directory=tmp_path), load_model("t-turns", directory=tmp_path)
+    for (name, p), q in zip(a.classifier.state_dict().items(), b.classifier.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+    r = _stn("train", "--dataset", "r", "--steps", "1", "--name", "t-turns-ft", "--init", "t-turns", *common)
+    assert r.returncode == 0, r.stderr  # fine-tuned, the card still says where the classifier came from
+    tuned = json.loads((tmp_path / "t-turns-ft.json").read_text())
+    assert tuned["training"]["init"]["classifier_from"] == card["training"]["classifier_from"]
+    r = _stn("eval", "t-turns", "t-upright", "--rotation", "20", "--data", "bundled", "--models-dir", d)
+    assert r.returncode == 0, r.stderr
+    assert "Turned MNIST test digits (20), centred on the 28×28 canvas" in r.stdout and "| +90 |" in r.stdout
+    assert "The grid follows" in r.stdout.split("t-upright:")[0] and "| -45 | " in r.stdout.split("t-upright:")[1]
+    r = _stn("train", "--dataset", "rts", "--steps", "1", "--crop-size", "20", "--classifier-from", "t-upright", *common)
+    assert r.returncode == 2 and "its classifier reads 28×28" in r.stderr and "this model's reads 20×20" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = _stn("train", "--dataset", "r", "--steps", "1", "--freeze-classifier", *common)
+    assert r.returncode == 2 and "--classifier-from MODEL" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_an_affine_model_warm_starts_tps(tmp_path) -> None:
     """--init AFFINE --transform tps: the TPS model starts with the affine model's crops."""
     d = str(tmp_path)

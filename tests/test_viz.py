@@ -274,6 +274,22 @@ class TestCharts:
         assert [t["name"] for t in fig["data"]] == ["perfect", "test digits (quartiles)", "test digits (median)", "this input"]
         assert len(fig["layout"]["shapes"]) == 2 and fig["layout"]["height"] > 0
 
+    def test_rotation_verdict_reads_how_much_of_the_turn_is_undone(self):
+        from stn.inference import rotation_followed
+
+        a = list(range(-180, 181, 20))
+        upright = rotation_followed(a, [0.9 * v for v in a], 45)
+        assert upright == pytest.approx(0.9)
+        assert rotation_followed(a, [0.9 * v if abs(v) <= 45 else 0 for v in a], 45) == pytest.approx(0.9)  # only ±45° counts
+        assert rotation_followed(a, None) is None and rotation_followed([0], [0.0]) is None
+        text = viz.rotation_verdict("r-up", upright, 90, "r-up")
+        assert "turns the digit upright" in text and "90%" in text and "was trained with" not in text
+        text = viz.rotation_verdict("r-half", 0.5, 90, "r-up")
+        assert "part of the way" in text and "50%" in text and "`r-up` was trained with" in text
+        text = viz.rotation_verdict("wild", -0.04, 90, None)
+        assert "barely turns its grid** (0% of each turn over ±90°)" in text and "was trained with" not in text
+        assert "no transformer" in viz.rotation_verdict("wild-cnn", None, 90, "r-up")
+
     def test_accuracy_figure(self):
         fig = viz.accuracy_figure([-90, 0, 90], {"st": [0.5, 1.0, 0.5], "cnn": [0.2, 0.9, 0.2]}, n=100)
         assert [t["y"] for t in fig["data"]] == [[50.0, 100.0, 50.0], [20.0, 90.0, 20.0]]
