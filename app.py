@@ -689,16 +689,34 @@ def invariance_reset(session: Session | None) -> tuple:
     plot, crops, label, text, _ = invariance_view(session, 0, 1.0, 0, 0)
     chart = _rotation_chart(sweep, info, 0.0)
     acc_plot, note = accuracy_chart(session, compute=False)
+    return (zero[0], zero[1], *shift_upd, sweep, plot, crops, label, text, chart, acc_plot, note, *invariance_verdict(session, sweep))
+
+
+def invariance_verdict(session: Session | None, sweep: dict | None) -> tuple:
+    """What the model's transformer does with a turn, in words, measured on the bundled test digits
+    once their sweep is ready (on this picture until then), and the button to the model that turns
+    digits upright when this one does not."""
+    if session is None:
+        return "", gr.update(visible=False)
+    info = session.result.info
     within = TRAIN_ROTATION.get(info.dataset, 45.0)
-    followed = rotation_followed(sweep["angles"], sweep["recovered"], within) if sweep else None
-    verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL)
+    here = rotation_followed(sweep["angles"], sweep["recovered"], within) if sweep else None
+    acc = ENGINE.accuracy_sweep(info.name) if info.has_transformer and ENGINE.has_sweep(info.name) else None
+    if acc is not None and acc.get("recovered_median") is not None:
+        followed = rotation_followed(acc["angles"], acc["recovered_median"], within)
+        verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL, on=f"{acc['n']} test digits", picture=here)
+    else:
+        followed = here
+        verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL)
     offer = UPRIGHT_MODEL is not None and info.name != UPRIGHT_MODEL and (followed is None or followed < 0.7)
-    return (zero[0], zero[1], *shift_upd, sweep, plot, crops, label, text, chart, acc_plot, note, verdict, gr.update(visible=offer))
+    return verdict, gr.update(visible=offer)
 
 
 def read_with_upright(session: Session | None) -> tuple:
     """The Invariance tab's button: the model selector set to the model that turns digits upright,
     and the current picture read again with it (the tabs then follow the new reading)."""
+    if UPRIGHT_MODEL is None:  # the button is hidden then; an old page may still send the click
+        return tuple(gr.skip() for _ in range(N_MAIN + 3))
     return (UPRIGHT_MODEL, *change_model(UPRIGHT_MODEL, session))
 
 
@@ -1171,7 +1189,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     for comp in (inv_rot, inv_scale, inv_dx, inv_dy):
         comp.input(invariance_view, [session, inv_rot, inv_scale, inv_dx, inv_dy, inv_sweep], inv_view, api_visibility="private",
                    trigger_mode="always_last", show_progress="hidden")
-    acc_btn.click(accuracy_chart_now, [session], [acc_chart, acc_note], api_visibility="private")
+    acc_btn.click(accuracy_chart_now, [session], [acc_chart, acc_note], api_visibility="private").then(
+        invariance_verdict, [session, inv_sweep], [inv_verdict, inv_upright], api_visibility="private", show_progress="hidden")
 
     gr.api(list_models_api, api_name="models")
     gr.api(read_api, api_name="read",

@@ -816,25 +816,31 @@ def rotation_figure(
     return {"data": data, "layout": layout, "config": PLOT_CONFIG}
 
 
-def rotation_verdict(model: str, followed: float | None, within: float, upright_model: str | None = None) -> str:
-    """What a model's transformer does with a turned input, in one or two sentences (Markdown).
+def rotation_verdict(model: str, followed: float | None, within: float, upright_model: str | None = None, *,
+                     on: str = "this picture", picture: float | None = None) -> str:
+    """What a model's transformer does with a turned input, in one to three sentences (Markdown).
 
-    ``followed`` is :func:`stn.inference.rotation_followed` over ``±within``°; ``upright_model`` names
-    a model whose transformer does turn digits upright, suggested when this one does not.
+    ``followed`` is :func:`stn.inference.rotation_followed` over ``±within``°, measured ``on`` some
+    inputs (``"this picture"``, or test digits); ``picture`` adds the share measured on this picture
+    when ``followed`` comes from test digits. ``upright_model`` names a model whose transformer does
+    turn digits upright, suggested when this one does not.
     """
     if followed is None:
         return f"`{model}` has no transformer: nothing turns the digit back; the classifier reads it as it is."
     share = f"{max(followed, 0.0):.0%}"
     if followed >= 0.7:
-        text = (f"**`{model}` turns the digit upright**: over ±{within:.0f}° its grid turns with the input by {share} of "
-                "each turn, so the crop stays upright while the input turns (the chart's line follows the diagonal).")
+        text = (f"**`{model}` turns digits upright**: on {on}, turned up to ±{within:.0f}°, its grid turns with the digit "
+                f"by {share} of the turn, so the crop stays upright while the input turns (the chart's line follows the "
+                "diagonal).")
     elif followed >= 0.3:
-        text = (f"**`{model}` turns the digit part of the way**: over ±{within:.0f}° its grid follows {share} of each "
-                "turn; its classifier reads the rest of the turn.")
+        text = (f"**`{model}` turns digits part of the way**: on {on}, turned up to ±{within:.0f}°, its grid follows "
+                f"{share} of the turn; its classifier reads the rest.")
     else:
-        text = (f"**`{model}` barely turns its grid** ({share} of each turn over ±{within:.0f}°): its transformer learnt "
-                "where the digit is and how big it is, and its classifier learnt to read turned digits by itself (the "
-                "chart's flat line). Trained end to end on turned digits, most transformers of the zoo do this.")
+        text = (f"**`{model}` barely turns its grid** ({share} of the turn on {on}, turned up to ±{within:.0f}°): its "
+                "transformer learnt where the digit is and how big it is, and its classifier learnt to read turned digits "
+                "by itself (the chart's flat line). Trained end to end on turned digits, most transformers of the zoo do this.")
+    if picture is not None:
+        text += f" On this picture: {max(picture, 0.0):.0%}."
     if followed < 0.7 and upright_model and upright_model != model:
         text += (f" `{upright_model}` was trained with a classifier that had only ever seen upright digits, so turning "
                  "them upright was its transformer's job.")

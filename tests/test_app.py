@@ -348,15 +348,20 @@ def test_invariance(tiny, tmp_path):
 
 
 def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, monkeypatch):
-    """The tiny models' θ ignores the input: the verdict says the grid barely turns and offers the
-    zoo's upright model, whose button reads the same picture with it."""
+    """The tiny models' θ ignores the input: the verdict says the grid barely turns (on this picture
+    until the test digits' sweep is ready, then on them) and offers the zoo's upright model, whose
+    button reads the same picture with it."""
     monkeypatch.setattr(tiny, "UPRIGHT_MODEL", "p-projective")
     session = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")[-1]
     reset = tiny.invariance_reset(session)
     postprocess(tiny, tiny.invariance_reset, reset)
     verdict, offer = reset[-2], reset[-1]
-    assert "`wild-affine` barely turns its grid** (0% of each turn over ±90°)" in verdict and "`p-projective`" in verdict
-    assert offer["visible"] is True
+    assert "`wild-affine` barely turns its grid** (0% of the turn on this picture, turned up to ±90°)" in verdict
+    assert "`p-projective`" in verdict and offer["visible"] is True
+    tiny.ENGINE.accuracy_sweep("wild-affine")  # as the button computes it
+    verdict, offer = tiny.invariance_verdict(session, reset[4])
+    postprocess(tiny, tiny.invariance_verdict, (verdict, offer))
+    assert "(0% of the turn on 96 test digits, turned up to ±90°)" in verdict and "On this picture: 0%." in verdict
     out = tiny.read_with_upright(session)
     postprocess(tiny, tiny.read_with_upright, out)
     assert out[0] == "p-projective" and out[-1].result.model == "p-projective"
@@ -571,7 +576,7 @@ def _gone(values) -> bool:
     return any(isinstance(t, str) and "again" in t for t in texts)
 
 
-def test_teaching_tabs_after_the_session_expired(tiny):
+def test_teaching_tabs_after_the_session_expired(tiny, monkeypatch):
     """An evicted or expired session reaches the handlers as ``None``: a clear sentence, never a traceback."""
     evt = gr.SelectData(None, {"index": [10, 10], "value": None})
     sliders = (0, 1, 1, 0, 0, 0, 0, 0)
@@ -597,6 +602,14 @@ def test_teaching_tabs_after_the_session_expired(tiny):
         changed = tiny.change_model("wild-cnn", None)
     assert "tiny wild-cnn" in changed[0]
     postprocess(tiny, tiny.change_model, changed)
+    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", None)  # none in the zoo: an old page's click changes nothing
+    postprocess(tiny, tiny.read_with_upright, tiny.read_with_upright(None))
+    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", "p-projective")
+    with _warns_gone():
+        up = tiny.read_with_upright(None)
+    assert up[0] == "p-projective"
+    postprocess(tiny, tiny.read_with_upright, up)
+    postprocess(tiny, tiny.invariance_verdict, tiny.invariance_verdict(None, None))
 
 
 def test_change_model_after_the_upload_was_deleted(tiny, tmp_path):

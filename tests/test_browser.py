@@ -190,7 +190,17 @@ def test_teaching_tabs_render(url, browser_context):
     page.get_by_role("tab", name="Invariance").click()
     expect(page.locator("#inv-grid .js-plotly-plot")).to_be_visible()
     expect(page.locator("#inv-rot-chart .js-plotly-plot")).to_be_visible()
+    first = app.EXAMPLES[0][1]
+    expect(page.locator("#inv-verdict")).to_contain_text(f"{first} ")
     _shot(page, "04-invariance")
+    if app.UPRIGHT_MODEL is None or not page.locator("#inv-upright").is_visible():
+        return
+    # the model that turns digits upright reads the same picture; the tab follows the new reading
+    page.locator("#inv-upright").click()
+    expect(page.locator("#inv-verdict")).to_contain_text(f"{app.UPRIGHT_MODEL} ", timeout=90_000)
+    expect(page.locator("#inv-upright")).to_be_hidden()
+    expect(page.locator("#stn-model input")).to_have_value(app._model_label(app.UPRIGHT_MODEL))
+    _shot(page, "05-invariance-upright")
 
 
 @pytest.mark.parametrize("width,scheme", [(390, "light"), (1280, "dark")])

@@ -282,12 +282,14 @@ class TestCharts:
         assert upright == pytest.approx(0.9)
         assert rotation_followed(a, [0.9 * v if abs(v) <= 45 else 0 for v in a], 45) == pytest.approx(0.9)  # only ±45° counts
         assert rotation_followed(a, None) is None and rotation_followed([0], [0.0]) is None
-        text = viz.rotation_verdict("r-up", upright, 90, "r-up")
-        assert "turns the digit upright" in text and "90%" in text and "was trained with" not in text
+        text = viz.rotation_verdict("r-up", upright, 90, "r-up", on="96 test digits", picture=0.25)
+        assert "turns digits upright**: on 96 test digits, turned up to ±90°" in text and "by 90% of the turn" in text
+        assert "On this picture: 25%." in text and "was trained with" not in text
         text = viz.rotation_verdict("r-half", 0.5, 90, "r-up")
-        assert "part of the way" in text and "50%" in text and "`r-up` was trained with" in text
+        assert "part of the way**: on this picture" in text and "50%" in text and "`r-up` was trained with" in text
         text = viz.rotation_verdict("wild", -0.04, 90, None)
-        assert "barely turns its grid** (0% of each turn over ±90°)" in text and "was trained with" not in text
+        assert "barely turns its grid** (0% of the turn on this picture, turned up to ±90°)" in text
+        assert "was trained with" not in text and "On this picture" not in text
         assert "no transformer" in viz.rotation_verdict("wild-cnn", None, 90, "r-up")
 
     def test_accuracy_figure(self):
