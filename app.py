@@ -107,9 +107,15 @@ UPLOAD_GONE = ("The picture you read is no longer on the server (uploads are kep
 
 ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
 DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
-# The zoo's model whose transformer turns digits upright (trained on a classifier that had only seen
-# upright digits): the Invariance tab offers it when the current model leaves the turn to its classifier.
-UPRIGHT_MODEL = "r-affine-upright" if "r-affine-upright" in ENGINE.names else None
+# The zoo's models whose transformer turns digits upright (trained for a classifier that had only seen
+# upright digits): the Invariance tab offers one when the current model leaves the turn to its classifier.
+UPRIGHT_MODELS = tuple(n for n in ("rts-affine-upright", "r-affine-upright") if n in ENGINE.names)
+
+
+def upright_model_for(dataset: str) -> str | None:
+    """The upright model of the same task if the zoo has one, else the first of :data:`UPRIGHT_MODELS`."""
+    same = f"{dataset}-affine-upright"
+    return same if same in UPRIGHT_MODELS else next(iter(UPRIGHT_MODELS), None)
 # On a CPU with a core to spare, the main view reads uploads in a worker process (stn.serving.ReaderPool):
 # the server's own Python and the reading's then stop taking turns on one GIL (bench/README.md, issue 7's
 # sixth pass). STN_READERS: worker processes (each holds the zoo, ~0.3 GB); 0 reads in the server process.
@@ -702,22 +708,25 @@ def invariance_verdict(session: Session | None, sweep: dict | None) -> tuple:
     within = TRAIN_ROTATION.get(info.dataset, 45.0)
     here = rotation_followed(sweep["angles"], sweep["recovered"], within) if sweep else None
     acc = ENGINE.accuracy_sweep(info.name) if info.has_transformer and ENGINE.has_sweep(info.name) else None
+    upright = None if info.name in UPRIGHT_MODELS else upright_model_for(info.dataset)
     if acc is not None and acc.get("recovered_median") is not None:
         followed = rotation_followed(acc["angles"], acc["recovered_median"], within)
-        verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL, on=f"{acc['n']} test digits", picture=here)
+        verdict = viz.rotation_verdict(info.name, followed, within, upright, on=f"{acc['n']} test digits", picture=here)
     else:
         followed = here
-        verdict = viz.rotation_verdict(info.name, followed, within, UPRIGHT_MODEL)
-    offer = UPRIGHT_MODEL is not None and info.name != UPRIGHT_MODEL and (followed is None or followed < 0.7)
-    return verdict, gr.update(visible=offer)
+        verdict = viz.rotation_verdict(info.name, followed, within, upright)
+    offer = upright is not None and (followed is None or followed < 0.7)
+    return verdict, gr.update(visible=offer, value=f"Read this picture with {upright}" if offer else None)
 
 
 def read_with_upright(session: Session | None) -> tuple:
-    """The Invariance tab's button: the model selector set to the model that turns digits upright,
-    and the current picture read again with it (the tabs then follow the new reading)."""
-    if UPRIGHT_MODEL is None:  # the button is hidden then; an old page may still send the click
+    """The Invariance tab's button: the model selector set to the model that turns digits upright
+    (:func:`upright_model_for` the current task), and the current picture read again with it (the
+    tabs then follow the new reading)."""
+    name = upright_model_for(session.result.info.dataset if session is not None else "")
+    if name is None:  # the button is hidden then; an old page may still send the click
         return tuple(gr.skip() for _ in range(N_MAIN + 3))
-    return (UPRIGHT_MODEL, *change_model(UPRIGHT_MODEL, session))
+    return (name, *change_model(name, session))
 
 
 def accuracy_chart(session: Session | None, compute: bool = True) -> tuple:
@@ -1087,7 +1096,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                         "Which changes a transformer learns to undo is its own finding, from the labels alone.")
             with gr.Row(equal_height=False):
                 inv_verdict = gr.Markdown(elem_id="inv-verdict")
-                inv_upright = gr.Button(f"Read this picture with {UPRIGHT_MODEL}", size="sm", visible=False, scale=0,
+                inv_upright = gr.Button("Read this picture with the upright model", size="sm", visible=False, scale=0,
                                         min_width=260, elem_id="inv-upright")
             inv_sweep = gr.State(None)
             with gr.Row(equal_height=False):

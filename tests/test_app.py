@@ -351,13 +351,13 @@ def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, m
     """The tiny models' θ ignores the input: the verdict says the grid barely turns (on this picture
     until the test digits' sweep is ready, then on them) and offers the zoo's upright model, whose
     button reads the same picture with it."""
-    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", "p-projective")
+    monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ("p-projective",))
     session = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")[-1]
     reset = tiny.invariance_reset(session)
     postprocess(tiny, tiny.invariance_reset, reset)
     verdict, offer = reset[-2], reset[-1]
     assert "`wild-affine` barely turns its grid** (0% of the turn on this picture, turned up to ±90°)" in verdict
-    assert "`p-projective`" in verdict and offer["visible"] is True
+    assert "`p-projective`" in verdict and offer["visible"] is True and offer["value"] == "Read this picture with p-projective"
     tiny.ENGINE.accuracy_sweep("wild-affine")  # as the button computes it
     verdict, offer = tiny.invariance_verdict(session, reset[4])
     postprocess(tiny, tiny.invariance_verdict, (verdict, offer))
@@ -368,11 +368,14 @@ def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, m
     assert out[-1].source == session.source  # the same picture, read again
     reset = tiny.invariance_reset(out[-1])  # the upright model itself: no offer
     assert reset[-1]["visible"] is False
-    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", None)  # not in the zoo: nothing offered
+    monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ())  # not in the zoo: nothing offered
     reset = tiny.invariance_reset(session)
     assert reset[-1]["visible"] is False and "was trained with a classifier" not in reset[-2]
     cnn = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-cnn")[-1]
     assert "has no transformer" in tiny.invariance_reset(cnn)[-2]
+    assert tiny.upright_model_for("r") is None
+    monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ("rts-affine-upright", "r-affine-upright"))
+    assert [tiny.upright_model_for(d) for d in ("r", "rts", "wild")] == ["r-affine-upright", "rts-affine-upright", "rts-affine-upright"]
 
 
 # --------------------------------------------------------------------------- about, config
@@ -602,9 +605,9 @@ def test_teaching_tabs_after_the_session_expired(tiny, monkeypatch):
         changed = tiny.change_model("wild-cnn", None)
     assert "tiny wild-cnn" in changed[0]
     postprocess(tiny, tiny.change_model, changed)
-    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", None)  # none in the zoo: an old page's click changes nothing
+    monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ())  # none in the zoo: an old page's click changes nothing
     postprocess(tiny, tiny.read_with_upright, tiny.read_with_upright(None))
-    monkeypatch.setattr(tiny, "UPRIGHT_MODEL", "p-projective")
+    monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ("p-projective",))
     with _warns_gone():
         up = tiny.read_with_upright(None)
     assert up[0] == "p-projective"

@@ -193,13 +193,15 @@ def test_teaching_tabs_render(url, browser_context):
     first = app.EXAMPLES[0][1]
     expect(page.locator("#inv-verdict")).to_contain_text(f"{first} ")
     _shot(page, "04-invariance")
-    if app.UPRIGHT_MODEL is None or not page.locator("#inv-upright").is_visible():
+    upright = app.upright_model_for(app.ENGINE.info[first].dataset)
+    if upright is None or not page.locator("#inv-upright").is_visible():
         return
+    expect(page.locator("#inv-upright")).to_have_text(f"Read this picture with {upright}")
     # the model that turns digits upright reads the same picture; the tab follows the new reading
     page.locator("#inv-upright").click()
-    expect(page.locator("#inv-verdict")).to_contain_text(f"{app.UPRIGHT_MODEL} ", timeout=90_000)
+    expect(page.locator("#inv-verdict")).to_contain_text(f"{upright} ", timeout=90_000)
     expect(page.locator("#inv-upright")).to_be_hidden()
-    expect(page.locator("#stn-model input")).to_have_value(app._model_label(app.UPRIGHT_MODEL))
+    expect(page.locator("#stn-model input")).to_have_value(app._model_label(upright))
     _shot(page, "05-invariance-upright")
 
 
