@@ -109,13 +109,16 @@ ENGINE = Engine(cache_dir=ROOT / ".gradio" / "stn-sweeps")
 DEFAULT, DEFAULT_NOTE = ENGINE.default_model()
 # The zoo's models whose transformer turns digits upright (trained for a classifier that had only seen
 # upright digits): the Invariance tab offers one when the current model leaves the turn to its classifier.
-UPRIGHT_MODELS = tuple(n for n in ("rts-affine-upright", "r-affine-upright") if n in ENGINE.names)
+# Most general first: another task's picture is offered the first of them.
+UPRIGHT_MODELS = tuple(n for n in ("wild-affine-upright", "rts-affine-upright", "r-affine-upright") if n in ENGINE.names)
 
 
 def upright_model_for(dataset: str) -> str | None:
     """The upright model of the same task if the zoo has one, else the first of :data:`UPRIGHT_MODELS`."""
     same = f"{dataset}-affine-upright"
     return same if same in UPRIGHT_MODELS else next(iter(UPRIGHT_MODELS), None)
+
+
 # On a CPU with a core to spare, the main view reads uploads in a worker process (stn.serving.ReaderPool):
 # the server's own Python and the reading's then stop taking turns on one GIL (bench/README.md, issue 7's
 # sixth pass). STN_READERS: worker processes (each holds the zoo, ~0.3 GB); 0 reads in the server process.

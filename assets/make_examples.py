@@ -47,7 +47,7 @@ PICKS = [
     ("wild", 5, "large"),
     ("wild", 12, "thick"),
     ("wild", 17, "small"),
-    ("rts", 17, "rotated, scaled"),
+    ("rts", 17, "rotated, scaled", "rts-affine-upright"),
     ("rts", 8, "rotated, moved"),
     ("r", 4, "on its side", "r-affine-upright"),
     ("r", 17, "rotated"),

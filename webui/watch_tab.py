@@ -314,7 +314,7 @@ def build_watch_tab() -> None:
         "Each probe image shows the **sampling grid** of the transformer: the region that becomes the "
         "crop the classifier reads (one colour per head; the cross is where the crop's centre reads). At the "
         "start of training the grid is the whole image (the identity; `tc-attention` and `rts-affine` start from a "
-        "centred window instead, `--start-scale`); as the network learns, it moves and shrinks onto the digit (and turns with it, for `r-affine-upright`), and the crops on the right fill up. Labels in the corners "
+        "centred window instead, `--start-scale`); as the network learns, it moves and shrinks onto the digit (and turns with it, for `r-affine-upright` and `rts-affine-upright`), and the crops on the right fill up. Labels in the corners "
         "are the model's readings (green right, red wrong)."
     )
     with gr.Group():
