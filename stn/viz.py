@@ -894,8 +894,10 @@ def table1_html(cards: Sequence[dict]) -> str:
     """The paper's Table 1 with our test errors beside it: "paper / ours" per cell.
 
     ``cards`` are model cards (:func:`stn.zoo.load_card`). Our cell is the card's test error on
-    the same dataset with the same transform (a CNN card fills the CNN row). Columns are the
-    paper's R, RTS, P, E and TC, then any other dataset we trained on (ours only).
+    the same dataset with the same transform (a CNN card fills the CNN row); where several models
+    share a cell, the one named ``DATASET-TRANSFORM`` (``r-affine``, ``r-cnn``) fills it, as in
+    the README's table, not a variant (``r-affine-crop20``). Columns are the paper's R, RTS, P, E
+    and TC, then any other dataset we trained on (ours only).
     """
     ours: dict[tuple[str, str], tuple[float, str]] = {}
     extra_cols: list[str] = []
@@ -906,7 +908,9 @@ def table1_html(cards: Sequence[dict]) -> str:
         err = c.get("metrics", {}).get("test_error")
         if ds is None or err is None:
             continue
-        ours[(row, ds)] = (100 * float(err), c.get("name", ""))
+        name = c.get("name", "")
+        if (row, ds) not in ours or name == f"{ds}-{tr or 'cnn'}":
+            ours[(row, ds)] = (100 * float(err), name)
         if ds not in ("r", "rts", "p", "e", "tc") and ds not in extra_cols:
             extra_cols.append(ds)
     cols = ["r", "rts", "p", "e", "tc", *extra_cols]

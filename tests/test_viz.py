@@ -298,6 +298,16 @@ class TestCharts:
         assert "100 test digits" in fig["layout"]["yaxis"]["title"]["text"]
 
 
+def test_table1_cell_is_the_default_named_model_not_a_variant():
+    cards = [
+        {"name": name, "dataset": {"name": "r"}, "config": {"transform": "affine"}, "metrics": {"test_error": err}}
+        for name, err in (("r-affine-crop20", 0.0058), ("r-affine", 0.0054), ("r-affine-upright", 0.0071))
+    ]
+    html = viz.table1_html(cards)
+    assert 'title="r-affine">0.54</b>' in html and "0.71" not in html and "0.58" not in html
+    assert 'title="r-affine-upright">0.71</b>' in viz.table1_html([cards[2]])  # a variant alone fills its cell
+
+
 def test_table1_puts_ours_beside_the_paper():
     cards = [
         {"name": "rts-affine", "dataset": {"name": "rts"}, "config": {"transform": "affine"}, "metrics": {"test_error": 0.0083}},
