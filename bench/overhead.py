@@ -47,6 +47,9 @@ from stn.model import ModelConfig, STClassifier
 from stn.train import cpu_name
 
 CANVASES = {"r": (28, 28), "rts": (42, 42), "wild": (56, 56)}
+# paper: the zoo's localisation CNN; light: ``--loc-net light``; fc: ``--localization fc`` (the paper's ST-FCN net,
+# two 32-unit hidden layers on the flattened canvas)
+LOC_NETS = ("paper", "light", "fc")
 
 
 def machine(device: torch.device) -> str:
@@ -79,9 +82,11 @@ def _label(spec: str) -> str:
 def _models(spec: str, device: torch.device, loc_net: str = "paper") -> dict[str, torch.nn.Module]:
     dataset, size, crop = _canvas(spec)
     torch.manual_seed(0)
+    if loc_net not in LOC_NETS:
+        raise SystemExit(f"--loc-nets: unknown localisation net {loc_net!r}; choose from {', '.join(LOC_NETS)}")
     loc_options = light_options((1, *size)) if loc_net == "light" else {}
     st = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform="affine", loc_options=loc_options,
-                                  crop_size=(crop, crop))).to(device)
+                                  localization="fc" if loc_net == "fc" else "cnn", crop_size=(crop, crop))).to(device)
     cnn = STClassifier(ModelConfig(dataset=dataset, input_size=size, transform=None)).to(device)
     return {"st-cnn": st, "cnn": cnn, "st": st.st, "loc": st.st.localization, "cls-on-crop": st.classifier}
 
@@ -343,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["st", "served", "predict", "all"], default="all")
     ap.add_argument("--datasets", default="r,rts,wild",
                     help="canvases for the overhead table; NAME:CROP for a transformer whose output is CROP×CROP (e.g. r:20)")
-    ap.add_argument("--loc-nets", default="paper,light", help="localisation nets to time: paper (the zoo's), light (--loc-net light)")
+    ap.add_argument("--loc-nets", default="paper,light", help="localisation nets to time: paper (the zoo's), light (--loc-net light), fc (--localization fc)")
     ap.add_argument("--batches", default="1,256")
     ap.add_argument("--rounds", type=int, default=5, help="timing rounds per model (median)")
     ap.add_argument("--budget", type=float, default=512, help="images per timing round (sets iterations)")

@@ -75,3 +75,27 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
         app.ReaderPool.read = reader_read
         for name in ("prepare", "_predict_tensor"):  # the wrappers are instance attributes: back to the class's methods
             app.ENGINE.__dict__.pop(name, None)
+
+
+def test_overhead_localisation_nets(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/overhead.py times the zoo's three localisation nets against the same CNN; an unknown one is refused
+    in one sentence. A tiny run fills every column of the table."""
+    import torch
+
+    from stn.localization import CNNLocalizer, FCLocalizer
+
+    overhead = _load("overhead")
+    cpu = torch.device("cpu")
+    models = overhead._models("r", cpu, "fc")
+    assert isinstance(models["loc"], FCLocalizer)
+    assert isinstance(overhead._models("r", cpu, "light")["loc"], CNNLocalizer)
+    assert models["cnn"].st is None and models["st-cnn"].classifier is models["cls-on-crop"]
+    with pytest.raises(SystemExit, match="unknown localisation net 'tiny'"):
+        overhead._models("r", cpu, "tiny")
+
+    args = overhead.argparse.Namespace(datasets=["r"], loc_nets=["fc"], batches=[2], budget=2, rounds=1)
+    rows = overhead.st_overhead(args, cpu)
+    assert [(r["loc_net"], r["batch"], r["pass"]) for r in rows] == [("fc", 2, "fwd"), ("fc", 2, "fwd+bwd")]
+    table = overhead.st_table(rows)
+    assert table.count("\n| r 28×28 | fc | 2 |") == 2
+    assert all(r["cnn_ms"] > 0 and r["st-cnn_ms"] > 0 and 0 < r["st_share"] for r in rows)
