@@ -199,8 +199,8 @@ def served_batch1(args: argparse.Namespace) -> list[dict]:
 
 
 def served_table(rows: list[dict]) -> str:
-    lines = ["| canvas | loc net | CNN eager ms | ST-CNN eager ms | ST-CNN vs CNN, eager | CNN traced ms | ST-CNN traced ms "
-             "| ST-CNN vs CNN, traced |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [("| canvas | loc net | CNN eager ms | ST-CNN eager ms | ST-CNN vs CNN, eager | CNN traced ms | ST-CNN traced ms "
+              "| ST-CNN vs CNN, traced |"), "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['canvas']} | {r['loc_net']} | {r['cnn_eager_ms']:.3f} | {r['st-cnn_eager_ms']:.3f} | "
                      f"{100 * r['overhead_eager']:+.1f}% | {r['cnn_traced_ms']:.3f} | {r['st-cnn_traced_ms']:.3f} | "
