@@ -20,6 +20,8 @@ from torch import nn
 
 __all__ = ["InputGradConv2d", "conv_input_grad"]
 
+_GEMM_BLOCK = 4096  # columns (output positions) per product in conv_input_grad
+
 
 def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The gradient of ``F.conv2d(x, weight)`` (stride 1, no padding) with respect to a
@@ -36,7 +38,14 @@ def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     b, c, h, w = grad_out.shape
     kh, kw = weight.shape[-2:]
     g = grad_out.permute(0, 2, 3, 1).reshape(-1, c)  # (B·H·W, C): a view when channels-last
-    taps = (weight.reshape(c, kh * kw).t() @ g.t()).view(kh * kw, b, h, w)  # one (B, H, W) plane per tap
+    wt = weight.reshape(c, kh * kw).t()
+    taps = g.new_empty(kh * kw, g.shape[0])  # one (B, H, W) plane per tap
+    # In blocks of columns: the GEMM reads g transposed, and a block of it stays in cache while
+    # it is packed (on 256 24×24 maps 25% faster than one product over all columns, bench/README.md).
+    for start in range(0, g.shape[0], _GEMM_BLOCK):
+        stop = min(start + _GEMM_BLOCK, g.shape[0])
+        torch.mm(wt, g[start:stop].t(), out=taps[:, start:stop])
+    taps = taps.view(kh * kw, b, h, w)
     out = grad_out.new_zeros(b, h + kh - 1, w + kw - 1)
     for k in range(kh * kw):
         i, j = divmod(k, kw)

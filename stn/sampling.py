@@ -69,7 +69,9 @@ def sample(
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
     if padding not in ("zeros", "border"):
         raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
-    return F.grid_sample(input, grid.to(input.dtype), mode=mode, padding_mode=padding, align_corners=False)
+    if grid.dtype != input.dtype:  # checked here, not by .to(): a traced graph then has no no-op cast
+        grid = grid.to(input.dtype)
+    return F.grid_sample(input, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 def bilinear_reference(input: torch.Tensor, grid: torch.Tensor, padding: Padding = "zeros") -> torch.Tensor:

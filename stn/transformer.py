@@ -73,8 +73,12 @@ class SpatialTransformer(nn.Module):
 
     def regress(self, x: torch.Tensor) -> list[torch.Tensor]:
         """θ for each head: a list of ``heads`` tensors ``(B, n_params)``."""
-        raw = self.localization(x).view(x.shape[0], self.heads, self.transform.n_params)
-        params = [raw[:, k] for k in range(self.heads)]
+        raw = self.localization(x)  # (B, heads · n_params)
+        if self.heads == 1:  # no view and slice: at batch 1 every operation counts
+            params = [raw]
+        else:
+            raw = raw.view(x.shape[0], self.heads, self.transform.n_params)
+            params = [raw[:, k] for k in range(self.heads)]
         return [self.transform.bound(p) for p in params] if self.bound else params
 
     def warp(self, x: torch.Tensor, params: torch.Tensor, mode: Mode | None = None) -> torch.Tensor:

@@ -95,6 +95,17 @@ def _homogeneous_base_t(h: int, w: int, device: str, dtype: torch.dtype) -> torc
     return torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1).T.contiguous()
 
 
+@_constant_cache(maxsize=32)
+def _entry_mask(n: int, entries: tuple[int, ...], device: str) -> torch.Tensor:
+    """``(n,)`` bool, True at ``entries``: which parameters a family's ``bound`` treats one way.
+
+    ``bound`` is one ``torch.where`` on such a constant instead of slicing and concatenating
+    columns: 2-4 operations instead of 6-8, which at batch 1 is most of its cost."""
+    mask = torch.zeros(n, dtype=torch.bool)
+    mask[list(entries)] = True
+    return mask.to(device)
+
+
 def base_grid(out_size: Size, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Pixel centres of an ``(H, W)`` output in normalised coordinates.
 
@@ -208,8 +219,8 @@ class Affine(_MatrixTransform):
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         # tanh keeps the window centre inside the image; the linear part stays free so
         # rotations of any angle remain reachable.
-        a, t1, b, t2 = params[:, 0:2], params[:, 2:3], params[:, 3:5], params[:, 5:6]
-        return torch.cat([a, torch.tanh(t1), b, torch.tanh(t2)], dim=1)
+        _check_params(params, 6, self.name)
+        return torch.where(_entry_mask(6, (2, 5), str(params.device)), torch.tanh(params), params)
 
 
 class Attention(_MatrixTransform):
@@ -255,8 +266,9 @@ class Attention(_MatrixTransform):
         return Affine().matrix(self.to_affine(params))
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
-        s = params[:, :1].abs().clamp(min=self.min_scale)
-        return torch.cat([s, torch.tanh(params[:, 1:])], dim=1)
+        _check_params(params, 3, self.name)
+        scale = _entry_mask(3, (0,), str(params.device))
+        return torch.where(scale, params.abs().clamp(min=self.min_scale), torch.tanh(params))
 
 
 class Projective(_MatrixTransform):
@@ -292,11 +304,11 @@ class Projective(_MatrixTransform):
         return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view, as Affine.grid
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
-        p = params.clone()
-        p[:, 2] = torch.tanh(params[:, 2])
-        p[:, 5] = torch.tanh(params[:, 5])
-        p[:, 6:] = params[:, 6:].clamp(-0.5, 0.5)  # perspective terms: keep the horizon off-image
-        return p
+        _check_params(params, 8, self.name)
+        dev = str(params.device)
+        # perspective terms clamped: keep the horizon off-image
+        p = torch.where(_entry_mask(8, (6, 7), dev), params.clamp(-0.5, 0.5), params)
+        return torch.where(_entry_mask(8, (2, 5), dev), torch.tanh(params), p)
 
 
 def _tps_kernel(r2: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,20 @@ def test_input_grad_is_the_transposed_convolution(memory_format, kernel) -> None
     torch.testing.assert_close(got, F.conv_transpose2d(grad_out, weight))
 
 
+def test_input_grad_over_several_column_blocks(monkeypatch) -> None:
+    """The product runs in blocks of output positions; blocks that do not divide the positions
+    evenly (and a last, short one) give the same gradient as one product."""
+    import stn.conv
+
+    g = torch.Generator().manual_seed(1)
+    grad_out = torch.randn(3, 5, 8, 6, generator=g).contiguous(memory_format=torch.channels_last)  # 144 positions
+    weight = torch.randn(5, 1, 5, 5, generator=g)
+    want = F.conv_transpose2d(grad_out.contiguous(), weight)
+    for block in (1, 7, 48, 144, 1000):
+        monkeypatch.setattr(stn.conv, "_GEMM_BLOCK", block)
+        torch.testing.assert_close(conv_input_grad(grad_out, weight), want)
+
+
 def test_gradients_match_nn_conv2d() -> None:
     """Both gradients, input and weight, as nn.Conv2d's autograd gives them (gradcheck in float64)."""
     torch.manual_seed(0)

@@ -612,3 +612,31 @@ def test_grid_trains_after_inference_mode(family):
     p = t.identity(2).requires_grad_()
     t.grid(p, size).square().sum().backward()
     assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+# Each family's bound, entry by entry, written the plain way: (function of the entry, entries).
+_BOUND_BY_ENTRY = {
+    "affine": [(torch.tanh, [2, 5]), (lambda v: v, [0, 1, 3, 4])],
+    "attention": [(lambda v: v.abs().clamp(min=0.1), [0]), (torch.tanh, [1, 2])],
+    "projective": [(torch.tanh, [2, 5]), (lambda v: v.clamp(-0.5, 0.5), [6, 7]), (lambda v: v, [0, 1, 3, 4])],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BOUND_BY_ENTRY))
+def test_bound_values_and_gradients_entry_by_entry(name):
+    """bound is one select on a constant mask; its values and its gradient are those of each entry's own
+    function (no gradient leaks from the branch not taken)."""
+    tf = T.get(name)
+    raw = (torch.randn(16, tf.n_params, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 3)
+    raw = raw.requires_grad_()
+    seed = torch.randn(16, tf.n_params, dtype=torch.float64)
+    (tf.bound(raw) * seed).sum().backward()
+    ref = raw.detach().clone().requires_grad_()
+    want = torch.zeros_like(ref)
+    for fn, cols in _BOUND_BY_ENTRY[name]:
+        want = want.index_add(1, torch.tensor(cols), fn(ref[:, cols]))
+    torch.testing.assert_close(tf.bound(raw.detach()), want.detach())
+    (want * seed).sum().backward()
+    torch.testing.assert_close(raw.grad, ref.grad)
+    with pytest.raises(ValueError, match=name):
+        tf.bound(torch.zeros(2, tf.n_params + 1))
