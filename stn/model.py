@@ -197,6 +197,9 @@ class STClassifier(nn.Module):
             with warnings.catch_warnings():  # deprecation, and tracing's notes on the input checks
                 warnings.simplefilter("ignore")
                 probe = torch.rand(shape, device=dev)
+                # Fill the transforms' caches (base grids, TPS weights) eagerly first: built during the
+                # trace they would be recorded as operations and rebuilt on every call.
+                self.forward_all(probe)
                 traced = torch.jit.freeze(torch.jit.trace(_Forward().eval(), probe, check_trace=False))
                 for x in (probe, torch.rand(shape, device=dev), torch.zeros(shape, device=dev)):
                     fast, slow = traced(x), self.forward_all(x)

@@ -109,6 +109,43 @@ def test_traced_predict_equals_eager(config) -> None:
     assert model.predict(batch).probs.shape[0] == 3
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig("r", (28, 28), transform="affine", localization="fc"),
+        ModelConfig("rts", (42, 42), transform="attention"),
+        ModelConfig("p", (28, 28), transform="projective"),
+        ModelConfig("e", (28, 28), transform="tps", transform_options={"grid_size": 3}),
+        ModelConfig("pair", (42, 84), transform="affine", heads=2),
+    ],
+    ids=["affine-fc", "attention", "projective", "tps", "two-heads"],
+)
+def test_traced_graph_builds_no_constants_per_call(config) -> None:
+    """Every operation of the frozen graph depends on the input: masks, base grids and TPS weights are
+    constants of the graph, not rebuilt on each call, even when the first call that builds them is the
+    trace itself (caches emptied first)."""
+    from stn import transforms
+
+    for cached in (transforms._entry_mask, transforms._homogeneous_base_t, transforms._base_grid_cached,
+                   transforms._tps_weights):
+        cached.cache_clear()
+    model = STClassifier(config).eval()
+    assert model.trace_for_inference()
+    graph = next(iter(model._traced.values()))[0].graph
+    live = {i.debugName() for i in graph.inputs() if i.type().kind() == "TensorType"}
+    static = []
+    for node in graph.nodes():
+        if node.kind().startswith("prim::"):
+            if any(i.debugName() in live for i in node.inputs()):
+                live.update(o.debugName() for o in node.outputs())
+            continue
+        if any(i.debugName() in live for i in node.inputs()):
+            live.update(o.debugName() for o in node.outputs())
+        else:
+            static.append(node.kind())
+    assert not static, f"operations that do not depend on the input: {static}"
+
+
 def test_traced_copy_is_dropped_when_the_weights_change() -> None:
     model = STClassifier(ModelConfig("rts", (42, 42), transform="affine")).eval()
     x = torch.rand(1, 1, 42, 42)
