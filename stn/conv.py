@@ -7,9 +7,9 @@ transposed convolution to a single output channel, for which oneDNN's CPU kernel
 batch of 256 28×28 crops, 40–53 ms against 4.7 ms for the forward, most of the ST-CNN's
 training overhead over its CNN (bench/README.md).
 
-:class:`InputGradConv2d` computes it as one matrix product and k×k shifted additions instead
-(~9 ms), and is an ordinary ``nn.Conv2d`` otherwise (same parameters, same forward, same
-results to float rounding).
+:class:`InputGradConv2d` computes it as a matrix product (in blocks of output positions) and k×k
+shifted additions instead (9–17 ms, depending on the day's machine), and is an ordinary ``nn.Conv2d``
+otherwise (same parameters, same forward, same results to float rounding).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ _GEMM_BLOCK = 4096  # columns (output positions) per product in conv_input_grad
 
 def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """The gradient of ``F.conv2d(x, weight)`` (stride 1, no padding) with respect to a
-    one-channel ``x``: ``F.conv_transpose2d(grad_out, weight)``, computed as one GEMM and k×k
-    shifted additions.
+    one-channel ``x``: ``F.conv_transpose2d(grad_out, weight)``, computed as a GEMM over blocks of
+    output positions and k×k shifted additions.
 
     Args:
         grad_out: ``(B, C, H, W)``, any memory format (channels-last needs no copy).
