@@ -260,7 +260,9 @@ class Client:
                 data.append(p.get("parameter_default"))
         return data
 
-    def predict(self, image: Path, payload: bytes) -> tuple[bool, str]:
+    def predict(self, image: Path, payload: bytes, limit: int | None = 300) -> tuple[bool, str]:
+        """Upload ``payload`` as ``image``'s name and call the endpoint → (completed, the event's data
+        or what went wrong), the data cut to ``limit`` characters (``None``: whole)."""
         boundary = uuid.uuid4().hex
         body = (
             f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{image.name}"\r\n'
@@ -287,7 +289,7 @@ class Client:
             if line.startswith("event:"):
                 event = line[6:].strip()
             elif line.startswith("data:") and event in ("complete", "error"):
-                return event == "complete", line[5:].strip()[:300]
+                return event == "complete", line[5:].strip()[:limit]
         return False, f"no complete event in the stream: {out[:200]!r}"
 
 

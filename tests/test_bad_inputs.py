@@ -569,3 +569,77 @@ def test_app_read_the_corpus_in_its_reader(corpus, app_client):
     assert reader.ahead_stats["used"] >= 3, reader.ahead_stats
     assert [w.process.pid for w in reader._all] == _READER_PIDS
     assert all(w.process.poll() is None for w in reader._all)
+
+
+@pytest.mark.slow
+def test_app_under_mixed_traffic(corpus, app_client, bench_script):
+    """Eight visitors at once over plain REST, as browsers and ``curl`` send: each uploads the same
+    digit at the same moment (Gradio caches uploads by content), then the whole corpus in its own
+    order, bombs and broken files among the digits. Every readable file is read (as its digit by
+    the default model), every bad one gets its sentence naming it, and the server and its reader
+    process live on: a hostile upload costs nobody else their answer."""
+    import random
+    import re
+    import threading
+    from urllib.parse import urlparse
+
+    load = bench_script("load")
+    _, url, name = app_client
+    port = urlparse(url).port
+    status, info = load.Client(port, [], name)._request("GET", "/gradio_api/info")
+    assert status == 200
+    params = json.loads(info)["named_endpoints"]["/predict"]["parameters"]
+    payloads = {case.name: corpus[case.name].read_bytes() for case in CASES}
+    visitors = 8
+    together = threading.Barrier(visitors)
+    answers: list[tuple[int, str, bool, str]] = []
+    lock = threading.Lock()
+
+    def visitor(v: int) -> None:
+        client = load.Client(port, params, name)
+        order = [CASES[0]] + random.Random(v).sample(CASES, len(CASES))
+        for k, case in enumerate(order):
+            if k == 0:
+                together.wait(timeout=120)
+            try:
+                ok, text = client.predict(corpus[case.name], payloads[case.name], limit=None)
+            except Exception as exc:  # noqa: BLE001 - recorded, and the assertions below name it
+                ok, text = False, f"request failed: {type(exc).__name__}: {exc}"
+            with lock:
+                answers.append((v, case.name, ok, text))
+
+    threads = [threading.Thread(target=visitor, args=(v,), daemon=True) for v in range(visitors)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not any(t.is_alive() for t in threads), "a request hung"
+    assert len(answers) == visitors * (len(CASES) + 1)
+    by_name = {case.name: case for case in CASES}
+    labels = stn.DEFAULT_MODEL == name
+    wrong = []
+    for v, fname, ok, text in answers:
+        case = by_name[fname]
+        if case.readable:
+            if not ok:
+                wrong.append(f"visitor {v}, {fname}: not read: {text[:300]}")
+                continue
+            out = _app_json(json.loads(text))
+            if labels and str(out["label"]) != str(label_of(case.index)):
+                wrong.append(f"visitor {v}, {fname}: read as {out['label']}, drawn {label_of(case.index)}")
+        elif ok:
+            wrong.append(f"visitor {v}, {fname}: answered instead of refused: {text[:200]}")
+        elif "Traceback" in text:
+            wrong.append(f"visitor {v}, {fname}: a traceback reached the visitor: {text[:300]}")
+        elif case.name.startswith("oversize"):
+            if not text.startswith("upload 413"):
+                wrong.append(f"visitor {v}, {fname}: the upload was not refused for its size: {text[:200]}")
+        else:
+            message = text.lower()
+            if not re.search(case.error, message) or Path(fname).stem.lower() not in message:
+                wrong.append(f"visitor {v}, {fname}: expected /{case.error}/ and the file's name, got {text[:300]}")
+    assert not wrong, "\n".join(wrong)
+    reader = sys.modules["app"].READER
+    assert [w.process.pid for w in reader._all] == _READER_PIDS, "a reader process died or was replaced"
+    ok, text = load.Client(port, params, name).predict(corpus["plain.png"], payloads["plain.png"], limit=None)
+    assert ok and "label" in _app_json(json.loads(text))

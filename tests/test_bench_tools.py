@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,16 +11,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_load_targets_and_variants() -> None:
-    load = _load("load")
+def test_load_targets_and_variants(bench_script) -> None:
+    load = bench_script("load")
     assert load.parse_target("floor") == ("floor", {})
     assert load.parse_target("app+STN_CONCURRENCY=4+X=a=b") == ("app", {"STN_CONCURRENCY": "4", "X": "a=b"})
     for bad in ("nope", "app+STN_CONCURRENCY", "app+=4"):
@@ -30,10 +21,10 @@ def test_load_targets_and_variants() -> None:
     assert load.main(["--targets", "app,nope"]) == 2  # refused before any server starts
 
 
-def test_load_logs_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_logs_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str], bench_script) -> None:
     """--logs names a folder (made when missing); one that cannot be made is refused in one sentence,
     before any server starts."""
-    load = _load("load")
+    load = bench_script("load")
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert load.main(["--targets", "floor", "--logs", str(blocker / "logs")]) == 2
@@ -41,7 +32,7 @@ def test_load_logs_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+                                       monkeypatch: pytest.MonkeyPatch, bench_script) -> None:
     """bench/app_timed.py wraps the app's stages without changing what they return, and prints
     the medians of every 100 reads."""
     # as tests/test_app.py's fixture: Gradio's folders are fixed when the app is first imported
@@ -61,7 +52,7 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
     expected = app.read_file(image, None)
     try:
         monkeypatch.setenv("STN_READERS", "0")  # what app_timed sets, undone after the test
-        timed = _load("app_timed")
+        timed = bench_script("app_timed")
         for _ in range(100):
             got = app.read_file(image, None)
         line = capsys.readouterr().out.strip().splitlines()[-1]
@@ -77,14 +68,14 @@ def test_app_timed_reports_stage_times(capsys: pytest.CaptureFixture[str], tmp_p
             app.ENGINE.__dict__.pop(name, None)
 
 
-def test_overhead_localisation_nets(capsys: pytest.CaptureFixture[str]) -> None:
+def test_overhead_localisation_nets(capsys: pytest.CaptureFixture[str], bench_script) -> None:
     """bench/overhead.py times the zoo's three localisation nets against the same CNN; an unknown one is refused
     in one sentence. A tiny run fills every column of the table."""
     import torch
 
     from stn.localization import CNNLocalizer, FCLocalizer
 
-    overhead = _load("overhead")
+    overhead = bench_script("overhead")
     cpu = torch.device("cpu")
     models = overhead._models("r", cpu, "fc")
     assert isinstance(models["loc"], FCLocalizer)
