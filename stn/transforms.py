@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "Transform",
@@ -95,6 +96,21 @@ def _homogeneous_base_t(h: int, w: int, device: str, dtype: torch.dtype) -> torc
     return torch.cat([xy, torch.ones_like(xy[:, :1])], dim=1).T.contiguous()
 
 
+@_constant_cache(maxsize=64)
+def _grid_matrix(rows: int, h: int, w: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(H·W·rows, 3·rows)``: row ``(p, r)`` holds pixel ``p``'s ``[x y 1]`` in columns ``3r .. 3r+2``.
+
+    ``F.linear(M, this)`` on ``rows``×3 matrices ``M`` flattened to ``(B, 3·rows)`` gives
+    ``M @ [x y 1]^T`` for every pixel, already laid out as ``(B, H, W, rows)``: one product for
+    the batch, 2 operations of a traced graph instead of 4 (``bench/README.md``).
+    """
+    xy1 = _homogeneous_base_t(h, w, device, dtype).T  # (HW, 3)
+    out = torch.zeros(h * w, rows, rows, 3, device=device, dtype=dtype)
+    for r in range(rows):
+        out[:, r, r] = xy1
+    return out.reshape(h * w * rows, rows * 3)
+
+
 @_constant_cache(maxsize=32)
 def _entry_mask(n: int, entries: tuple[int, ...], device: str) -> torch.Tensor:
     """``(n,)`` bool, True at ``entries``: which parameters a family's ``bound`` treats one way.
@@ -157,8 +173,8 @@ class Transform:
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel.
 
-        It may be a strided view (affine, projective: the transposed output of one GEMM, which the
-        sampler reads as it is); flatten it with ``reshape``, not ``view``.
+        It may be a strided view (projective: the transposed output of one GEMM, which the sampler
+        reads as it is); flatten it with ``reshape``, not ``view``.
         """
         raise NotImplementedError
 
@@ -199,16 +215,12 @@ class Affine(_MatrixTransform):
         return (0, 1, 3, 4)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
-        # F.affine_grid's grid (align_corners=False) to float rounding, as one GEMM θ @ [x y 1]^T on a
-        # cached homogeneous base grid: ATen builds that base on every call and multiplies B small
-        # (HW, 3) @ (3, 2) products, so on the CPU its grid cost more than the sampler (forward +
-        # backward with the sampler now ~2x cheaper; bench/README.md).
+        # F.affine_grid's grid (align_corners=False) to float rounding, as one GEMM on a cached
+        # constant: ATen builds its base grid on every call and multiplies B small (HW, 3) @ (3, 2)
+        # products, so on the CPU its grid cost more than the sampler (bench/README.md).
         _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
-        base_t = _homogeneous_base_t(h, w, str(params.device), params.dtype)  # (3, HW)
-        # (B, 2, HW) seen as (B, H, W, 2) without a copy: grid_sample reads strided grids, and the
-        # transposing copy cost as much as the sampler (forward 2x cheaper without it, bench/README.md)
-        return torch.matmul(params.view(-1, 2, 3), base_t).transpose(1, 2).unflatten(1, (h, w))
+        return F.linear(params, _grid_matrix(2, h, w, str(params.device), params.dtype)).view(-1, h, w, 2)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 6, self.name)
@@ -296,11 +308,12 @@ class Projective(_MatrixTransform):
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         h, w = _check_size(out_size)
         m = self.matrix(params)  # (B, 3, 3)
-        # (B, 3, HW) = M @ [x y 1]^T: one GEMM for the batch (as Affine.grid)
+        # (B, 3, HW) = M @ [x y 1]^T: one GEMM for the batch. Planes, not Affine.grid's (B, H, W, 3)
+        # layout: the division below on rows of 3 ran 22% slower at batch 256 (bench/README.md).
         uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(params.device), params.dtype))
         den = uvw[:, 2:]
         den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
-        return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view, as Affine.grid
+        return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         _check_params(params, 8, self.name)

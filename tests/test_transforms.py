@@ -121,8 +121,8 @@ class TestIdentity:
         _assert_close(grid, T.base_grid(size, device, dtype).expand(2, *size, 2), dtype)
 
     def test_a_strided_grid_samples_as_its_copy(self, name, dtype, device):
-        """Affine and projective grids are strided views of one GEMM's output; the sampler reads
-        them as it reads a contiguous copy, forward and backward."""
+        """A family's grid, strided view or not, samples as its contiguous copy does, forward and
+        backward."""
         tf = T.get(name)
         g = torch.Generator().manual_seed(0)
         p = (tf.identity(3, dtype=dtype) + 0.05 * torch.randn(3, tf.n_params, generator=g, dtype=dtype)).to(device)

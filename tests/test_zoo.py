@@ -127,7 +127,7 @@ def test_traced_graph_builds_no_constants_per_call(config) -> None:
     from stn import transforms
 
     for cached in (transforms._entry_mask, transforms._homogeneous_base_t, transforms._base_grid_cached,
-                   transforms._tps_weights):
+                   transforms._grid_matrix, transforms._tps_weights):
         cached.cache_clear()
     model = STClassifier(config).eval()
     assert model.trace_for_inference()
