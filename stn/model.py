@@ -150,11 +150,11 @@ class STClassifier(nn.Module):
         if self.st is None:
             return self.classifier(nhwc).unsqueeze(1), [x], []
         crops, params = self.st.forward_heads(nhwc)
-        b = x.shape[0]
-        batch = (crops[0] if len(crops) == 1 else torch.cat(crops, dim=0)).contiguous(memory_format=torch.channels_last)
+        if len(crops) == 1:  # one operation fewer than the view and transpose below (batch 1: each counts)
+            return self.classifier(crops[0].contiguous(memory_format=torch.channels_last)).unsqueeze(1), crops, params
+        batch = torch.cat(crops, dim=0).contiguous(memory_format=torch.channels_last)
         logits = self.classifier(batch)  # one pass for all heads
-        logits = logits.view(len(crops), b, -1).transpose(0, 1)
-        return logits, crops, params
+        return logits.view(len(crops), x.shape[0], -1).transpose(0, 1), crops, params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` → logits ``(B, heads, n_classes)``."""
