@@ -4,12 +4,14 @@ app's own assets, uploads size-capped, and no secrets in the repository."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -250,3 +252,91 @@ def test_uploads_are_size_capped(app_port):
     finally:
         conn.close()
     assert resp.status == 413, f"an upload of {len(payload) / 2**20:.0f} MB was accepted ({resp.status}: {text[:200]})"
+
+
+def _queue_call(port: int, session: str, fn_index: int, data: list, trigger: int | None, timeout: float = 60) -> dict:
+    """One event as the page sends it (``/gradio_api/queue/join``, then the session's event stream)
+    → the ``process_completed`` message."""
+    body = json.dumps({"data": data, "event_data": None, "fn_index": fn_index, "trigger_id": trigger,
+                       "session_hash": session}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/gradio_api/queue/join", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        text = resp.read()
+        assert resp.status == 200, f"queue/join {resp.status}: {text[:300]!r}"
+        conn.request("GET", f"/gradio_api/queue/data?session_hash={session}")
+        stream = conn.getresponse()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = stream.fp.readline()
+            if not line:
+                break
+            if line.startswith(b"data:"):
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    return msg
+    finally:
+        conn.close()
+    raise AssertionError(f"event {fn_index} did not complete within {timeout:.0f} s")
+
+
+@pytest.mark.slow
+def test_crafted_event_values_are_refused(app_port):
+    """The page's events take only what their controls can send: values a crafted request puts out of a
+    slider's range (1e308, -1e12, a string), a head or a kernel not among the choices, a model not in the
+    zoo, a sketch layer pointing at a server file. Each is refused at once without a traceback to the
+    client, and the same session goes on working with a valid value afterwards."""
+    status, body = _get(app_port, "/config")
+    assert status == 200
+    config = json.loads(body)
+    comps = {c["id"]: c for c in config["components"]}
+    deps = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
+    session = uuid.uuid4().hex
+
+    def call(name: str, values: dict[str, object]) -> dict:
+        """``values`` by input label (states stay server-side: None); every other input its control's value."""
+        dep = deps[name]
+        data = []
+        for cid in dep["inputs"]:
+            comp = comps[cid]
+            label = comp.get("props", {}).get("label")
+            data.append(None if comp["type"] == "state" else values.get(label, comp.get("props", {}).get("value")))
+        trigger = dep["targets"][0][0] if dep.get("targets") else None
+        return _queue_call(app_port, session, dep["id"], data, trigger)
+
+    example = min((REPO / "assets" / "examples").glob("*.png"))
+    boundary = uuid.uuid4().hex
+    upload = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{example.name}"\r\n'
+              "Content-Type: image/png\r\n\r\n").encode() + example.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=60)
+    conn.request("POST", "/gradio_api/upload", body=upload, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    path = json.loads(conn.getresponse().read())[0]
+    conn.close()
+    image = {"path": path, "orig_name": example.name, "meta": {"_type": "gradio.FileData"}}
+    assert call("predict", {"A picture of a digit": image})["success"], "the example was not read"
+
+    rotation, scale_x = "rotation of the grid (° anticlockwise)", "scale x (< 1 zooms in)"
+    crafted = [
+        ("playground_update", {rotation: 1e308}),
+        ("playground_update", {rotation: "ninety"}),
+        ("playground_update", {scale_x: -1e12}),
+        ("playground_update", {"Head": "head 99"}),
+        ("kernel_view", {"output row": 10**9}),
+        ("kernel_view", {"Sampling kernel": "bicubic; rm -rf /"}),
+        ("invariance_view", {"rotate the input (° anticlockwise)": float("1e308")}),
+        ("change_model", {"Model": "../../etc/passwd"}),
+        ("predict_sketch_live", {"Draw a digit": {"background": None, "composite": None,
+                                                  "layers": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}]}}),
+    ]
+    for name, values in crafted:
+        msg = call(name, values)
+        text = json.dumps(msg.get("output", {}))
+        assert msg["success"] is False, f"{name} {values}: accepted: {text[:300]}"
+        assert "Traceback" not in text and "root:" not in text, f"{name} {values}: {text[:300]}"
+    # the control: each event, with values its controls can send, works in the same session
+    for name, values in [("playground_update", {rotation: 30.0}), ("kernel_view", {"output row": 5}),
+                         ("invariance_view", {"rotate the input (° anticlockwise)": 30.0}), ("change_model", {"Model": "r-affine"})]:
+        ok = call(name, values)
+        assert ok["success"], f"{name} {values} failed after the crafted events: {json.dumps(ok)[:300]}"
+    assert _get(app_port, "/gradio_api/info")[0] == 200
