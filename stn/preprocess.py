@@ -6,9 +6,11 @@ with the digit's ink box about ``config.digit_size`` pixels long, as in its trai
 a transparent PNG, or a sketch whose strokes live only in the alpha channel, of any size:
 
 1. open safely (:func:`open_image`): size cap, Pillow's decompression-bomb guard, first frame
-   of an animation, EXIF orientation; odd modes (16-bit, float, CMYK, palette, LA) to float grey;
+   of an animation, EXIF orientation; odd modes (16-bit, float, CMYK, CIELAB, palette, LA) to
+   float grey; a file that is not a picture (a PDF, an iPhone's HEIC, a video) named as such;
 2. ink map: alpha where the strokes are in alpha; else grey minus a local paper estimate
-   (a morphological closing, so shading and vignetting drop out), polarity from the border;
+   (a morphological closing, so shading and vignetting drop out), polarity from where the
+   border (the paper) lies between the picture's darkest and brightest parts;
 3. keep the connected ink blobs that carry the mass, drop specks, and refuse an image with
    no digit on it (blank, uniform, transparent, noise) with a clear message;
 4. crop around the ink's centre of mass so that its box is ``digit_size`` long, resize with
@@ -107,13 +109,12 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(f"{label}: the image declares too many pixels to decode safely. Send a smaller image.") from None
         except UnidentifiedImageError:
-            if data.startswith(_IMAGE_SIGNATURES):  # an image's header, then nothing Pillow can parse
-                raise ImageError(f"{label}: the image file is damaged or truncated. Save it again and retry.") from None
-            raise ImageError(f"{label}: this is not an image format we can read. Send a PNG, JPEG, WebP, GIF, BMP or TIFF.") from None
+            raise _not_a_picture(label, data) from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{label}: the image file is damaged or truncated ({type(exc).__name__}). Save it again and retry.") from None
     if img.width < MIN_SIDE or img.height < MIN_SIDE:
         raise ImageError(f"{label}: {img.width}×{img.height} pixels is too small to hold a digit (at least {MIN_SIDE}×{MIN_SIDE}).")
+    img = _plain_mode(img, label)
     try:
         if img is source:  # the caller's image: turn a copy
             img = ImageOps.exif_transpose(img) or img
@@ -122,6 +123,40 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
     except Exception:  # a broken EXIF block must not lose the picture
         pass
     return img
+
+
+# Modes the ink analysis reads directly; anything else (LAB, HSV, ...) is turned into one of them first.
+_PLAIN_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                          "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def _plain_mode(img: Image.Image, label: str) -> Image.Image:
+    """``img`` in a mode of ``_PLAIN_MODES``: CIELAB keeps its lightness, other modes go through RGB."""
+    if img.mode in _PLAIN_MODES:
+        return img
+    try:
+        if img.mode == "LAB":  # L* is the picture's lightness, 0-255
+            return img.getchannel("L")
+        return img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    except (ValueError, OSError):
+        raise ImageError(f"{label}: its colour mode ({img.mode}) cannot be read. Save it as an RGB or greyscale PNG or JPEG.") from None
+
+
+def _not_a_picture(label: str, data: bytes) -> ImageError:
+    """The sentence for a file Pillow cannot identify, naming what it is where that is clear."""
+    if data[4:8] == b"ftyp":  # ISO media: HEIF/HEIC (iPhones' photos), AVIF, or a video
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+            return ImageError(f"{label}: HEIC/HEIF photos (an iPhone's default) cannot be read here. Send it as JPEG or PNG: "
+                              "share or export it as JPEG, or take a screenshot of it.")
+        if brand in (b"avif", b"avis"):
+            return ImageError(f"{label}: this installation cannot read AVIF. Send the picture as PNG or JPEG.")
+        return ImageError(f"{label}: this looks like a video, not a picture. Send a PNG or JPEG of a digit.")
+    if data.startswith(b"%PDF-"):
+        return ImageError(f"{label}: this is a PDF document, not a picture. Export the page as PNG or JPEG, or take a screenshot of it.")
+    if data.startswith(_IMAGE_SIGNATURES):  # an image's header, then nothing Pillow can parse
+        return ImageError(f"{label}: the image file is damaged or truncated. Save it again and retry.")
+    return ImageError(f"{label}: this is not an image format we can read. Send a PNG, JPEG, WebP, GIF, BMP or TIFF.")
 
 
 def _draft(img: Image.Image) -> None:
@@ -149,8 +184,10 @@ def _to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float32)
         lo, hi = float(arr.min()), float(arr.max())
-        if mode.startswith("I;16") and hi <= 65535:
-            lo, hi = 0.0, 65535.0 if hi > 255 else 255.0
+        if mode.startswith("I;16") and hi <= 255:  # 8-bit values in a 16-bit file
+            lo, hi = 0.0, 255.0
+        # Otherwise the picture's own range: 10-, 12- and 14-bit sensors and scanners fill only part
+        # of a 16-bit file, which on a 0-65535 scale would read as a blank page.
         grey = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
     else:
         grey = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
@@ -160,9 +197,15 @@ def _to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 def _closing(a: np.ndarray, k: int) -> np.ndarray:
     """Grey closing (max then min filter) with a k×k square, replicate padding: removes dark details thinner than k.
 
-    scipy's 1-D min/max filters are separable and O(1) per pixel in ``k`` (and in C).
+    The picture is padded by k // 2 before the filters, so that the max filter's spread past the
+    edge is kept and the min filter takes it back: filtered in place, a speck of glare within
+    k // 2 of the edge would stay as a bright streak up to it, and the paper estimate there be too
+    bright (false ink). scipy's 1-D min/max filters are separable and O(1) per pixel in ``k`` (and in C).
     """
-    return ndimage.minimum_filter(ndimage.maximum_filter(a, k, mode="nearest"), k, mode="nearest")
+    r = k // 2
+    padded = np.pad(a, r, mode="edge")
+    closed = ndimage.minimum_filter(ndimage.maximum_filter(padded, k, mode="nearest"), k, mode="nearest")
+    return closed[r : r + a.shape[0], r : r + a.shape[1]]
 
 
 def _sketch_alpha(img: Image.Image) -> np.ndarray | None:
@@ -224,10 +267,15 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
     h, w = grey.shape
     border = np.concatenate([grey[: max(1, h // 20)].ravel(), grey[-max(1, h // 20) :].ravel(),
                              grey[:, : max(1, w // 20)].ravel(), grey[:, -max(1, w // 20) :].ravel()])
-    dark_ink = np.median(border) >= 0.5
+    # Dark ink when the paper (the border) lies nearer the picture's bright end than its dark one: an
+    # underexposed photo's paper can be darker than mid-grey and is still paper. The extremes of the
+    # 2×2 block means, so that a speck of glare or dust does not decide.
+    smooth = _block_mean2(grey) if min(h, w) >= 2 else grey
+    paper_level = float(np.median(border))
+    dark_ink = paper_level - float(smooth.min()) >= float(smooth.max()) - paper_level
     light = grey if dark_ink else 1.0 - grey  # paper light, ink dark
     if not local_paper:
-        return np.clip(float(np.median(border if dark_ink else 1.0 - border)) - light, 0, 1).astype(np.float32)
+        return np.clip((paper_level if dark_ink else 1.0 - paper_level) - light, 0, 1).astype(np.float32)
     k = max(5, (min(h, w) // 5) | 1)
     if k >= 31:
         # The paper is smooth at this scale: close a 2×2 block-max reduction (a quarter of the
@@ -249,6 +297,12 @@ def _block_max(a: np.ndarray, step: int) -> np.ndarray:
     # Pairwise maxima of strided views: numpy's reduce over short inner axes is many times slower.
     rows = functools.reduce(np.maximum, (padded[i::step] for i in range(step)))
     return functools.reduce(np.maximum, (rows[:, j::step] for j in range(step)))
+
+
+def _block_mean2(a: np.ndarray) -> np.ndarray:
+    """Means of the whole 2×2 blocks of ``a`` (an odd last row or column left out): ``(H // 2, W // 2)``."""
+    h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+    return (a[0:h:2, 0:w:2] + a[1:h:2, 0:w:2] + a[0:h:2, 1:w:2] + a[1:h:2, 1:w:2]) * np.float32(0.25)
 
 
 def _box_mean(a: np.ndarray, k: int, mode: str) -> np.ndarray:

@@ -3,9 +3,9 @@
 The corpus is made here, in a temporary folder, from MNIST test digits (the bundled subset) and
 PIL/numpy: nothing binary is committed. Every case says what a person would want back:
 
-- ``digit=d``: a readable digit in an odd container (16-bit, CMYK, palette, LA, EXIF-rotated,
-  animated, WebP, BMP, float TIFF, a wrong extension, ...) is read, and with the real default
-  model present it is read as ``d``;
+- ``digit=d``: a readable digit in an odd container (16-bit, 12-bit in 16, CMYK, CIELAB, palette,
+  LA, EXIF-rotated, animated, multi-page, WebP, BMP, PPM, float TIFF, a wrong extension, a photo
+  taken in a dim room, ...) is read, and with the real default model present it is read as ``d``;
 - ``error=PHRASE``: a picture with nothing on it, too small, not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
@@ -218,6 +218,39 @@ def _tiny_in_huge(i):
     return make
 
 
+def _dim_photo(i):
+    """Dark ink on paper photographed in a dim room: the paper darker than mid-grey, one speck of glare."""
+    def make(p: Path) -> None:
+        grey = on_paper(ink(i), paper=0.35, pen=0.05) + np.random.default_rng(2).normal(0, 0.01, (224, 224))
+        grey[20, 30] = 1.0
+        _save(Image.fromarray(u8(grey)).convert("RGB"), p, "JPEG", quality=85)
+
+    return make
+
+
+def _twelve_bit(i):
+    """A 12-bit scan (values 0-4095) in a 16-bit PNG: a 0-65535 scale would see a blank page."""
+    return lambda p: _save(Image.fromarray((on_paper(ink(i)) * 4095).astype(np.uint16)), p)
+
+
+def _lab_tiff(i):
+    return lambda p: _save(Image.fromarray(u8(on_paper(ink(i)))).convert("RGB").convert("LAB"), p, "TIFF")
+
+
+def _multipage_tiff(i, other):
+    def make(p: Path) -> None:
+        pages = [Image.fromarray(u8(on_paper(ink(j)))).convert("RGB") for j in (i, other)]
+        pages[0].save(p, "TIFF", save_all=True, append_images=pages[1:])
+
+    return make
+
+
+# ISO media headers (``ftyp`` box): an iPhone's HEIC photo, and an MP4 video; Pillow reads neither.
+_HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(4000)
+_MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(4000)
+_PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n" + b"%" * 2000 + b"\n%%EOF\n"
+
+
 def _const(value, size=(200, 200), mode="L"):
     return lambda p: Image.new(mode, size, value).save(p)
 
@@ -281,6 +314,12 @@ CASES: list[Case] = [
     Case("grey.jpg", _fmt(18, "JPEG", quality=40), index=18),
     Case("photo-uneven-light.jpg", _photo(11), index=11),
     Case("tiny-digit-huge-canvas.png", _tiny_in_huge(0), index=0),
+    Case("dim-room-photo.jpg", _dim_photo(21), index=21),
+    Case("scan-12bit.png", _twelve_bit(8), index=8),
+    Case("cielab.tiff", _lab_tiff(5), index=5),
+    Case("two-pages.tiff", _multipage_tiff(9, 3), index=9),
+    Case("digit.ppm", _fmt(12, "PPM"), index=12),
+    Case("progressive.jpg", _fmt(13, "JPEG", quality=85, progressive=True), index=13),
     # nothing to read
     Case("all-white.png", _const(255), error=NO_DIGIT),
     Case("all-black.png", _const(0), error=NO_DIGIT),
@@ -297,6 +336,9 @@ CASES: list[Case] = [
     Case("notes.png", _bytes(b"shopping list: milk, eggs, 7 apples\n" * 20), error="not an image format"),
     Case("page.html.jpg", _bytes(b"<!doctype html><html><body>7</body></html>\n"), error="not an image format"),
     Case("drawing.svg", _bytes(_SVG), error="svg"),
+    Case("IMG_0042.HEIC", _bytes(_HEIC), error="heic/heif .*send it as jpeg"),
+    Case("clip.mp4", _bytes(_MP4), error="video"),
+    Case("homework.pdf", _bytes(_PDF), error="pdf document"),
     Case("huge-10000x10000.png", lambda p: p.write_bytes(uniform_png(10000, 10000)), error=TOO_BIG),
     Case("large-7000x7000.png", lambda p: p.write_bytes(uniform_png(7000, 7000)), error=TOO_BIG),
     Case("bomb.png", lambda p: p.write_bytes(uniform_png(40000, 40000)), error=TOO_BIG),

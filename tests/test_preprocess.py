@@ -70,7 +70,17 @@ class TestClosing:
         def running(x: np.ndarray, op) -> np.ndarray:  # k×k window, replicate padding
             return op(sliding_window_view(np.pad(x, r, mode="edge"), (k, k)), axis=(2, 3))
 
-        np.testing.assert_array_equal(_closing(a, k), running(running(a, np.max), np.min))
+        # on the picture padded by r, then cut back
+        want = running(running(np.pad(a, r, mode="edge"), np.max), np.min)[r : r + a.shape[0], r : r + a.shape[1]]
+        np.testing.assert_array_equal(_closing(a, k), want)
+
+    @pytest.mark.parametrize(("row", "col"), [(0, 10), (2, 10), (2, 2), (37, 20)])
+    def test_glare_near_the_edge_stays_a_speck(self, row, col):
+        # A closing only fills dark details: a bright speck on flat paper comes back as it was,
+        # not as a bright streak to the edge (which would read as ink beside it).
+        a = np.full((40, 40), 0.35, np.float32)
+        a[row, col] = 1.0
+        np.testing.assert_array_equal(_closing(a, 9), a)
 
     def test_fills_strokes_thinner_than_k(self):
         a = np.ones((40, 40), np.float32)
@@ -163,6 +173,32 @@ class TestPaperEstimate:
             prepare(_page(digit=False), (56, 56), 32.0)
 
 
+class TestPolarity:
+    """Which of ink and paper is the darker is read from the picture's own range, not from mid-grey."""
+
+    @staticmethod
+    def _stroke(paper: float, ink: float) -> Image.Image:
+        a = np.full((120, 120), paper, np.float32)
+        a[30:90, 56:64] = ink  # an 8-px stroke
+        return Image.fromarray((a * 255 + 0.5).astype(np.uint8))
+
+    @pytest.mark.parametrize(
+        ("paper", "ink"),
+        [(0.93, 0.08), (0.35, 0.05), (0.25, 0.02), (0.6, 0.3),  # dark ink: white paper, photos in a dim room
+         (0.05, 0.95), (0.2, 0.8), (0.55, 0.9)],  # light ink: a screen, chalk on a board, a light pen on grey
+    )
+    def test_the_stroke_is_the_ink(self, paper, ink):
+        out = ink_map(self._stroke(paper, ink))
+        assert out[40:80, 58:62].min() > 0.5 * abs(paper - ink)
+        assert out[:, :40].max() < 0.02 and out[:, 80:].max() < 0.02
+
+    def test_a_12_bit_scan_is_read_on_its_own_range(self):
+        a = np.full((120, 120), 3800, np.uint16)
+        a[30:90, 56:64] = 300  # 12-bit values in a 16-bit file
+        out = ink_map(Image.fromarray(a))
+        assert out[40:80, 58:62].min() > 0.8
+
+
 class TestOpenImage:
     def _rotated_jpeg(self) -> bytes:
         img = Image.new("L", (60, 40), 255)
@@ -174,6 +210,22 @@ class TestOpenImage:
 
     def test_exif_orientation_applied_to_a_decoded_file(self):
         assert open_image(self._rotated_jpeg()).size == (40, 60)
+
+    def test_cielab_keeps_its_lightness(self):
+        lab = Image.new("RGB", (40, 40), (200, 200, 200)).convert("LAB")
+        img = open_image(lab)
+        assert img.mode == "L" and np.asarray(img).mean() > 150
+
+    @pytest.mark.parametrize(
+        ("data", "phrase"),
+        [(b"\x00\x00\x00\x18ftypheic" + bytes(64), "HEIC/HEIF"), (b"\x00\x00\x00\x18ftypavif" + bytes(64), "AVIF|damaged"),
+         (b"\x00\x00\x00\x18ftypmp42" + bytes(64), "video"), (b"%PDF-1.4\n" + bytes(64), "PDF document"),
+         (b"PK\x03\x04" + bytes(64), "not an image format")],
+        ids=["heic", "avif", "mp4", "pdf", "zip"],
+    )
+    def test_what_a_file_is_when_it_is_not_a_picture(self, data, phrase):
+        with pytest.raises(ImageError, match=f"^upload.bin: .*({phrase})"):
+            open_image(data, "upload.bin")
 
     def test_the_callers_image_is_not_turned(self):
         mine = Image.open(io.BytesIO(self._rotated_jpeg()))
