@@ -5,7 +5,7 @@ PIL/numpy: nothing binary is committed. Every case says what a person would want
 
 - ``digit=d``: a readable digit in an odd container (16-bit, 12-bit in 16, CMYK, CIELAB, palette,
   LA, EXIF-rotated, animated, multi-page, WebP, BMP, PPM, float TIFF, a wrong extension, a photo
-  taken in a dim room, ...) is read, and with the real default model present it is read as ``d``;
+  taken in a dim room, under a hard shadow, of a note on a dark desk, ...) is read, and with the real default model present it is read as ``d``;
 - ``error=PHRASE``: a picture with nothing on it, too small, not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
@@ -228,6 +228,27 @@ def _dim_photo(i):
     return make
 
 
+def _note_on_desk(i):
+    """A small page photographed on a dark desk: the picture's border is the desk, not the paper."""
+    def make(p: Path) -> None:
+        desk = np.full((480, 640), 0.18, np.float32) + np.random.default_rng(3).normal(0, 0.02, (480, 640))
+        desk[110:370, 200:460] = np.asarray(Image.fromarray(u8(on_paper(ink(i)))).resize((260, 260)), np.float32) / 255
+        _save(Image.fromarray(u8(desk)).convert("RGB"), p, "JPEG", quality=85)
+
+    return make
+
+
+def _hard_shadow(i):
+    """A hard shadow over the left half of the page, the digit under its edge."""
+    def make(p: Path) -> None:
+        page = np.zeros((480, 640), np.float32)
+        page[128:352, 208:432] = ink(i)
+        light = np.where(np.arange(640) < 330, 0.45, 0.95)[None, :]
+        _save(Image.fromarray(u8(light * (1 - 0.88 * page))).convert("RGB"), p, "JPEG", quality=85)
+
+    return make
+
+
 def _twelve_bit(i):
     """A 12-bit scan (values 0-4095) in a 16-bit PNG: a 0-65535 scale would see a blank page."""
     return lambda p: _save(Image.fromarray((on_paper(ink(i)) * 4095).astype(np.uint16)), p)
@@ -316,6 +337,8 @@ CASES: list[Case] = [
     Case("tiny-digit-huge-canvas.png", _tiny_in_huge(0), index=0),
     Case("dim-room-photo.jpg", _dim_photo(21), index=21),
     Case("scan-12bit.png", _twelve_bit(8), index=8),
+    Case("note-on-desk.jpg", _note_on_desk(104), index=104),
+    Case("shadow-over-half.jpg", _hard_shadow(102), index=102),
     Case("cielab.tiff", _lab_tiff(5), index=5),
     Case("two-pages.tiff", _multipage_tiff(9, 3), index=9),
     Case("digit.ppm", _fmt(12, "PPM"), index=12),

@@ -163,7 +163,9 @@ class TestPaperEstimate:
         light = light if dark_ink else 1 - light
         k = max(5, (min(light.shape) // 5) | 1)
         assert k >= 31, "this page must take the reduced path"
-        ref = np.maximum(_box_mean(_closing(light, k), 5, "edge") - light, 0)
+        closed = _closing(light, k)
+        paper = np.minimum(_box_mean(closed, 5, "edge"), closed)
+        ref = np.maximum(paper - light, 0) / np.maximum(paper, 0.25)
         out = ink_map(img)
         assert np.abs(out - ref).max() < 0.05
         assert out.max() > 0.5  # the stroke is there
@@ -191,6 +193,29 @@ class TestPolarity:
         out = ink_map(self._stroke(paper, ink))
         assert out[40:80, 58:62].min() > 0.5 * abs(paper - ink)
         assert out[:, :40].max() < 0.02 and out[:, 80:].max() < 0.02
+
+    def test_a_page_on_a_dark_desk(self):
+        # The border is the desk (dark), yet the ink is the dark stroke on the page, and neither the
+        # desk nor the page's edge is ink.
+        a = np.full((200, 250), 0.15, np.float32)  # within WORK_SIDE: no reduction
+        a[50:150, 80:180] = 0.92
+        a[70:130, 126:134] = 0.08
+        out = ink_map(Image.fromarray((a * 255).astype(np.uint8)))
+        assert out[80:120, 128:132].min() > 0.7
+        out[70:130, 124:136] = 0
+        assert out.max() < 0.05
+
+    @pytest.mark.parametrize("shape", ["bar", "ring"])
+    def test_light_strokes_on_a_dark_ground_are_no_page(self, shape):
+        # A bold light "1" fills its box but holds no dark marks; a light "0" holds one but does not fill it.
+        a = np.full((200, 250), 0.15, np.float32)  # within WORK_SIDE: no reduction
+        if shape == "bar":
+            a[40:160, 110:150] = 0.9
+        else:
+            a[40:160, 90:170] = 0.9
+            a[60:140, 110:150] = 0.15
+        out = ink_map(Image.fromarray((a * 255).astype(np.uint8)))
+        assert out[100, 130 if shape == "bar" else 100] > 0.5  # the light stroke is the ink
 
     def test_a_12_bit_scan_is_read_on_its_own_range(self):
         a = np.full((120, 120), 3800, np.uint16)
