@@ -315,20 +315,36 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    from stn.uploads import font_images, sketch_images, upload_accuracy
+    from stn.uploads import PHOTO_CONDITIONS, font_images, photo_images, sketch_images, upload_accuracy
     from stn.zoo import load_card, load_model, models_dir
+
+    def pct(r: dict) -> str:
+        return f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused)"
 
     for name in args.names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
-        sketch = upload_accuracy(model, sketch_images(args.sketches, root=args.data))
-        font = upload_accuracy(model, font_images(args.font_variants))
-        print(f"{name}: sketches {100 * sketch['accuracy']:.1f}% of {sketch['images']} "
-              f"({sketch['refused']} refused); handwriting fonts {100 * font['accuracy']:.1f}% of {font['images']} "
-              f"({font['refused']} refused)")
+        sets = {"sketch": upload_accuracy(model, sketch_images(args.sketches, root=args.data)),
+                "font": upload_accuracy(model, font_images(args.font_variants))}
+        per = args.photos // len(PHOTO_CONDITIONS)
+        conditions = {c: upload_accuracy(model, photo_images(per, seed=i, root=args.data, conditions=(c,)))
+                      for i, c in enumerate(PHOTO_CONDITIONS)} if per else {}
+        if conditions:
+            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused")}
+            photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
+            sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
+        print(f"{name}: sketches {pct(sets['sketch'])}; handwriting fonts "
+              + (pct(sets["font"]) if sets["font"]["images"] else "not measured (the held-out fonts are not installed)")
+              + (f"; photos {pct(sets['photo'])}" if "photo" in sets else ""))
+        for c, r in conditions.items():
+            print(f"  {c:18s} {pct(r)}")
         if args.write:
             d = _models_dir(args) or models_dir()
             card = load_card(name, d)
-            card["metrics"]["uploads"] = {"sketch": sketch, "font": font, "how": "python -m stn uploads (stn/uploads.py)"}
+            uploads = card["metrics"].get("uploads", {})
+            # a set not measured here (no fonts installed) keeps what the card says
+            uploads.update({k: r for k, r in sets.items() if r["images"]})
+            uploads["how"] = "python -m stn uploads (stn/uploads.py)"
+            card["metrics"]["uploads"] = uploads
             (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return 0
 
@@ -405,10 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts)")
+    p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts, photos)")
     p.add_argument("names", nargs="+")
     p.add_argument("--sketches", type=int, default=1000)
     p.add_argument("--font-variants", type=int, default=3)
+    p.add_argument("--photos", type=int, default=550, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)

@@ -292,7 +292,7 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
         # Not bit-identical to the full-size closing: about 0.01 apart in the model's input.
         # Smoothed there too (a 3×3 mean of blocks spans what a 5×5 one does at full size).
         paper = _smooth_paper(_closing(_block_max(light, 2), (k // 2) | 1), 3)
-        paper = np.repeat(np.repeat(paper, 2, axis=0), 2, axis=1)[:h, :w]
+        paper = _upsample2_low(paper)[:h, :w]
     else:
         paper = _smooth_paper(_closing(light, k), 5)  # local paper brightness: strokes thinner than k are filled in
     # Ink as the share of the paper's light it takes away, not as a difference: light multiplies,
@@ -304,6 +304,20 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
         kept[page] = ink[page]
         ink = kept
     return ink
+
+
+def _upsample2_low(a: np.ndarray) -> np.ndarray:
+    """``(H, W)`` → ``(2H, 2W)``: each pixel takes the lower of its block's value and that of the
+    neighbouring block on its side. Where a hard shadow's edge cuts a block, the block holds the
+    lit paper's value; repeating it would give the shaded half of the block lit paper, a line of
+    false ink along the edge."""
+    tall = np.empty((2 * a.shape[0], a.shape[1]), a.dtype)
+    np.minimum(a, np.concatenate([a[:1], a[:-1]]), out=tall[0::2])  # a block's upper half: the block above
+    np.minimum(a, np.concatenate([a[1:], a[-1:]]), out=tall[1::2])  # its lower half: the block below
+    out = np.empty((tall.shape[0], 2 * a.shape[1]), a.dtype)
+    np.minimum(tall, np.concatenate([tall[:, :1], tall[:, :-1]], axis=1), out=out[:, 0::2])
+    np.minimum(tall, np.concatenate([tall[:, 1:], tall[:, -1:]], axis=1), out=out[:, 1::2])
+    return out
 
 
 def _smooth_paper(paper: np.ndarray, k: int) -> np.ndarray:

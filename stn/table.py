@@ -60,10 +60,12 @@ def markdown_table(directory: Path | None = None) -> str:
     uploads = [(n, c) for n, c in ((c["name"], c) for c in cells.values()) if "uploads" in c.get("metrics", {})]
     if uploads:
         lines += ["", "Upload-style test sets (accuracy %, see `stn/uploads.py`):", "",
-                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) |", "|---|---:|---:|"]
+                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) | photos (11 conditions) |",
+                  "|---|---:|---:|---:|"]
         for name, c in sorted(uploads):
             u = c["metrics"]["uploads"]
-            lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} |")
+            photo = f"{100 * u['photo']['accuracy']:.1f}" if "photo" in u else "—"
+            lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} | {photo} |")
     timing = [(c["name"], c["training"]) for c in cells.values()]
     if timing:
         lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]

@@ -7,7 +7,13 @@
   training), photographed-paper style: dark ink (black, blue, graphite) on paper-coloured RGB
   canvases of 200–600 px with uneven light, turned by U(-15°, 15°), blurred, JPEG-compressed.
 
-Both go through :func:`stn.preprocess.prepare`, the same path as the app and the CLI.
+- **photo**: MNIST *test* digits written on paper and photographed where people are, one of
+  :data:`PHOTO_CONDITIONS` each, in turn: a dim room, a hard shadow across the digit, a note on
+  a dark desk, vignetting, lined or squared paper, a coloured pen, chalk on a board (light on
+  dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page; turned
+  by U(-15°, 15°), JPEG-compressed.
+
+All go through :func:`stn.preprocess.prepare`, the same path as the app and the CLI.
 """
 
 from __future__ import annotations
@@ -24,15 +30,12 @@ from stn.font_digits import font_files, render_digit
 from stn.model import STClassifier
 from stn.preprocess import ImageError, prepare
 
-__all__ = ["sketch_images", "font_images", "upload_accuracy"]
+__all__ = ["PHOTO_CONDITIONS", "font_images", "photo_images", "sketch_images", "upload_accuracy"]
 
 
 def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
     """``n`` sketch-style RGBA images of MNIST test digits, with their labels."""
-    try:
-        images, labels = load_mnist(root, train=False)
-    except FileNotFoundError:
-        images, labels = load_mnist("bundled", train=False)
+    images, labels = _mnist_test(root)
     rng = np.random.default_rng(seed)
     for i in range(min(n, len(images))):
         side = int(rng.integers(480, 801))
@@ -80,6 +83,119 @@ def font_images(variants: int = 3, seed: int = 0) -> Iterator[tuple[Image.Image,
                 buf = io.BytesIO()
                 img.save(buf, "JPEG", quality=int(rng.integers(60, 95)))
                 yield Image.open(io.BytesIO(buf.getvalue())), digit
+
+
+PHOTO_CONDITIONS = ("dim room", "hard shadow", "note on a desk", "vignetting", "lined paper", "squared paper",
+                    "coloured pen", "chalk on a board", "webcam", "phone photo", "tilted page")
+
+
+def _mnist_test(root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        return load_mnist(root, train=False)
+    except FileNotFoundError:
+        return load_mnist("bundled", train=False)
+
+
+def _place(digit: np.ndarray, shape: tuple[int, int], rng: np.random.Generator, fill: tuple[float, float] = (0.3, 0.6),
+           turn: float = 15.0) -> np.ndarray:
+    """An MNIST digit ``(28, 28)`` in [0, 1] as an ink mask ``shape`` = (H, W): turned, its 20 px
+    box ``fill`` of the shorter side, anywhere on the canvas with a margin."""
+    h, w = shape
+    size = max(8, int(min(h, w) * rng.uniform(*fill) * 28 / 20))
+    img = Image.fromarray((digit * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+    img = img.rotate(float(rng.uniform(-turn, turn)), resample=Image.Resampling.BICUBIC, expand=True)
+    a = np.asarray(img, np.float32)[:h, :w] / 255
+    mask = np.zeros((h, w), np.float32)
+    y = int(rng.integers(0, max(1, h - a.shape[0] + 1)))
+    x = int(rng.integers(0, max(1, w - a.shape[1] + 1)))
+    mask[y : y + a.shape[0], x : x + a.shape[1]] = a
+    return mask
+
+
+def _photo(condition: str, digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """One photo of ``digit`` (``(28, 28)`` in [0, 1]) under ``condition`` (one of :data:`PHOTO_CONDITIONS`)."""
+    u = rng.uniform
+    h, w = (480, 640) if u() < 0.5 else (640, 480)
+    if condition == "webcam":
+        h, w = 240, 320
+    noise = 0.02
+    if condition == "note on a desk":  # a page 45-75% of the frame on a dark desk
+        ph, pw = int(h * u(0.45, 0.75)), int(w * u(0.45, 0.75))
+        grey = np.full((h, w), u(0.08, 0.3), np.float32)
+        y, x = int(rng.integers(0, h - ph)), int(rng.integers(0, w - pw))
+        grey[y : y + ph, x : x + pw] = u(0.85, 0.97) * (1 - 0.88 * _place(digit, (ph, pw), rng))
+    elif condition == "chalk on a board":
+        board = u(0.1, 0.25)
+        grey = board + (u(0.7, 0.9) - board) * _place(digit, (h, w), rng)
+        noise = 0.03
+    elif condition == "phone photo":  # a 12 MP photo, the digit a small part of it
+        h, w = (3000, 4000) if u() < 0.5 else (4000, 3000)
+        paper = u(0.8, 0.95)
+        mask = _place(digit, (h // 8, w // 8), rng, fill=(0.25, 0.5))
+        mask = np.asarray(Image.fromarray((mask * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BILINEAR), np.float32) / 255
+        grey = paper * (1 - 0.9 * mask)
+        noise = 0.0  # 12 M normal draws cost more than the rest; JPEG adds its own
+    else:
+        mask = _place(digit, (h, w), rng)
+        paper, pen = u(0.85, 0.97), u(0.03, 0.15)
+        grey = np.full((h, w), paper, np.float32)
+        if condition == "dim room":
+            paper = u(0.22, 0.45)
+            pen = paper * u(0.05, 0.25)
+            grey[:] = paper
+        elif condition == "hard shadow":  # an edge through the middle of the page, one side at 40-60% of the light
+            cut = int(rng.integers(int(0.35 * w), int(0.65 * w)))
+            side = slice(0, cut) if u() < 0.5 else slice(cut, w)
+            grey[:, side] *= u(0.4, 0.6)
+        elif condition == "vignetting":
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
+            grey *= 1 - u(0.4, 0.6) * np.clip(r - 0.3, 0, 1)
+        elif condition == "lined paper":
+            step = int(h * u(0.05, 0.08))
+            for y in range(int(rng.integers(0, step)), h, step):
+                grey[y : y + 2] *= 0.78
+            grey[:, int(w * u(0.08, 0.15)) :][:, :2] *= 0.8  # the margin
+        elif condition == "squared paper":
+            step = int(min(h, w) * u(0.03, 0.06))
+            grey[::step] *= 0.8
+            grey[:, ::step] *= 0.8
+        elif condition == "webcam":
+            noise = 0.04
+        if condition == "coloured pen":
+            ink = np.array(rng.choice([[0.8, 0.1, 0.1], [0.1, 0.2, 0.7], [0.1, 0.5, 0.2]]), np.float32)
+            rgb = grey[..., None] * (1 - mask[..., None]) + ink * grey[..., None] * mask[..., None]
+            return _jpeg(Image.fromarray(np.clip(rgb * 255 + rng.normal(0, 255 * noise, rgb.shape), 0, 255).astype(np.uint8)), rng)
+        grey = grey * (1 - (1 - pen / paper) * mask)
+        if condition == "tilted page":
+            img = Image.fromarray(np.clip(grey * 255, 0, 255).astype(np.uint8))
+            grey = np.asarray(img.rotate(float(u(-30, 30)), resample=Image.Resampling.BICUBIC, fillcolor=int(paper * 255)),
+                              np.float32) / 255
+    if noise:
+        grey = grey + rng.normal(0, noise, grey.shape).astype(np.float32)
+    img = Image.fromarray(np.clip(grey * 255, 0, 255).astype(np.uint8))
+    if condition == "webcam":
+        img = img.filter(ImageFilter.GaussianBlur(u(1.0, 2.0)))
+    return _jpeg(img.convert("RGB"), rng)
+
+
+def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(rng.integers(60, 93)))
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def photo_images(n: int = 550, seed: int = 0, root: str | None = None,
+                 conditions: tuple[str, ...] = PHOTO_CONDITIONS) -> Iterator[tuple[Image.Image, int]]:
+    """``n`` photo-style JPEG images of MNIST test digits, with their labels; image ``i`` is taken
+    under ``conditions[i % len(conditions)]`` (see :data:`PHOTO_CONDITIONS`)."""
+    unknown = set(conditions) - set(PHOTO_CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown photo conditions {sorted(unknown)}; choose from {PHOTO_CONDITIONS}")
+    images, labels = _mnist_test(root)
+    rng = np.random.default_rng(seed)
+    for i in range(min(n, len(images))):
+        yield _photo(conditions[i % len(conditions)], images[i, 0].numpy(), rng), int(labels[i])
 
 
 def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int]], batch: int = 64) -> dict:

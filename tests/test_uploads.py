@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from stn.font_digits import font_files, load_bundle, mnist_style, render_digit
-from stn.uploads import font_images, sketch_images, upload_accuracy
+from stn.uploads import PHOTO_CONDITIONS, font_images, photo_images, sketch_images, upload_accuracy
 from stn.zoo import DEFAULT_MODEL, list_models, load_card, load_model
 
 HAVE_FONTS = bool(font_files("test"))
@@ -53,7 +53,49 @@ def test_default_model_reads_sketches() -> None:
     assert res["accuracy"] >= 0.97, res
 
 
+def test_photos_take_turns_through_the_conditions() -> None:
+    import numpy as np
+
+    photos = list(photo_images(len(PHOTO_CONDITIONS), seed=3, root="bundled"))
+    assert len(photos) == len(PHOTO_CONDITIONS)
+    sizes = {img.size for img, _ in photos}
+    assert (320, 240) in sizes and ((4000, 3000) in sizes or (3000, 4000) in sizes)  # a webcam's, a phone's
+    for (img, label), condition in zip(photos, PHOTO_CONDITIONS):
+        assert img.format == "JPEG" and 0 <= label <= 9, condition
+        grey = np.asarray(img.convert("L").reduce(8), np.float32)
+        assert grey.max() - grey.min() > 40, f"{condition}: a photo with nothing on it"
+    with pytest.raises(ValueError, match="unknown photo conditions"):
+        next(photo_images(1, conditions=("underwater",)))
+
+
+def test_photo_conditions_are_what_they_say() -> None:
+    import numpy as np
+
+    def grey(condition: str) -> np.ndarray:
+        img, _ = next(photo_images(1, seed=5, root="bundled", conditions=(condition,)))
+        return np.asarray(img.convert("L"), np.float32) / 255
+
+    dim, chalk, desk = grey("dim room"), grey("chalk on a board"), grey("note on a desk")
+    assert np.median(dim) < 0.5  # the paper itself darker than mid-grey
+    assert np.median(chalk) < 0.3 and chalk.max() > 0.6  # light marks on a dark ground
+    border = np.concatenate([desk[:10].ravel(), desk[-10:].ravel(), desk[:, :10].ravel(), desk[:, -10:].ravel()])
+    assert np.median(border) < 0.35 and desk.max() > 0.8  # the border is the desk; the page is light
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_default_model_reads_photos() -> None:
+    """Ten photos under each condition: the pre-processing finds the digit however the page was lit."""
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    for i, condition in enumerate(PHOTO_CONDITIONS):
+        res = upload_accuracy(model, photo_images(10, seed=100 + i, root="bundled", conditions=(condition,)))
+        assert res["refused"] == 0, (condition, res)
+        assert res["accuracy"] >= 0.8, (condition, res)
+    everything = upload_accuracy(model, photo_images(110, seed=7, root="bundled"))
+    assert everything["accuracy"] >= 0.95, everything
+
+
 @pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
 def test_default_model_card_reports_upload_accuracy() -> None:
     uploads = load_card(DEFAULT_MODEL)["metrics"]["uploads"]
     assert uploads["sketch"]["images"] >= 1000 and uploads["font"]["images"] >= 300
+    assert uploads["photo"]["images"] >= 550 and set(uploads["photo"]["conditions"]) == set(PHOTO_CONDITIONS)
