@@ -333,7 +333,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
         print(f"{name}: sketches {pct(sets['sketch'])}; handwriting fonts "
-              + (pct(sets["font"]) if sets["font"]["images"] else "not measured (the held-out fonts are not installed)")
+              + (pct(sets["font"]) if sets["font"]["images"] else "not measured (the held-out fonts are not installed, or --font-variants 0)")
               + (f"; photos {pct(sets['photo'])}" if "photo" in sets else ""))
         for c, r in conditions.items():
             print(f"  {c:18s} {pct(r)}")
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.add_argument("--sketches", type=int, default=1000)
     p.add_argument("--font-variants", type=int, default=3)
-    p.add_argument("--photos", type=int, default=550, help="photos in all, shared among the conditions (0: none)")
+    p.add_argument("--photos", type=int, default=650, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)

@@ -272,13 +272,15 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
     # underexposed photo's paper can be darker than mid-grey and is still paper. The border's upper
     # quartile stands for dark ink's paper and its lower one for light ink's ground, so a shadow over
     # up to three quarters of the border does not turn the page into ink; and the extremes are those
-    # of the 2×2 block means, so that a speck of glare or dust does not decide.
+    # of the 2×2 block means, so that a speck of glare or dust does not decide. Light ink must win
+    # by half as much again: in a near tie (a page lit in the middle, its edges at half the light)
+    # dark ink on paper is what people photograph.
     smooth = _block_mean2(grey) if min(h, w) >= 2 else grey
     lo, hi = float(smooth.min()), float(smooth.max())
     n = len(border)
     quartiles = np.partition(border, (n // 4, n // 2, 3 * n // 4))  # one partial sort (np.percentile: ~5× the time)
     q25, q50, q75 = float(quartiles[n // 4]), float(quartiles[n // 2]), float(quartiles[3 * n // 4])
-    dark_ink = q75 - lo >= hi - q25
+    dark_ink = q75 - lo >= (hi - q25) / 1.5
     page = None
     if not dark_ink and local_paper and (page := _page_box(smooth, q50, hi, 2 if smooth is not grey else 1)) is not None:
         dark_ink = True  # a light page on a dark desk: the border is the desk, not the paper
@@ -400,6 +402,45 @@ def _grow_blocks(blocks: np.ndarray, step: int, shape: tuple[int, int]) -> np.nd
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for ndimage.label
 
 
+def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+    """Which connected blobs of ink (``labels`` from ``ndimage.label``, ``mass`` their ink, index 0
+    the ground) make the digit: a ``(count + 1,)`` bool array.
+
+    The blobs that carry the mass (4% of it or more), less the other marks a photo of a page holds:
+    a line across most of the picture and 1.5 times as long as the rest (a notebook's margin, a pen
+    lying on the page, a line of print), and blobs farther from the heaviest one than its own size
+    (``aspect`` times that across a canvas ``aspect`` times wider than high, where two digits stand
+    side by side): a scribble, a note. A digit's strokes drawn apart stay. Where nothing beside a
+    line has a fifth of its ink or 15% of its length, the lines stay too (a tall "1" and a speck of
+    dust).
+    """
+    heavy = mass >= 0.04 * mass.sum()
+    ids = np.flatnonzero(heavy)
+    if len(ids) <= 1:
+        return heavy  # one blob: nothing to choose (most pictures)
+    h, w = labels.shape
+    boxes = ndimage.find_objects(labels)
+    box = np.array([(boxes[i - 1][0].start, boxes[i - 1][0].stop, boxes[i - 1][1].start, boxes[i - 1][1].stop) for i in ids])
+    tall, wide = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
+    long_side = np.maximum(tall, wide)
+    # long and thin, across most of the picture, and 1.5 times as long as any other mark (not the "1" of
+    # a tightly cropped "17")
+    line = (np.maximum(tall / h, wide / w) >= 0.5) & (long_side >= 6 * np.maximum(np.minimum(tall, wide), 1))
+    line &= long_side >= 1.5 * long_side[~line].max(initial=0)
+    m = mass[ids]
+    if line.any() and m[~line].max(initial=0) < 0.2 * m[line].max() and long_side[~line].max(initial=0) < 0.15 * long_side[line].max():
+        return heavy  # nothing of a digit's weight or size beside the line: the line may be a tall "1"
+    main = int(np.argmax(np.where(line, -1.0, m)))
+    top, bottom, left, right = box[main]
+    size = long_side[main]
+    gap_y = np.maximum.reduce([box[:, 0] - bottom, top - box[:, 1], np.zeros(len(ids), int)])
+    gap_x = np.maximum.reduce([box[:, 2] - right, left - box[:, 3], np.zeros(len(ids), int)])
+    near = (gap_y <= size * max(1.0, 1 / aspect)) & (gap_x <= size * max(1.0, aspect))
+    keep = np.zeros_like(heavy)
+    keep[ids[~line & near]] = True
+    return keep
+
+
 @dataclass
 class Prepared:
     """The model's input and where it came from in the picture (for display)."""
@@ -444,7 +485,7 @@ def prepare(
     small_ink = _block_max(ink, step) if step > 1 else ink
     mass = np.bincount(labels.ravel(), weights=small_ink.ravel(), minlength=count + 1)
     mass[0] = 0
-    keep_small = (mass >= 0.04 * mass.sum())[labels]  # the blobs that carry the mass
+    keep_small = _digit_blobs(labels, mass, input_size[1] / input_size[0])[labels]
     ink = np.where(_grow_blocks(keep_small, step, (h, w)), ink, np.float32(0))  # a kept blob's faint edge spills over
     strong = ink > 0.3
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))

@@ -10,8 +10,9 @@
 - **photo**: MNIST *test* digits written on paper and photographed where people are, one of
   :data:`PHOTO_CONDITIONS` each, in turn: a dim room, a hard shadow across the digit, a note on
   a dark desk, vignetting, lined or squared paper, a coloured pen, chalk on a board (light on
-  dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page; turned
-  by U(-15°, 15°), JPEG-compressed.
+  dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page, a pen
+  lying on the page, a notebook page (its margin and a line of print); turned by U(-15°, 15°),
+  JPEG-compressed.
 
 All go through :func:`stn.preprocess.prepare`, the same path as the app and the CLI.
 """
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from stn.data import load_mnist
 from stn.font_digits import font_files, render_digit
@@ -86,7 +87,8 @@ def font_images(variants: int = 3, seed: int = 0) -> Iterator[tuple[Image.Image,
 
 
 PHOTO_CONDITIONS = ("dim room", "hard shadow", "note on a desk", "vignetting", "lined paper", "squared paper",
-                    "coloured pen", "chalk on a board", "webcam", "phone photo", "tilted page")
+                    "coloured pen", "chalk on a board", "webcam", "phone photo", "tilted page", "pen on the page",
+                    "notebook page")
 
 
 def _mnist_test(root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,7 +138,11 @@ def _photo(condition: str, digit: np.ndarray, rng: np.random.Generator) -> Image
         grey = paper * (1 - 0.9 * mask)
         noise = 0.0  # 12 M normal draws cost more than the rest; JPEG adds its own
     else:
-        mask = _place(digit, (h, w), rng)
+        if condition in ("pen on the page", "notebook page"):  # the digit in the middle, other marks around it
+            mask = np.zeros((h, w), np.float32)
+            mask[h // 5 : h // 5 + 3 * h // 5, w // 5 : w // 5 + 3 * w // 5] = _place(digit, (3 * h // 5, 3 * w // 5), rng, fill=(0.5, 0.85))
+        else:
+            mask = _place(digit, (h, w), rng)
         paper, pen = u(0.85, 0.97), u(0.03, 0.15)
         grey = np.full((h, w), paper, np.float32)
         if condition == "dim room":
@@ -167,6 +173,20 @@ def _photo(condition: str, digit: np.ndarray, rng: np.random.Generator) -> Image
             rgb = grey[..., None] * (1 - mask[..., None]) + ink * grey[..., None] * mask[..., None]
             return _jpeg(Image.fromarray(np.clip(rgb * 255 + rng.normal(0, 255 * noise, rgb.shape), 0, 255).astype(np.uint8)), rng)
         grey = grey * (1 - (1 - pen / paper) * mask)
+        if condition in ("pen on the page", "notebook page"):
+            marks = Image.new("L", (w, h), 0)
+            draw = ImageDraw.Draw(marks)
+            if condition == "pen on the page":  # a pen lying below the digit, part of it out of the frame
+                y, length = h * u(0.86, 0.93), w * u(0.5, 0.9)
+                x = w * u(-0.2, 1.0) - length / 2
+                draw.line([(x, y + h * u(-0.04, 0.04)), (x + length, y)], fill=int(255 * u(0.7, 0.9)), width=int(min(h, w) * u(0.03, 0.05)))
+            else:  # a notebook's margin from top to bottom, a line of print above the digit
+                x = w * u(0.06, 0.14)
+                draw.line([(x, 0), (x, h)], fill=int(255 * u(0.3, 0.5)), width=int(rng.integers(2, 5)))
+                y = h * u(0.04, 0.12)
+                for cx in np.arange(w * 0.25, w * 0.92, 9):
+                    draw.rectangle([cx, y, cx + rng.integers(3, 7), y + 7], fill=int(255 * 0.85))
+            grey = grey * (1 - np.asarray(marks, np.float32) / 255)
         if condition == "tilted page":
             img = Image.fromarray(np.clip(grey * 255, 0, 255).astype(np.uint8))
             grey = np.asarray(img.rotate(float(u(-30, 30)), resample=Image.Resampling.BICUBIC, fillcolor=int(paper * 255)),
@@ -185,7 +205,7 @@ def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
-def photo_images(n: int = 550, seed: int = 0, root: str | None = None,
+def photo_images(n: int = 650, seed: int = 0, root: str | None = None,
                  conditions: tuple[str, ...] = PHOTO_CONDITIONS) -> Iterator[tuple[Image.Image, int]]:
     """``n`` photo-style JPEG images of MNIST test digits, with their labels; image ``i`` is taken
     under ``conditions[i % len(conditions)]`` (see :data:`PHOTO_CONDITIONS`)."""

@@ -194,6 +194,19 @@ class TestPolarity:
         assert out[40:80, 58:62].min() > 0.5 * abs(paper - ink)
         assert out[:, :40].max() < 0.02 and out[:, 80:].max() < 0.02
 
+    @pytest.mark.parametrize("index", [20, 38])
+    def test_strong_vignetting(self, index):
+        # Two photos of the upload-style set whose corners fall to about half the centre's light: the
+        # border is darker than the lit middle, which is no page on a desk either, yet the paper is the
+        # paper (a near tie between the two readings goes to dark ink, the common case).
+        from stn.uploads import photo_images
+
+        img, _ = list(photo_images(index + 1, seed=1, root="bundled", conditions=("vignetting",)))[index]
+        out = ink_map(img)  # at the working size
+        grey = np.asarray(img.convert("L").resize(out.shape[::-1]), np.float32)
+        strokes, paper = grey <= np.quantile(grey, 0.01), grey >= np.quantile(grey, 0.5)
+        assert out[strokes].mean() > 0.4 and out[paper].mean() < 0.05
+
     def test_a_page_on_a_dark_desk(self):
         # The border is the desk (dark), yet the ink is the dark stroke on the page, and neither the
         # desk nor the page's edge is ink.
@@ -222,6 +235,50 @@ class TestPolarity:
         a[30:90, 56:64] = 300  # 12-bit values in a 16-bit file
         out = ink_map(Image.fromarray(a))
         assert out[40:80, 58:62].min() > 0.8
+
+
+class TestOtherMarks:
+    """A photo of a page holds more than the digit; the crop is around the digit only."""
+
+    @staticmethod
+    def _page(shape=(200, 250)) -> np.ndarray:
+        a = np.full(shape, 0.93, np.float32)
+        a[60:140, 105:145] = 0.93
+        a[60:140, 105:113] = a[60:140, 137:145] = a[60:68, 105:145] = a[132:140, 105:145] = 0.08  # a "0", 80×40
+        return a
+
+    def _box(self, a: np.ndarray, input_size=(56, 56), digit_size=32.0) -> tuple[float, ...]:
+        return prepare(Image.fromarray((a * 255).astype(np.uint8)), input_size, digit_size).box
+
+    @pytest.mark.parametrize("mark", ["margin", "pen", "print", "scribble"])
+    def test_the_crop_leaves_the_mark_out(self, mark):
+        a = self._page()
+        if mark == "margin":
+            a[:, 20:23] = 0.5  # top to bottom
+        elif mark == "pen":
+            a[175:187, 10:230] = 0.15
+        elif mark == "print":
+            for x in range(40, 230, 9):
+                a[15:22, x : x + 5] = 0.15
+        else:  # a scribble more than the digit's size (80 px) away
+            for t in range(30):
+                a[10 + t, 228 + t // 2 : 234 - t // 3] = 0.1
+        left, top, right, bottom = self._box(a)
+        assert 100 <= left <= 107 and 55 <= top <= 62 and 143 <= right <= 150 and 138 <= bottom <= 145, (mark, left, top, right, bottom)
+
+    def test_a_second_digit_beside_the_first_stays_on_a_wide_canvas(self):
+        a = np.full((128, 256), 0.93, np.float32)
+        a[34:94, 70:76] = 0.08  # a "1", 60 px tall
+        a[34:40, 136:176] = a[34:94, 170:176] = 0.08  # a "7", 60 px to its right: farther than the 1's size
+        left, _, right, _ = self._box(a, (42, 84), 62.0)  # the two-digit model's canvas
+        assert left <= 71 and right >= 175
+
+    def test_a_tall_one_with_a_speck_of_dust_is_the_one(self):
+        a = np.full((240, 200), 0.93, np.float32)
+        a[10:230, 96:106] = 0.08  # a "1" across the picture: long and thin, like a margin
+        a[40:48, 20:28] = 0.1
+        left, top, right, bottom = self._box(a)
+        assert 94 <= left <= 97 and 104 <= right <= 108 and top <= 12 and bottom >= 228
 
 
 class TestOpenImage:

@@ -98,4 +98,4 @@ def test_default_model_reads_photos() -> None:
 def test_default_model_card_reports_upload_accuracy() -> None:
     uploads = load_card(DEFAULT_MODEL)["metrics"]["uploads"]
     assert uploads["sketch"]["images"] >= 1000 and uploads["font"]["images"] >= 300
-    assert uploads["photo"]["images"] >= 550 and set(uploads["photo"]["conditions"]) == set(PHOTO_CONDITIONS)
+    assert uploads["photo"]["images"] >= 650 and set(uploads["photo"]["conditions"]) == set(PHOTO_CONDITIONS)
