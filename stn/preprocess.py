@@ -410,9 +410,10 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     a line across most of the picture and 1.5 times as long as the rest (a notebook's margin, a pen
     lying on the page, a line of print), and blobs farther from the heaviest one than its own size
     (``aspect`` times that across a canvas ``aspect`` times wider than high, where two digits stand
-    side by side): a scribble, a note. A digit's strokes drawn apart stay. Where nothing beside a
-    line has a fifth of its ink or 15% of its length, the lines stay too (a tall "1" and a speck of
-    dust).
+    side by side): a scribble, a note. For one digit, a thin mark that comes in from the picture's
+    edge (a pen half out of the frame) is a line too, unless the digit itself touches the edge. A
+    digit's strokes drawn apart stay. Where nothing beside a line has a fifth of its ink or 15% of
+    its length, the lines stay too (a tall "1" and a speck of dust).
     """
     heavy = mass >= 0.04 * mass.sum()
     ids = np.flatnonzero(heavy)
@@ -425,8 +426,12 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     long_side = np.maximum(tall, wide)
     # long and thin, across most of the picture, and 1.5 times as long as any other mark (not the "1" of
     # a tightly cropped "17")
-    line = (np.maximum(tall / h, wide / w) >= 0.5) & (long_side >= 6 * np.maximum(np.minimum(tall, wide), 1))
+    thin = long_side >= 6 * np.maximum(np.minimum(tall, wide), 1)
+    line = (np.maximum(tall / h, wide / w) >= 0.5) & thin
     line &= long_side >= 1.5 * long_side[~line].max(initial=0)
+    if aspect <= 1:  # one digit: a thin mark coming in from the picture's edge (a pen half out of the frame)
+        edge = (box[:, 0] == 0) | (box[:, 1] == h) | (box[:, 2] == 0) | (box[:, 3] == w)
+        line |= thin & edge & ~(edge & ~thin).any()
     m = mass[ids]
     if line.any() and m[~line].max(initial=0) < 0.2 * m[line].max() and long_side[~line].max(initial=0) < 0.15 * long_side[line].max():
         return heavy  # nothing of a digit's weight or size beside the line: the line may be a tall "1"

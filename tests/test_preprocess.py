@@ -250,13 +250,15 @@ class TestOtherMarks:
     def _box(self, a: np.ndarray, input_size=(56, 56), digit_size=32.0) -> tuple[float, ...]:
         return prepare(Image.fromarray((a * 255).astype(np.uint8)), input_size, digit_size).box
 
-    @pytest.mark.parametrize("mark", ["margin", "pen", "print", "scribble"])
+    @pytest.mark.parametrize("mark", ["margin", "pen", "pen half out of the frame", "print", "scribble"])
     def test_the_crop_leaves_the_mark_out(self, mark):
         a = self._page()
         if mark == "margin":
             a[:, 20:23] = 0.5  # top to bottom
         elif mark == "pen":
             a[175:187, 10:230] = 0.15
+        elif mark == "pen half out of the frame":  # no longer than the digit, close to it, from the edge
+            a[150:160, 0:90] = 0.15
         elif mark == "print":
             for x in range(40, 230, 9):
                 a[15:22, x : x + 5] = 0.15
