@@ -52,7 +52,7 @@ import torch
 from gradio import FileData
 from gradio.components.plot import PlotData
 from gradio.processing_utils import get_upload_folder
-from PIL import Image
+from PIL import EpsImagePlugin, Image
 from starlette.middleware import Middleware
 
 from stn import serving, viz
@@ -70,6 +70,11 @@ ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
 EXAMPLES_DIR = ASSETS / "examples"
 log = logging.getLogger("stn.app")
+
+# Uploads are decoded by stn.preprocess from its short list of formats, but Gradio decodes a
+# sketch's layers (and an upload sent as a data: URL) with a plain PIL.Image.open: an EPS sent in
+# their place must not reach Ghostscript, the interpreter Pillow would run on it.
+EpsImagePlugin.gs_binary = False
 
 ON_GPU = torch.cuda.is_available()
 if not ON_GPU:

@@ -315,7 +315,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    from stn.uploads import PHOTO_CONDITIONS, font_images, photo_images, sketch_images, upload_accuracy
+    from stn.uploads import PHOTO_CONDITIONS, cropped_images, font_images, photo_images, sketch_images, upload_accuracy
     from stn.zoo import load_card, load_model, models_dir
 
     def pct(r: dict) -> str:
@@ -332,9 +332,12 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused")}
             photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
+        if args.cropped:
+            sets["cropped"] = upload_accuracy(model, cropped_images(args.cropped, root=args.data))
         print(f"{name}: sketches {pct(sets['sketch'])}; handwriting fonts "
               + (pct(sets["font"]) if sets["font"]["images"] else "not measured (the held-out fonts are not installed, or --font-variants 0)")
-              + (f"; photos {pct(sets['photo'])}" if "photo" in sets else ""))
+              + (f"; photos {pct(sets['photo'])}" if "photo" in sets else "")
+              + (f"; cropped to the digit {pct(sets['cropped'])}" if "cropped" in sets else ""))
         for c, r in conditions.items():
             print(f"  {c:18s} {pct(r)}")
         if args.write:
@@ -421,11 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_table)
 
-    p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts, photos)")
+    p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts, photos, cropped)")
     p.add_argument("names", nargs="+")
     p.add_argument("--sketches", type=int, default=1000)
     p.add_argument("--font-variants", type=int, default=3)
     p.add_argument("--photos", type=int, default=650, help="photos in all, shared among the conditions (0: none)")
+    p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "MAX_FILE_BYTES", "MAX_PIXELS"]
+__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "MAX_FILE_BYTES", "MAX_PIXELS", "READ_FORMATS"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # uploads above this are refused before decoding
 MAX_PIXELS = 40_000_000  # larger images are refused (Pillow warns at 89 M and raises at 179 M)
@@ -53,6 +53,22 @@ Image.MAX_IMAGE_PIXELS = 2 * MAX_PIXELS  # keep Pillow's bomb guard on, at our o
 
 # Leading bytes of PNG, JPEG, GIF, BMP, TIFF and WebP (RIFF) files.
 _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+# The only decoders an upload reaches: what phones, browsers, scanners and paint programs save.
+# Pillow would otherwise try its forty-odd plugins, among them EPS, which hands the file to
+# Ghostscript (an interpreter, run as a subprocess), and rarely used parsers (PSD, FITS, DDS, ...).
+# (JPEG's decoder also opens MPO, the JPEG some phones and cameras write with a preview or a
+# second view.) AVIF only where this Pillow was built with it.
+Image.init()
+READ_FORMATS = tuple(f for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF") if f in Image.OPEN)
+
+# Formats refused above that a person may still send, with what they are (magic bytes → name).
+_OTHER_FORMATS = (
+    ((b"%!PS", b"\xc5\xd0\xd3\xc6"), "PostScript/EPS is a print format, not a picture"),
+    ((b"8BPS",), "Photoshop (PSD) files are not read here"),
+    ((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xffO\xffQ"), "JPEG 2000 is not read here"),
+    ((b"\x00\x00\x01\x00",), "icons (ICO) are not read here"),
+)
 
 
 class ImageError(ValueError):
@@ -95,15 +111,15 @@ def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(io.BytesIO(data))
+                img = Image.open(io.BytesIO(data), formats=READ_FORMATS)
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageError(
                         f"{label}: {img.width}×{img.height} pixels is too large (limit {MAX_PIXELS // 1_000_000} megapixels). "
                         "Send a smaller image."
                     )
-                if img.format == "JPEG":
+                img.seek(0)  # first frame of an animation (or of an MPO, before its draft)
+                if img.format in ("JPEG", "MPO"):
                     _draft(img)
-                img.seek(0)  # first frame of an animation
                 img.load()
         except ImageError:
             raise
@@ -155,6 +171,9 @@ def _not_a_picture(label: str, data: bytes) -> ImageError:
         return ImageError(f"{label}: this looks like a video, not a picture. Send a PNG or JPEG of a digit.")
     if data.startswith(b"%PDF-"):
         return ImageError(f"{label}: this is a PDF document, not a picture. Export the page as PNG or JPEG, or take a screenshot of it.")
+    for signatures, what in _OTHER_FORMATS:
+        if data.startswith(signatures):
+            return ImageError(f"{label}: {what}. Export or save it as PNG or JPEG, or take a screenshot of it.")
     if data.startswith(_IMAGE_SIGNATURES):  # an image's header, then nothing Pillow can parse
         return ImageError(f"{label}: the image file is damaged or truncated. Save it again and retry.")
     return ImageError(f"{label}: this is not an image format we can read. Send a PNG, JPEG, WebP, GIF, BMP or TIFF.")
@@ -287,7 +306,7 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
     light = grey if dark_ink else 1.0 - grey  # paper light, ink dark
     if not local_paper:
         return np.clip((q50 if dark_ink else 1.0 - q50) - light, 0, 1).astype(np.float32)
-    k = max(5, (min(h, w) // 5) | 1)
+    k = _paper_window(h, w)
     if k >= 31:
         # The paper is smooth at this scale: close a 2×2 block-max reduction (a quarter of the
         # work; blocks keep the brightest paper, as the max filter would), then back to full size.
@@ -306,6 +325,13 @@ def ink_map(img: Image.Image, local_paper: bool = True) -> np.ndarray:
         kept[page] = ink[page]
         ink = kept
     return ink
+
+
+def _paper_window(h: int, w: int) -> int:
+    """The side (odd) of the closing that estimates the paper of an ``(h, w)`` picture: strokes
+    thinner than it read as ink. A quarter of the longer side: a digit cropped to its own box
+    (its strokes up to a third of its width) is read whole, as is one on a wider page."""
+    return max(5, (max(h, w) // 4) | 1)
 
 
 def _upsample2_low(a: np.ndarray) -> np.ndarray:
@@ -411,7 +437,8 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     lying on the page, a line of print), and blobs farther from the heaviest one than its own size
     (``aspect`` times that across a canvas ``aspect`` times wider than high, where two digits stand
     side by side): a scribble, a note. For one digit, a thin mark that comes in from the picture's
-    edge (a pen half out of the frame) is a line too, unless the digit itself touches the edge. A
+    edge (a pen half out of the frame; a thicker one, as long as the digit, where it mostly lies
+    beyond the other marks' span) is a line too, unless the digit itself touches the edge. A
     digit's strokes drawn apart stay. Where nothing beside a line has a fifth of its ink or 15% of
     its length, the lines stay too (a tall "1" and a speck of dust).
     """
@@ -431,7 +458,18 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     line &= long_side >= 1.5 * long_side[~line].max(initial=0)
     if aspect <= 1:  # one digit: a thin mark coming in from the picture's edge (a pen half out of the frame)
         edge = (box[:, 0] == 0) | (box[:, 1] == h) | (box[:, 2] == 0) | (box[:, 3] == w)
-        line |= thin & edge & ~(edge & ~thin).any()
+        # A thick pen (4 times as long as wide) too, where most of its length lies beyond the span of
+        # the other marks: a piece of a digit drawn apart (a "5"'s bar) lies along the rest of it.
+        beyond = np.zeros(len(ids), bool)
+        for i in np.flatnonzero(edge & ~thin & (long_side >= 4 * np.maximum(np.minimum(tall, wide), 1))):
+            axis = 0 if tall[i] >= wide[i] else 2  # the mark's long axis: rows, else columns
+            rest = np.arange(len(ids)) != i
+            if long_side[i] < long_side[rest].max():  # shorter than the digit: may be a piece of it
+                continue
+            lo, hi = box[rest, axis].min(), box[rest, axis + 1].max()
+            beyond[i] = min(box[i, axis + 1], hi) - max(box[i, axis], lo) < 0.5 * long_side[i]
+        stray = (thin | beyond) & edge
+        line |= stray & ~(edge & ~stray).any()
     m = mass[ids]
     if line.any() and m[~line].max(initial=0) < 0.2 * m[line].max() and long_side[~line].max(initial=0) < 0.15 * long_side[line].max():
         return heavy  # nothing of a digit's weight or size beside the line: the line may be a tall "1"
@@ -482,7 +520,10 @@ def prepare(
     # and small marks; the reduction also joins marks less than a block apart into one blob.
     step = max(1, int(np.ceil(max(h, w) / 96)))
     small = _block_max(mask, step) if step > 1 else mask
-    if small.mean() > 0.5:
+    # Ink over most of the picture is noise or texture when its edges are everywhere (mask changes
+    # between a quarter or more of neighbouring pixels; a digit's strokes: at most an eighth, also
+    # a bold digit cropped to its own box, which covers most of its picture).
+    if small.mean() > 0.5 and (mask[:, 1:] != mask[:, :-1]).mean() + (mask[1:] != mask[:-1]).mean() > 0.25:
         raise ImageError(f"{label}: no digit found: ink covers most of the picture (noise or texture?). Use a digit on a plain background.")
     labels, count = ndimage.label(small, structure=_EIGHT)
     if count == 0:

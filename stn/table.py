@@ -60,12 +60,12 @@ def markdown_table(directory: Path | None = None) -> str:
     uploads = [(n, c) for n, c in ((c["name"], c) for c in cells.values()) if "uploads" in c.get("metrics", {})]
     if uploads:
         lines += ["", "Upload-style test sets (accuracy %, see `stn/uploads.py`):", "",
-                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) | photos (13 conditions) |",
-                  "|---|---:|---:|---:|"]
+                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) | photos (13 conditions) | cropped to the digit |",
+                  "|---|---:|---:|---:|---:|"]
         for name, c in sorted(uploads):
             u = c["metrics"]["uploads"]
-            photo = f"{100 * u['photo']['accuracy']:.1f}" if "photo" in u else "—"
-            lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} | {photo} |")
+            photo, cropped = (f"{100 * u[k]['accuracy']:.1f}" if k in u else "—" for k in ("photo", "cropped"))
+            lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} | {photo} | {cropped} |")
     timing = [(c["name"], c["training"]) for c in cells.values()]
     if timing:
         lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]

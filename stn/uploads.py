@@ -13,6 +13,9 @@
   dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page, a pen
   lying on the page, a notebook page (its margin and a line of print); turned by U(-15°, 15°),
   JPEG-compressed.
+- **cropped**: MNIST *test* digits written with a pen one to four times MNIST's stroke width,
+  then cut down to the digit (a screenshot or a photo cropped on the phone): the picture is the
+  ink's box plus 0-4% of it, 60-300 px, the strokes running into its edges; PNG or JPEG.
 
 All go through :func:`stn.preprocess.prepare`, the same path as the app and the CLI.
 """
@@ -31,7 +34,7 @@ from stn.font_digits import font_files, render_digit
 from stn.model import STClassifier
 from stn.preprocess import ImageError, prepare
 
-__all__ = ["PHOTO_CONDITIONS", "font_images", "photo_images", "sketch_images", "upload_accuracy"]
+__all__ = ["PHOTO_CONDITIONS", "cropped_images", "font_images", "photo_images", "sketch_images", "upload_accuracy"]
 
 
 def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
@@ -216,6 +219,37 @@ def photo_images(n: int = 650, seed: int = 0, root: str | None = None,
     rng = np.random.default_rng(seed)
     for i in range(min(n, len(images))):
         yield _photo(conditions[i % len(conditions)], images[i, 0].numpy(), rng), int(labels[i])
+
+
+def cropped_images(n: int = 500, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
+    """``n`` pictures of MNIST test digits cut down to the digit, with their labels (see the module's note)."""
+    from scipy import ndimage
+
+    images, labels = _mnist_test(root)
+    rng = np.random.default_rng(seed)
+    for i in range(min(n, len(images))):
+        size = int(rng.integers(60, 301))  # the digit's 20 px box, scaled to about this
+        side = int(size * 28 / 20)
+        a = np.asarray(Image.fromarray((images[i, 0].numpy() * 255).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC),
+                       np.float32) / 255
+        bold = int(size * rng.uniform(0.0, 0.3) * 2.5 / 20)  # up to three more strokes' width (MNIST's: ~2.5 of 20 px)
+        if bold > 1:
+            a = ndimage.grey_dilation(a, footprint=_disc(bold))
+        a = np.clip((a - 0.2) / 0.6, 0, 1)  # a pen's solid strokes
+        ys, xs = np.nonzero(a > 0.5)
+        m = round(max(np.ptp(ys), np.ptp(xs)) * rng.uniform(0.0, 0.04))
+        a = np.pad(a, m)[ys.min() : ys.max() + 1 + 2 * m, xs.min() : xs.max() + 1 + 2 * m]
+        paper, pen = rng.uniform(0.85, 1.0), rng.uniform(0.0, 0.2)
+        img = Image.fromarray(np.clip((paper + (pen - paper) * a) * 255, 0, 255).astype(np.uint8)).convert("RGB")
+        if rng.uniform() < 0.5:
+            img = _jpeg(img, rng)
+        yield img, int(labels[i])
+
+
+def _disc(d: int) -> np.ndarray:
+    r = (d - 1) / 2
+    yy, xx = np.mgrid[0:d, 0:d]
+    return np.hypot(yy - r, xx - r) <= r + 0.5
 
 
 def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int]], batch: int = 64) -> dict:

@@ -4,8 +4,9 @@ The corpus is made here, in a temporary folder, from MNIST test digits (the bund
 PIL/numpy: nothing binary is committed. Every case says what a person would want back:
 
 - ``digit=d``: a readable digit in an odd container (16-bit, 12-bit in 16, CMYK, CIELAB, palette,
-  LA, EXIF-rotated, animated, multi-page, WebP, BMP, PPM, float TIFF, a wrong extension, a photo
-  taken in a dim room, under a hard shadow, of a note on a dark desk, ...) is read, and with the real default model present it is read as ``d``;
+  LA, EXIF-rotated, animated, multi-page, MPO, WebP, AVIF, BMP, PPM, float TIFF, a wrong extension, a photo
+  taken in a dim room, under a hard shadow, of a note on a dark desk, a bold digit cropped to its
+  own box, ...) is read, and with the real default model present it is read as ``d``;
 - ``error=PHRASE``: a picture with nothing on it, too small, not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
@@ -28,7 +29,7 @@ import pytest
 from PIL import Image
 
 import stn
-from stn.preprocess import MAX_FILE_BYTES, MAX_PIXELS, ImageError, prepare
+from stn.preprocess import MAX_FILE_BYTES, MAX_PIXELS, READ_FORMATS, ImageError, prepare
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -266,6 +267,36 @@ def _multipage_tiff(i, other):
     return make
 
 
+def _cropped_to_the_digit(i):
+    """A bold digit cut out to its own box (strokes a quarter of its width, running into the edges)."""
+    def make(p: Path) -> None:
+        from scipy import ndimage
+
+        a = ndimage.grey_dilation(ink(i), size=(9, 9))
+        ys, xs = np.nonzero(a > 0.5)
+        _save(Image.fromarray(u8(on_paper(a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]))), p, "PNG")
+
+    return make
+
+
+def _mpo(i):
+    """A phone's or camera's JPEG with a second view (MPO): the first one is read."""
+    def make(p: Path) -> None:
+        first, second = (Image.fromarray(u8(on_paper(ink(j)))).convert("RGB") for j in (i, i + 1))
+        first.save(p, "MPO", save_all=True, append_images=[second])
+
+    return make
+
+
+def _eps(p: Path) -> None:
+    """A real EPS (Pillow writes one without Ghostscript); decoding it would run Ghostscript."""
+    Image.fromarray(u8(on_paper(ink(0)))).save(p, "EPS")
+
+
+# Photoshop's header ("8BPS", version 1, 3 channels, 64×64, 8 bits, RGB), then nothing: only named, never parsed.
+_PSD = b"8BPS\x00\x01" + bytes(6) + b"\x00\x03" + (64).to_bytes(4, "big") * 2 + b"\x00\x08\x00\x03" + bytes(2000)
+
+
 # ISO media headers (``ftyp`` box): an iPhone's HEIC photo, and an MP4 video; Pillow reads neither.
 _HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(4000)
 _MP4 = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + bytes(4000)
@@ -343,6 +374,9 @@ CASES: list[Case] = [
     Case("two-pages.tiff", _multipage_tiff(9, 3), index=9),
     Case("digit.ppm", _fmt(12, "PPM"), index=12),
     Case("progressive.jpg", _fmt(13, "JPEG", quality=85, progressive=True), index=13),
+    Case("two-views.jpg", _mpo(16), index=16),
+    Case("cropped-one.png", _cropped_to_the_digit(29), index=29),
+    Case("cropped-three.png", _cropped_to_the_digit(30), index=30),
     # nothing to read
     Case("all-white.png", _const(255), error=NO_DIGIT),
     Case("all-black.png", _const(0), error=NO_DIGIT),
@@ -362,11 +396,19 @@ CASES: list[Case] = [
     Case("IMG_0042.HEIC", _bytes(_HEIC), error="heic/heif .*send it as jpeg"),
     Case("clip.mp4", _bytes(_MP4), error="video"),
     Case("homework.pdf", _bytes(_PDF), error="pdf document"),
+    Case("poster.eps", _eps, error="postscript/eps"),
+    Case("layers.psd", _bytes(_PSD), error="photoshop"),
+    Case("scan.jp2", _fmt(6, "JPEG2000"), error="jpeg 2000"),
+    Case("favicon.ico", _fmt(6, "ICO"), error="icons"),
+    Case("digit.tga", _fmt(6, "TGA"), error="not an image format we can read"),
     Case("huge-10000x10000.png", lambda p: p.write_bytes(uniform_png(10000, 10000)), error=TOO_BIG),
     Case("large-7000x7000.png", lambda p: p.write_bytes(uniform_png(7000, 7000)), error=TOO_BIG),
     Case("bomb.png", lambda p: p.write_bytes(uniform_png(40000, 40000)), error=TOO_BIG),
     Case("oversize-21MB.png", _oversize, error="limit is"),
 ]
+if "AVIF" in READ_FORMATS:  # Pillow 11.3+ reads AVIF
+    CASES.append(Case("photo.avif", _fmt(19, "AVIF", quality=80), index=19))
+
 IDS = [c.name for c in CASES]
 
 

@@ -23,6 +23,7 @@ from stn.preprocess import (
     _box_mean,
     _closing,
     _grow_blocks,
+    _paper_window,
     _sketch_alpha,
     ink_map,
     open_image,
@@ -161,7 +162,7 @@ class TestPaperEstimate:
         grey.thumbnail((WORK_SIDE, WORK_SIDE), WORK_RESAMPLE)
         light = np.asarray(grey, np.float32) / 255.0
         light = light if dark_ink else 1 - light
-        k = max(5, (min(light.shape) // 5) | 1)
+        k = _paper_window(*light.shape)
         assert k >= 31, "this page must take the reduced path"
         closed = _closing(light, k)
         paper = np.minimum(_box_mean(closed, 5, "edge"), closed)
@@ -250,7 +251,7 @@ class TestOtherMarks:
     def _box(self, a: np.ndarray, input_size=(56, 56), digit_size=32.0) -> tuple[float, ...]:
         return prepare(Image.fromarray((a * 255).astype(np.uint8)), input_size, digit_size).box
 
-    @pytest.mark.parametrize("mark", ["margin", "pen", "pen half out of the frame", "print", "scribble"])
+    @pytest.mark.parametrize("mark", ["margin", "pen", "pen half out of the frame", "thick pen from the edge", "print", "scribble"])
     def test_the_crop_leaves_the_mark_out(self, mark):
         a = self._page()
         if mark == "margin":
@@ -259,6 +260,8 @@ class TestOtherMarks:
             a[175:187, 10:230] = 0.15
         elif mark == "pen half out of the frame":  # no longer than the digit, close to it, from the edge
             a[150:160, 0:90] = 0.15
+        elif mark == "thick pen from the edge":  # 6.5 times as long as wide, mostly beside the digit, 12 px below it
+            a[152:172, 120:250] = 0.15
         elif mark == "print":
             for x in range(40, 230, 9):
                 a[15:22, x : x + 5] = 0.15
@@ -274,6 +277,15 @@ class TestOtherMarks:
         a[34:40, 136:176] = a[34:94, 170:176] = 0.08  # a "7", 60 px to its right: farther than the 1's size
         left, _, right, _ = self._box(a, (42, 84), 62.0)  # the two-digit model's canvas
         assert left <= 71 and right >= 175
+
+    def test_a_tightly_cropped_digits_loose_stem_stays(self):
+        """A "4" whose stem came apart below its bar, running into the picture's bottom edge: thick
+        and beyond the rest's span, but shorter than the rest: a piece of the digit, kept."""
+        a = np.full((120, 90), 0.93, np.float32)
+        a[10:60, 20:28] = a[55:63, 20:80] = a[10:60, 60:70] = 0.08  # the upper part
+        a[68:120, 60:70] = 0.08  # the stem's lower part
+        left, top, right, bottom = self._box(a)
+        assert bottom >= 119 and top <= 11 and left <= 21 and right >= 79
 
     def test_a_tall_one_with_a_speck_of_dust_is_the_one(self):
         a = np.full((240, 200), 0.93, np.float32)
@@ -337,6 +349,14 @@ class TestJpegDraft:
         img = open_image(self._photo((4000, 3000)))
         assert WORK_SIDE <= max(img.size) < 2 * WORK_SIDE
         assert img.size == (500, 375)  # 1/8: the largest DCT reduction that keeps 256 px
+
+    def test_large_mpo_decodes_reduced(self):
+        """Some phones and cameras write MPO (a JPEG with a second view): drafted as a JPEG."""
+        views = [Image.open(io.BytesIO(self._photo((4000, 3000)))) for _ in range(2)]
+        buf = io.BytesIO()
+        views[0].save(buf, "MPO", save_all=True, append_images=views[1:])
+        assert Image.open(io.BytesIO(buf.getvalue())).format == "MPO"
+        assert open_image(buf.getvalue()).size == (500, 375)
 
     def test_small_jpeg_decodes_whole(self):
         assert open_image(self._photo((480, 360))).size == (480, 360)

@@ -21,6 +21,71 @@ import stn
 
 REPO = Path(__file__).resolve().parent.parent
 
+# --------------------------------------------------------------------------- no interpreter on an upload
+
+
+def _eps_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(buf, "EPS")  # Pillow writes EPS without Ghostscript
+    return buf.getvalue()
+
+
+def _no_subprocess(monkeypatch) -> list:
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError(f"an upload started a process: {args!r}")
+
+    for name in ("Popen", "check_call", "run", "call"):
+        monkeypatch.setattr(subprocess, name, refuse)
+    return calls
+
+
+def test_uploads_never_reach_ghostscript(monkeypatch):
+    """An EPS upload is refused by name, and no decoder outside ``READ_FORMATS`` is ever tried."""
+    from PIL import Image
+
+    from stn.preprocess import READ_FORMATS, ImageError, open_image
+
+    calls = _no_subprocess(monkeypatch)
+    with pytest.raises(ImageError, match="poster.eps: PostScript/EPS is a print format"):
+        open_image(_eps_bytes(), name="poster.eps")
+    assert not calls
+    assert "EPS" not in READ_FORMATS
+    assert set(READ_FORMATS) <= {"PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF"}
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, mode="r", formats=None: opened.append(formats) or real_open(fp, mode, formats))
+    with pytest.raises(ImageError):
+        open_image(b"\x00" * 64, name="junk.bin")
+    assert opened == [READ_FORMATS]
+
+
+def test_the_app_turns_ghostscript_off(monkeypatch):
+    """Gradio decodes a sketch's layers with a plain ``PIL.Image.open``: in the app's process an EPS
+    posing as one fails to decode without starting Ghostscript."""
+    import io
+
+    from PIL import EpsImagePlugin, Image
+
+    sys.path.insert(0, str(REPO))
+    try:
+        import app  # noqa: F401 - the import sets the switch
+    finally:
+        sys.path.remove(str(REPO))
+    assert EpsImagePlugin.gs_binary is False
+    calls = _no_subprocess(monkeypatch)
+    img = Image.open(io.BytesIO(_eps_bytes()))
+    with pytest.raises(OSError, match="Ghostscript"):
+        img.load()
+    assert not calls
+
+
 # --------------------------------------------------------------------------- no pickle
 
 UNPICKLING = re.compile(
