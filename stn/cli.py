@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+")
     p.add_argument("--sketches", type=int, default=1000)
     p.add_argument("--font-variants", type=int, default=3)
-    p.add_argument("--photos", type=int, default=650, help="photos in all, shared among the conditions (0: none)")
+    p.add_argument("--photos", type=int, default=800, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)

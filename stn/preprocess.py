@@ -439,7 +439,8 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     side by side): a scribble, a note. For one digit, a thin mark that comes in from the picture's
     edge (a pen half out of the frame; a thicker one, as long as the digit, where it mostly lies
     beyond the other marks' span) is a line too, unless the digit itself touches the edge. A
-    digit's strokes drawn apart stay. Where nothing beside a line has a fifth of its ink or 15% of
+    digit's strokes drawn apart stay. A frame drawn around the digit (a circle, a box on a form:
+    :func:`_frames`) is left out too. Where nothing beside a line has a fifth of its ink or 15% of
     its length, the lines stay too (a tall "1" and a speck of dust).
     """
     heavy = mass >= 0.04 * mass.sum()
@@ -456,6 +457,7 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     thin = long_side >= 6 * np.maximum(np.minimum(tall, wide), 1)
     line = (np.maximum(tall / h, wide / w) >= 0.5) & thin
     line &= long_side >= 1.5 * long_side[~line].max(initial=0)
+    line |= _frames(labels, ids, box)
     if aspect <= 1:  # one digit: a thin mark coming in from the picture's edge (a pen half out of the frame)
         edge = (box[:, 0] == 0) | (box[:, 1] == h) | (box[:, 2] == 0) | (box[:, 3] == w)
         # A thick pen (4 times as long as wide) too, where most of its length lies beyond the span of
@@ -479,9 +481,34 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     gap_y = np.maximum.reduce([box[:, 0] - bottom, top - box[:, 1], np.zeros(len(ids), int)])
     gap_x = np.maximum.reduce([box[:, 2] - right, left - box[:, 3], np.zeros(len(ids), int)])
     near = (gap_y <= size * max(1.0, 1 / aspect)) & (gap_x <= size * max(1.0, aspect))
+    # An underline (a 6 or a 9 underlined to show which way is up): thin, level, wholly below the
+    # digit and along at least half its width.
+    along = np.minimum(box[:, 3], right) - np.maximum(box[:, 2], left)
+    under = thin & (wide > tall) & (box[:, 0] >= bottom) & (along >= 0.5 * (right - left))
     keep = np.zeros_like(heavy)
-    keep[ids[~line & near]] = True
+    keep[ids[~line & near & ~under]] = True
     return keep
+
+
+def _frames(labels: np.ndarray, ids: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Which of the blobs ``ids`` (boxes ``box``: top, bottom, left, right) are a frame drawn around
+    the digit (a circle, a box on a form): open (ink on under 35% of its box) and holding, well
+    inside it and about its middle, marks at least 30% of its size. A "0" holds nothing, and the
+    inner outline of a hollow font's 6, 8 or 9 sits off the middle; a digit touching its frame is
+    one blob with it, and stays as it is."""
+    tall, wide = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
+    fill = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids] / np.maximum(tall * wide, 1)
+    # inside[i, j]: blob i lies within blob j's box, clear of its edges
+    inside = ((box[:, None, 0] > box[None, :, 0]) & (box[:, None, 1] < box[None, :, 1])
+              & (box[:, None, 2] > box[None, :, 2]) & (box[:, None, 3] < box[None, :, 3]))
+    frame = np.zeros(len(ids), bool)
+    for j in np.flatnonzero((fill < 0.35) & inside.any(axis=0)):
+        held = box[inside[:, j]]
+        top, bottom, left, right = held[:, 0].min(), held[:, 1].max(), held[:, 2].min(), held[:, 3].max()
+        side = max(tall[j], wide[j])
+        off = max(abs(top + bottom - box[j, 0] - box[j, 1]), abs(left + right - box[j, 2] - box[j, 3])) / 2
+        frame[j] = max(bottom - top, right - left) >= 0.3 * side and off <= 0.15 * side
+    return frame
 
 
 @dataclass

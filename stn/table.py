@@ -60,7 +60,7 @@ def markdown_table(directory: Path | None = None) -> str:
     uploads = [(n, c) for n, c in ((c["name"], c) for c in cells.values()) if "uploads" in c.get("metrics", {})]
     if uploads:
         lines += ["", "Upload-style test sets (accuracy %, see `stn/uploads.py`):", "",
-                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) | photos (13 conditions) | cropped to the digit |",
+                  "| model | sketches (MNIST test digits as drawn) | handwriting fonts (held out) | photos (16 conditions) | cropped to the digit |",
                   "|---|---:|---:|---:|---:|"]
         for name, c in sorted(uploads):
             u = c["metrics"]["uploads"]

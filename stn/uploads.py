@@ -11,7 +11,9 @@
   :data:`PHOTO_CONDITIONS` each, in turn: a dim room, a hard shadow across the digit, a note on
   a dark desk, vignetting, lined or squared paper, a coloured pen, chalk on a board (light on
   dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page, a pen
-  lying on the page, a notebook page (its margin and a line of print); turned by U(-15°, 15°),
+  lying on the page, a notebook page (its margin and a line of print), the digit circled,
+  written in a box (a form) or underlined, clear of the digit (a frame that touches it is one mark
+  with it); turned by U(-15°, 15°),
   JPEG-compressed.
 - **cropped**: MNIST *test* digits written with a pen one to four times MNIST's stroke width,
   then cut down to the digit (a screenshot or a photo cropped on the phone): the picture is the
@@ -91,7 +93,7 @@ def font_images(variants: int = 3, seed: int = 0) -> Iterator[tuple[Image.Image,
 
 PHOTO_CONDITIONS = ("dim room", "hard shadow", "note on a desk", "vignetting", "lined paper", "squared paper",
                     "coloured pen", "chalk on a board", "webcam", "phone photo", "tilted page", "pen on the page",
-                    "notebook page")
+                    "notebook page", "circled", "in a box", "underlined")
 
 
 def _mnist_test(root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,7 +143,7 @@ def _photo(condition: str, digit: np.ndarray, rng: np.random.Generator) -> Image
         grey = paper * (1 - 0.9 * mask)
         noise = 0.0  # 12 M normal draws cost more than the rest; JPEG adds its own
     else:
-        if condition in ("pen on the page", "notebook page"):  # the digit in the middle, other marks around it
+        if condition in ("pen on the page", "notebook page", "circled", "in a box", "underlined"):  # the digit in the middle, marks around it
             mask = np.zeros((h, w), np.float32)
             mask[h // 5 : h // 5 + 3 * h // 5, w // 5 : w // 5 + 3 * w // 5] = _place(digit, (3 * h // 5, 3 * w // 5), rng, fill=(0.5, 0.85))
         else:
@@ -176,13 +178,31 @@ def _photo(condition: str, digit: np.ndarray, rng: np.random.Generator) -> Image
             rgb = grey[..., None] * (1 - mask[..., None]) + ink * grey[..., None] * mask[..., None]
             return _jpeg(Image.fromarray(np.clip(rgb * 255 + rng.normal(0, 255 * noise, rgb.shape), 0, 255).astype(np.uint8)), rng)
         grey = grey * (1 - (1 - pen / paper) * mask)
-        if condition in ("pen on the page", "notebook page"):
+        if condition in ("pen on the page", "notebook page", "circled", "in a box", "underlined"):
             marks = Image.new("L", (w, h), 0)
             draw = ImageDraw.Draw(marks)
             if condition == "pen on the page":  # a pen lying below the digit, part of it out of the frame
                 y, length = h * u(0.86, 0.93), w * u(0.5, 0.9)
                 x = w * u(-0.2, 1.0) - length / 2
                 draw.line([(x, y + h * u(-0.04, 0.04)), (x + length, y)], fill=int(255 * u(0.7, 0.9)), width=int(min(h, w) * u(0.03, 0.05)))
+            elif condition in ("circled", "in a box", "underlined"):  # drawn around or under the digit with the same pen, clear of it
+                ys, xs = np.nonzero(mask > 0.3)
+                cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+                ry, rx = (ys.max() - ys.min()) / 2, (xs.max() - xs.min()) / 2
+                width = max(2, int(min(h, w) * u(0.008, 0.02)))
+                if condition == "underlined":  # as a 6 or a 9 is, to show which way is up
+                    y, half = ys.max() + min(h, w) * u(0.02, 0.06), rx * u(0.8, 1.3)
+                    draw.line([(cx - half, y + u(-0.03, 0.03) * half), (cx + half, y)], fill=int(255 * (1 - pen / paper)), width=width)
+                elif condition == "circled":
+                    # clear of the digit's box (its corners inside the ellipse: √2 times its half sides), round-ish
+                    ry, rx = ry * 1.414 * u(1.2, 1.4) + width, rx * 1.414 * u(1.2, 1.4) + width
+                    rx = max(rx, 0.7 * ry)
+                    draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], outline=int(255 * (1 - pen / paper)), width=width)
+                else:  # a box on a form: square, the digit anywhere inside it
+                    side = max(ry, rx) * u(1.2, 1.5) + width
+                    ox, oy = u(-0.15, 0.15) * side, u(-0.1, 0.1) * side
+                    draw.rectangle([cx - side + ox, cy - side + oy, cx + side + ox, cy + side + oy],
+                                   outline=int(255 * (1 - pen / paper)), width=width)
             else:  # a notebook's margin from top to bottom, a line of print above the digit
                 x = w * u(0.06, 0.14)
                 draw.line([(x, 0), (x, h)], fill=int(255 * u(0.3, 0.5)), width=int(rng.integers(2, 5)))
@@ -208,7 +228,7 @@ def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
-def photo_images(n: int = 650, seed: int = 0, root: str | None = None,
+def photo_images(n: int = 800, seed: int = 0, root: str | None = None,
                  conditions: tuple[str, ...] = PHOTO_CONDITIONS) -> Iterator[tuple[Image.Image, int]]:
     """``n`` photo-style JPEG images of MNIST test digits, with their labels; image ``i`` is taken
     under ``conditions[i % len(conditions)]`` (see :data:`PHOTO_CONDITIONS`)."""

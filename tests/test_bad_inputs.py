@@ -6,7 +6,7 @@ PIL/numpy: nothing binary is committed. Every case says what a person would want
 - ``digit=d``: a readable digit in an odd container (16-bit, 12-bit in 16, CMYK, CIELAB, palette,
   LA, EXIF-rotated, animated, multi-page, MPO, WebP, AVIF, BMP, PPM, float TIFF, a wrong extension, a photo
   taken in a dim room, under a hard shadow, of a note on a dark desk, a bold digit cropped to its
-  own box, ...) is read, and with the real default model present it is read as ``d``;
+  own box, a circled digit, ...) is read, and with the real default model present it is read as ``d``;
 - ``error=PHRASE``: a picture with nothing on it, too small, not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
@@ -279,6 +279,22 @@ def _cropped_to_the_digit(i):
     return make
 
 
+def _framed(i, shape):
+    """A digit circled, or written in a box on a form, the frame clear of it."""
+    def make(p: Path) -> None:
+        from PIL import ImageDraw
+
+        img = Image.fromarray(u8(on_paper(ink(i, size=300, margin=0.6)))).convert("RGB")
+        draw = ImageDraw.Draw(img)
+        if shape == "circle":
+            draw.ellipse([40, 30, 260, 270], outline=(25, 25, 60), width=6)
+        else:
+            draw.rectangle([45, 45, 255, 255], outline=(20, 20, 20), width=4)
+        _save(img, p, "JPEG" if p.suffix == ".jpg" else "PNG")
+
+    return make
+
+
 def _mpo(i):
     """A phone's or camera's JPEG with a second view (MPO): the first one is read."""
     def make(p: Path) -> None:
@@ -377,6 +393,8 @@ CASES: list[Case] = [
     Case("two-views.jpg", _mpo(16), index=16),
     Case("cropped-one.png", _cropped_to_the_digit(29), index=29),
     Case("cropped-three.png", _cropped_to_the_digit(30), index=30),
+    Case("circled.jpg", _framed(4, "circle"), index=4),
+    Case("in-a-box.png", _framed(8, "box"), index=8),
     # nothing to read
     Case("all-white.png", _const(255), error=NO_DIGIT),
     Case("all-black.png", _const(0), error=NO_DIGIT),

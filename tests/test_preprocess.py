@@ -251,7 +251,8 @@ class TestOtherMarks:
     def _box(self, a: np.ndarray, input_size=(56, 56), digit_size=32.0) -> tuple[float, ...]:
         return prepare(Image.fromarray((a * 255).astype(np.uint8)), input_size, digit_size).box
 
-    @pytest.mark.parametrize("mark", ["margin", "pen", "pen half out of the frame", "thick pen from the edge", "print", "scribble"])
+    @pytest.mark.parametrize("mark", ["margin", "pen", "pen half out of the frame", "thick pen from the edge", "print", "scribble",
+                                      "circled", "boxed", "underlined"])
     def test_the_crop_leaves_the_mark_out(self, mark):
         a = self._page()
         if mark == "margin":
@@ -262,6 +263,16 @@ class TestOtherMarks:
             a[150:160, 0:90] = 0.15
         elif mark == "thick pen from the edge":  # 6.5 times as long as wide, mostly beside the digit, 12 px below it
             a[152:172, 120:250] = 0.15
+        elif mark == "underlined":  # as a 6 or a 9 is, to show which way is up
+            a[150:155, 95:160] = 0.1
+        elif mark in ("circled", "boxed"):  # a frame around the digit, clear of it
+            img = Image.fromarray((a * 255).astype(np.uint8))
+            draw = ImageDraw.Draw(img)
+            if mark == "circled":
+                draw.ellipse([60, 30, 190, 170], outline=20, width=5)
+            else:
+                draw.rectangle([80, 40, 170, 160], outline=20, width=4)
+            a = np.asarray(img, np.float32) / 255
         elif mark == "print":
             for x in range(40, 230, 9):
                 a[15:22, x : x + 5] = 0.15
@@ -277,6 +288,15 @@ class TestOtherMarks:
         a[34:40, 136:176] = a[34:94, 170:176] = 0.08  # a "7", 60 px to its right: farther than the 1's size
         left, _, right, _ = self._box(a, (42, 84), 62.0)  # the two-digit model's canvas
         assert left <= 71 and right >= 175
+
+    def test_a_thin_zero_with_a_dot_inside_is_one_digit(self):
+        """Open and holding a mark, but the mark is small: a dotted zero, not a circled dot."""
+        a = np.full((200, 250), 0.93, np.float32)
+        a[60:140, 105:145] = 0.08
+        a[63:137, 108:142] = 0.93  # a "0" drawn 3 px thin: ink on 22% of its box
+        a[96:104, 121:129] = 0.08
+        left, top, right, bottom = self._box(a)
+        assert left <= 106 and top <= 61 and right >= 144 and bottom >= 139
 
     def test_a_tightly_cropped_digits_loose_stem_stays(self):
         """A "4" whose stem came apart below its bar, running into the picture's bottom edge: thick

@@ -118,5 +118,5 @@ def test_default_model_reads_digits_cropped_to_their_box() -> None:
 def test_default_model_card_reports_upload_accuracy() -> None:
     uploads = load_card(DEFAULT_MODEL)["metrics"]["uploads"]
     assert uploads["sketch"]["images"] >= 1000 and uploads["font"]["images"] >= 300
-    assert uploads["photo"]["images"] >= 650 and set(uploads["photo"]["conditions"]) == set(PHOTO_CONDITIONS)
+    assert uploads["photo"]["images"] >= 800 and set(uploads["photo"]["conditions"]) == set(PHOTO_CONDITIONS)
     assert uploads["cropped"]["images"] >= 500
