@@ -24,6 +24,7 @@ model space already, and the transformer should do the finding.
 from __future__ import annotations
 
 import functools
+import importlib
 import io
 import os
 import warnings
@@ -58,8 +59,14 @@ _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a"
 # Pillow would otherwise try its forty-odd plugins, among them EPS, which hands the file to
 # Ghostscript (an interpreter, run as a subprocess), and rarely used parsers (PSD, FITS, DDS, ...).
 # (JPEG's decoder also opens MPO, the JPEG some phones and cameras write with a preview or a
-# second view.) AVIF only where this Pillow was built with it.
-Image.init()
+# second view.) AVIF only where this Pillow was built with it. Only these plugins are imported:
+# Image.init() would load all of them (60 ms).
+Image.preinit()  # BMP, GIF, JPEG, PPM, PNG
+for _plugin in ("TiffImagePlugin", "WebPImagePlugin", "AvifImagePlugin"):
+    try:
+        importlib.import_module(f"PIL.{_plugin}")
+    except ImportError:  # AVIF before Pillow 11.3, or a Pillow built without it
+        pass
 READ_FORMATS = tuple(f for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF") if f in Image.OPEN)
 
 # Formats refused above that a person may still send, with what they are (magic bytes → name).
