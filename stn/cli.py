@@ -334,10 +334,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
         if args.cropped:
             sets["cropped"] = upload_accuracy(model, cropped_images(args.cropped, root=args.data))
-        print(f"{name}: sketches {pct(sets['sketch'])}; handwriting fonts "
-              + (pct(sets["font"]) if sets["font"]["images"] else "not measured (the held-out fonts are not installed, or --font-variants 0)")
-              + (f"; photos {pct(sets['photo'])}" if "photo" in sets else "")
-              + (f"; cropped to the digit {pct(sets['cropped'])}" if "cropped" in sets else ""))
+        titles = {"sketch": "sketches", "font": "handwriting fonts", "photo": "photos", "cropped": "cropped to the digit"}
+        parts = [f"{titles[k]} {pct(r)}" for k, r in sets.items() if r["images"]]
+        if args.font_variants and not sets["font"]["images"]:
+            parts.append("handwriting fonts not measured (the held-out fonts are not installed)")
+        print(f"{name}: " + "; ".join(parts))
         for c, r in conditions.items():
             print(f"  {c:18s} {pct(r)}")
         if args.write:

@@ -171,6 +171,15 @@ class TestPaperEstimate:
         assert np.abs(out - ref).max() < 0.05
         assert out.max() > 0.5  # the stroke is there
 
+    def test_strokes_wider_than_the_window_are_ink(self):
+        """A marker's "1" cut out to its box: its stem (30 px) is wider than the paper window (a
+        quarter of 100 px); its middle would read as paper. Then the window takes the picture."""
+        a = np.full((100, 60), 0.93, np.float32)
+        a[:, 20:50] = 0.08
+        a[0:22, 2:20] = 0.08  # the flag
+        ink = ink_map(Image.fromarray((a * 255).astype(np.uint8)))
+        assert ink[50, 35] > 0.8 and ink[10, 10] > 0.8 and ink[80, 5] < 0.05
+
     def test_uneven_light_alone_is_no_digit(self):
         with pytest.raises(ImageError, match="no digit found"):
             prepare(_page(digit=False), (56, 56), 32.0)
