@@ -1,7 +1,8 @@
 """Shared fixtures: the dtypes and devices the library's tests run on (CUDA only where present),
-and the benchmark scripts as modules."""
+the benchmark scripts as modules, and the app module."""
 
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from types import ModuleType
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
 
 
 @pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
@@ -35,3 +37,17 @@ def _load_bench(name: str) -> ModuleType:
 def bench_script() -> Callable[[str], ModuleType]:
     """``bench_script("load")``: ``bench/load.py`` imported as a module (bench/ is not a package)."""
     return _load_bench
+
+
+@pytest.fixture(scope="session")
+def app_module(tmp_path_factory) -> ModuleType:
+    """``app.py`` imported as a module, with Gradio's upload folder in a temporary one. Every test
+    that imports the app goes through here or sets the same: the folder is fixed at import."""
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    sys.path.insert(0, str(REPO))
+    try:
+        import app
+    finally:
+        sys.path.remove(str(REPO))
+    return app

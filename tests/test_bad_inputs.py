@@ -607,16 +607,8 @@ _READER_PIDS: list[int] = []  # the app_client's reader process, as started
 
 
 @pytest.fixture(scope="module")
-def app_client(tmp_path_factory, model):
-    if not (REPO / "app.py").exists():
-        pytest.skip("app.py is not there yet: the app's predict endpoint is not tested")
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    sys.path.insert(0, str(REPO))
-    try:
-        import app
-    finally:
-        sys.path.remove(str(REPO))
+def app_client(app_module, model):
+    app = app_module
     from gradio_client import Client
 
     from stn.serving import ReaderPool

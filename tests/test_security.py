@@ -66,21 +66,13 @@ def test_uploads_never_reach_ghostscript(monkeypatch):
     assert opened == [READ_FORMATS]
 
 
-def test_the_app_turns_ghostscript_off(monkeypatch, tmp_path_factory):
-    """Gradio decodes a sketch's layers with a plain ``PIL.Image.open``: in the app's process an EPS
-    posing as one fails to decode without starting Ghostscript."""
+def test_the_app_turns_ghostscript_off(monkeypatch, app_module):
+    """Gradio decodes a sketch's layers with a plain ``PIL.Image.open``: in the app's process (the
+    import sets the switch) an EPS posing as one fails to decode without starting Ghostscript."""
     import io
 
     from PIL import EpsImagePlugin, Image
 
-    # as the other tests import the app: its upload folder is fixed at import
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    sys.path.insert(0, str(REPO))
-    try:
-        import app  # noqa: F401 - the import sets the switch
-    finally:
-        sys.path.remove(str(REPO))
     assert EpsImagePlugin.gs_binary is False
     calls = _no_subprocess(monkeypatch)
     img = Image.open(io.BytesIO(_eps_bytes()))
