@@ -315,7 +315,16 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    from stn.uploads import PHOTO_CONDITIONS, cropped_images, font_images, photo_images, sketch_images, upload_accuracy
+    from stn.uploads import (
+        PHOTO_CONDITIONS,
+        cropped_images,
+        font_images,
+        number_images,
+        numbers_named,
+        photo_images,
+        sketch_images,
+        upload_accuracy,
+    )
     from stn.zoo import load_card, load_model, models_dir
 
     def pct(r: dict) -> str:
@@ -338,9 +347,15 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         parts = [f"{titles[k]} {pct(r)}" for k, r in sets.items() if r["images"]]
         if args.font_variants and not sets["font"]["images"]:
             parts.append("handwriting fonts not measured (the held-out fonts are not installed)")
-        print(f"{name}: " + "; ".join(parts))
+        print(f"{name}:" + (" " + "; ".join(parts) if parts else ""))
         for c, r in conditions.items():
             print(f"  {c:18s} {pct(r)}")
+        if args.numbers:  # pre-processing only: told apart from one digit, or not (the model is not asked)
+            reads = max(1, round(model.config.input_size[1] / model.config.input_size[0]))
+            n = numbers_named(number_images(args.numbers, root=args.data, digits=tuple(k for k in (2, 3, 4) if k > reads)),
+                              tuple(model.config.input_size), float(model.config.digit_size))
+            print(f"  numbers (more digits than it reads) refused as such: {n['named']} of {n['images']}"
+                  f" ({n['refused otherwise']} refused for another reason)")
         if args.write:
             d = _models_dir(args) or models_dir()
             card = load_card(name, d)
@@ -431,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--font-variants", type=int, default=3)
     p.add_argument("--photos", type=int, default=800, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
+    p.add_argument("--numbers", type=int, default=300, help="numbers written side by side, to be refused as such (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)

@@ -12,8 +12,9 @@ a transparent PNG, or a sketch whose strokes live only in the alpha channel, of 
    light that the ink takes away (a morphological closing, so shading, shadows and vignetting
    drop out), polarity from where the border (the paper) lies between the picture's darkest and
    brightest parts, or from the page when a light page lies on a dark desk;
-3. keep the connected ink blobs that carry the mass, drop specks, and refuse an image with
-   no digit on it (blank, uniform, transparent, noise) with a clear message;
+3. keep the connected ink blobs that carry the mass, drop specks and other marks (a margin, a pen,
+   a frame), and refuse an image with no digit on it (blank, uniform, transparent, noise) or with
+   a number on it (several digits side by side, :func:`count_side_by_side`) with a clear message;
 4. crop around the ink's centre of mass so that its box is ``digit_size`` long, resize with
    anti-aliasing, and stretch the ink to full contrast.
 
@@ -37,7 +38,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "MAX_FILE_BYTES", "MAX_PIXELS", "READ_FORMATS"]
+__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "count_side_by_side", "MAX_FILE_BYTES", "MAX_PIXELS",
+           "READ_FORMATS"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # uploads above this are refused before decoding
 MAX_PIXELS = 40_000_000  # larger images are refused (Pillow warns at 89 M and raises at 179 M)
@@ -444,11 +446,16 @@ def _grow_blocks(blocks: np.ndarray, step: int, shape: tuple[int, int]) -> np.nd
 
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for ndimage.label
+GAP = 0.15  # count_side_by_side: the least gap between two digits, in digit heights
+WIDE = 1.0  # count_side_by_side: marks closer than GAP, together wider than this (in heights), are two digits
+HEIGHT = 0.5  # count_side_by_side: the least height of a digit, in the heaviest digit's heights
+MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest digit's ink
 
 
-def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> np.ndarray:
+def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Which connected blobs of ink (``labels`` from ``ndimage.label``, ``mass`` their ink, index 0
-    the ground) make the digit: a ``(count + 1,)`` bool array.
+    the ground) make the digit, and which stand in a row with it (each near the digit or near
+    another such blob: a number's other digits): two ``(count + 1,)`` bool arrays.
 
     The blobs that carry the mass (4% of it or more), less the other marks a photo of a page holds:
     a line across most of the picture and 1.5 times as long as the rest (a notebook's margin, a pen
@@ -464,7 +471,7 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     heavy = mass >= 0.04 * mass.sum()
     ids = np.flatnonzero(heavy)
     if len(ids) <= 1:
-        return heavy  # one blob: nothing to choose (most pictures)
+        return heavy, heavy  # one blob: nothing to choose (most pictures)
     h, w = labels.shape
     boxes = ndimage.find_objects(labels)
     box = np.array([(boxes[i - 1][0].start, boxes[i - 1][0].stop, boxes[i - 1][1].start, boxes[i - 1][1].stop) for i in ids])
@@ -492,7 +499,7 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
         line |= stray & ~(edge & ~stray).any()
     m = mass[ids]
     if line.any() and m[~line].max(initial=0) < 0.2 * m[line].max() and long_side[~line].max(initial=0) < 0.15 * long_side[line].max():
-        return heavy  # nothing of a digit's weight or size beside the line: the line may be a tall "1"
+        return heavy, heavy  # nothing of a digit's weight or size beside the line: the line may be a tall "1"
     main = int(np.argmax(np.where(line, -1.0, m)))
     top, bottom, left, right = box[main]
     size = long_side[main]
@@ -505,7 +512,54 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> n
     under = thin & (wide > tall) & (box[:, 0] >= bottom) & (along >= 0.5 * (right - left))
     keep = np.zeros_like(heavy)
     keep[ids[~line & near & ~under]] = True
-    return keep
+    # The marks in a row with the digit: near it, or near one that is (a number's digits, each near the next).
+    reach_y, reach_x = size * max(1.0, 1 / aspect), size * max(1.0, aspect)
+    inline, todo = near & ~line & ~under, ~line & ~under & ~near
+    grown = True
+    while grown and todo.any():
+        members = box[inline]
+        gy = np.maximum(np.maximum(box[:, None, 0] - members[None, :, 1], members[None, :, 0] - box[:, None, 1]), 0)
+        gx = np.maximum(np.maximum(box[:, None, 2] - members[None, :, 3], members[None, :, 2] - box[:, None, 3]), 0)
+        joins = todo & ((gy <= reach_y) & (gx <= reach_x)).any(axis=1)
+        inline |= joins
+        todo &= ~joins
+        grown = bool(joins.any())
+    row_keep = np.zeros_like(heavy)
+    row_keep[ids[inline]] = True
+    return keep, row_keep
+
+
+def count_side_by_side(ink: np.ndarray, gap: float = GAP, wide: float = WIDE, height: float = HEIGHT, mass: float = MASS) -> int:
+    """How many digit-sized groups of ink stand side by side in ``ink`` (``(H, W)`` float, the kept ink).
+
+    Groups are runs of columns holding ink, apart by at least ``gap`` times the heaviest group's
+    height, or by any gap where together they would be over ``wide`` times as wide as it is tall
+    (two digits written close). A group counts when it is at least ``height`` times as tall as the
+    heaviest group and holds ``mass`` times its ink: a full stop, a dash or a faint ruled line
+    beside a digit does not; a "1" does. Blobs of one digit overlap in columns (a "5"'s bar over
+    its body) or lie close (a "4"'s stem drawn apart), and stay one group; digits that touch are
+    one group too (not told apart).
+    """
+    col_ink = ink.sum(axis=0)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], (col_ink > 0).view(np.int8), [0]))))
+    starts, stops = edges[::2], edges[1::2]
+    if len(starts) <= 1:
+        return len(starts)
+    rows = [np.flatnonzero(ink[:, a:b].any(axis=1)) for a, b in zip(starts, stops)]
+    groups: list[list[float]] = []  # [top, bottom, left, right, ink] of each group
+    for a, b, r in zip(starts, stops, rows):
+        groups.append([r[0], r[-1] + 1, a, b, float(col_ink[a:b].sum())])
+    heaviest = max(groups, key=lambda g: g[4])
+    tall = heaviest[1] - heaviest[0]
+    joined = [groups[0]]  # pieces of one digit: closer than the gap, and no wider than a digit together
+    for g in groups[1:]:
+        last = joined[-1]
+        if g[2] - last[3] < gap * tall and g[3] - last[2] <= wide * tall:
+            joined[-1] = [min(last[0], g[0]), max(last[1], g[1]), last[2], g[3], last[4] + g[4]]
+        else:
+            joined.append(g)
+    main = max(joined, key=lambda g: g[4])
+    return sum(1 for g in joined if g[1] - g[0] >= height * (main[1] - main[0]) and g[4] >= mass * main[4])
 
 
 def _frames(labels: np.ndarray, ids: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -576,7 +630,18 @@ def prepare(
     small_ink = _block_max(ink, step) if step > 1 else ink
     mass = np.bincount(labels.ravel(), weights=small_ink.ravel(), minlength=count + 1)
     mass[0] = 0
-    keep_small = _digit_blobs(labels, mass, input_size[1] / input_size[0])[labels]
+    aspect = input_size[1] / input_size[0]
+    keep, in_row = _digit_blobs(labels, mass, aspect)
+    keep_small = keep[labels]
+    # A number or a word (digit-sized marks apart from each other) read as one digit is a guess at a mixture.
+    expected = max(1, round(aspect))  # digits side by side the model reads: 1, or 2 on a pair model's wide canvas
+    found = count_side_by_side(np.where(in_row[labels], small_ink, np.float32(0)))
+    if found > expected:
+        if expected == 1:
+            raise ImageError(f"{label}: this picture holds several characters side by side (a number or a word?); "
+                             "the model reads one digit at a time. Crop it to a single digit, or draw one.")
+        raise ImageError(f"{label}: this picture holds more than {expected} characters side by side; "
+                         f"the model reads {expected} digits at a time. Crop it to {expected} digits.")
     ink = np.where(_grow_blocks(keep_small, step, (h, w)), ink, np.float32(0))  # a kept blob's faint edge spills over
     strong = ink > 0.3
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))

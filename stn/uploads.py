@@ -15,6 +15,10 @@
   written in a box (a form) or underlined, clear of the digit (a frame that touches it is one mark
   with it); turned by U(-15°, 15°),
   JPEG-compressed.
+- **number**: two to four MNIST *test* digits written side by side (a number: a year, an age),
+  apart by 20-80% of their height, as a sketch (strokes in alpha) or a photo of paper. Every
+  model here reads one digit (``pair-affine``: two), so the right answer is a sentence that says
+  so, not a guess at a mixture: :func:`numbers_named` counts them.
 - **cropped**: MNIST *test* digits written with a pen one to four times MNIST's stroke width,
   then cut down to the digit (a screenshot or a photo cropped on the phone): the picture is the
   ink's box plus 0-4% of it, 60-300 px, the strokes running into its edges; PNG or JPEG.
@@ -36,7 +40,8 @@ from stn.font_digits import font_files, render_digit
 from stn.model import STClassifier
 from stn.preprocess import ImageError, prepare
 
-__all__ = ["PHOTO_CONDITIONS", "cropped_images", "font_images", "photo_images", "sketch_images", "upload_accuracy"]
+__all__ = ["PHOTO_CONDITIONS", "cropped_images", "font_images", "number_images", "numbers_named", "photo_images", "sketch_images",
+           "upload_accuracy"]
 
 
 def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
@@ -264,6 +269,64 @@ def cropped_images(n: int = 500, seed: int = 0, root: str | None = None) -> Iter
         if rng.uniform() < 0.5:
             img = _jpeg(img, rng)
         yield img, int(labels[i])
+
+
+def number_images(n: int = 300, seed: int = 0, root: str | None = None,
+                  digits: tuple[int, ...] = (2, 3, 4), gap: tuple[float, float] = (0.2, 0.8)) -> Iterator[tuple[Image.Image, str]]:
+    """``n`` pictures of numbers (``digits`` MNIST test digits each, side by side, ``gap`` times their
+    height apart), with the number as a string; ``digits=(1,)`` lays out single digits the same way
+    (none should be refused)."""
+    images, labels = _mnist_test(root)
+    rng = np.random.default_rng(seed)
+    k = 0
+    for _ in range(n):
+        count = int(rng.choice(digits))
+        height = int(rng.integers(50, 161))  # the digits' ink height, px
+        inks, text = [], ""
+        for _ in range(count):
+            i, k = k % len(images), k + 1
+            side = int(height * 28 / 20)
+            a = np.asarray(Image.fromarray((images[i, 0].numpy() * 255).astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC),
+                           np.float32) / 255
+            ys, xs = np.nonzero(a > 0.3)
+            inks.append(a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+            text += str(int(labels[i]))
+        gaps = [int(height * rng.uniform(*gap)) for _ in inks[1:]]
+        margin = int(height * rng.uniform(0.3, 1.0))
+        w = 2 * margin + sum(a.shape[1] for a in inks) + sum(gaps)
+        h = 2 * margin + max(a.shape[0] for a in inks) + height // 5
+        canvas = np.zeros((h, w), np.float32)
+        x = margin
+        for j, a in enumerate(inks):
+            y = margin + int(rng.integers(0, height // 5 + 1))  # handwriting's baseline wanders
+            canvas[y : y + a.shape[0], x : x + a.shape[1]] = np.maximum(canvas[y : y + a.shape[0], x : x + a.shape[1]], a)
+            x += a.shape[1] + (gaps[j] if j < len(gaps) else 0)
+        if rng.uniform() < 0.5:  # a sketch: the strokes in alpha
+            img = Image.new("RGBA", (w, h), (20, 20, 20, 0))
+            img.putalpha(Image.fromarray((np.clip(canvas * 1.5, 0, 1) * 255).astype(np.uint8)))
+        else:  # a photo of paper: tone, a slight tilt, noise, JPEG
+            paper, pen = rng.uniform(0.75, 0.95), rng.uniform(0.05, 0.25)
+            grey = paper + (pen - paper) * canvas + rng.normal(0, 0.02, canvas.shape)
+            img = Image.fromarray(np.clip(grey * 255, 0, 255).astype(np.uint8)).convert("RGB")
+            img = _jpeg(img.rotate(float(rng.uniform(-5, 5)), resample=Image.Resampling.BICUBIC, fillcolor=(int(paper * 255),) * 3), rng)
+        yield img, text
+
+
+def numbers_named(images: Iterator[tuple[Image.Image, str]], input_size: tuple[int, int] = (56, 56),
+                  digit_size: float = 32.0) -> dict:
+    """How many of ``images`` :func:`prepare` refuses as several characters side by side (for a
+    model whose canvas is ``input_size``), and how many it refuses for another reason."""
+    total = named = other = 0
+    for img, _ in images:
+        total += 1
+        try:
+            prepare(img, input_size, digit_size)
+        except ImageError as exc:
+            if "side by side" in str(exc):
+                named += 1
+            else:
+                other += 1
+    return {"images": total, "named": named, "refused otherwise": other}
 
 
 def _disc(d: int) -> np.ndarray:

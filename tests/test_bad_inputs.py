@@ -7,7 +7,8 @@ PIL/numpy: nothing binary is committed. Every case says what a person would want
   LA, EXIF-rotated, animated, multi-page, MPO, WebP, AVIF, BMP, PPM, float TIFF, a wrong extension, a photo
   taken in a dim room, under a hard shadow, of a note on a dark desk, a bold digit cropped to its
   own box, a circled digit, ...) is read, and with the real default model present it is read as ``d``;
-- ``error=PHRASE``: a picture with nothing on it, too small, not an image, or too large gets a
+- ``error=PHRASE``: a picture with nothing on it, too small, a number (several digits: a one-digit
+  model's answer would be a guess at a mixture), not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
 
@@ -295,6 +296,18 @@ def _framed(i, shape):
     return make
 
 
+def _number(*indices):
+    """A number written on a page and photographed: digits side by side, a third of their width apart."""
+    def make(p: Path) -> None:
+        digits = [ink(i, size=160, margin=0.15) for i in indices]
+        a = np.zeros((240, 100 + 120 * len(digits)), np.float32)
+        for k, d in enumerate(digits):
+            a[40:200, 30 + 120 * k : 190 + 120 * k] = np.maximum(a[40:200, 30 + 120 * k : 190 + 120 * k], d)
+        _save(Image.fromarray(u8(on_paper(a))).convert("RGB"), p, "JPEG", quality=85)
+
+    return make
+
+
 def _mpo(i):
     """A phone's or camera's JPEG with a second view (MPO): the first one is read."""
     def make(p: Path) -> None:
@@ -404,6 +417,8 @@ CASES: list[Case] = [
     Case("one-pixel.png", _const(0, size=(1, 1)), error=TOO_SMALL),
     Case("five-by-five.png", _const(0, size=(5, 5)), error=TOO_SMALL),
     Case("speck.png", _speck, error=TOO_SMALL),
+    Case("a-number.jpg", _number(0, 1), error="several characters side by side"),
+    Case("a-year.jpg", _number(2, 3, 4, 5), error="several characters side by side"),
     # not a readable image, or too large
     Case("empty.png", _bytes(b""), error="empty"),
     Case("truncated.png", _truncated(0, "PNG"), error="damaged or truncated"),

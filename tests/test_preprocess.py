@@ -25,6 +25,7 @@ from stn.preprocess import (
     _grow_blocks,
     _paper_window,
     _sketch_alpha,
+    count_side_by_side,
     ink_map,
     open_image,
     prepare,
@@ -322,6 +323,95 @@ class TestOtherMarks:
         a[40:48, 20:28] = 0.1
         left, top, right, bottom = self._box(a)
         assert 94 <= left <= 97 and 104 <= right <= 108 and top <= 12 and bottom >= 228
+
+
+def _write(text: list[str], shape=(160, 360), stroke: int = 7, pitch: int = 70) -> Image.Image:
+    """Digits drawn as pen strokes on white paper: ``text`` is one key of ``_STROKES`` per digit, ``pitch`` px apart."""
+    img = Image.new("L", (shape[1], shape[0]), 245)
+    draw = ImageDraw.Draw(img)
+    for i, key in enumerate(text):
+        for line in _STROKES[key]:
+            draw.line([(40 + pitch * i + x, 40 + y) for x, y in line], fill=20, width=stroke, joint="curve")
+    return img
+
+
+# Digits as polylines in an 40×80 box (x, y); "4 apart": a "4" whose stem was drawn apart from its bar.
+_STROKES = {
+    "1": [[(20, 0), (20, 80)]],
+    "7": [[(0, 0), (40, 0), (12, 80)]],
+    "4": [[(28, 0), (0, 55), (40, 55)], [(30, 20), (30, 80)]],
+    "4 apart": [[(16, 0), (0, 55), (16, 55)], [(30, 10), (30, 80)]],  # 7 px of paper between them
+    "0": [[(20, 0), (40, 20), (40, 60), (20, 80), (0, 60), (0, 20), (20, 0)]],
+    "5": [[(4, 10), (0, 40), (30, 40), (40, 60), (30, 80), (0, 76)], [(8, 0), (40, 2)]],
+    ".": [[(0, 76), (4, 80)]],
+    "-": [[(0, 40), (30, 40)]],
+}
+
+
+class TestSeveralDigits:
+    """A number or a word is not read as one digit: the answer would be a guess at a mixture."""
+
+    @pytest.mark.parametrize("text", [["1", "7"], ["4", "0"], ["0", "4", "7"], ["5", "1", "0", "7"]])
+    @pytest.mark.parametrize("pitch", [70, 54])  # 23 px of paper between the digits, or 7 (a number written close)
+    def test_digits_side_by_side_are_named_not_guessed(self, text, pitch):
+        with pytest.raises(ImageError, match=r"note\.png: this picture holds several characters side by side \(a number or a "
+                                             r"word\?\); the model reads one digit at a time\. Crop it to a single digit, or draw one\."):
+            prepare(_write(text, shape=(160, 60 + 70 * len(text)), pitch=pitch), (56, 56), 32.0, name="note.png")
+
+    @pytest.mark.parametrize("text", [["1"], ["7"], ["4"], ["4 apart"], ["0"], ["5"], ["7", "."], ["0", "-"]])
+    def test_one_digit_in_pieces_or_with_a_stop_is_read(self, text):
+        """A "5" whose bar was drawn apart, a "4" whose stem was, a full stop or a dash beside a digit."""
+        prep = prepare(_write(text), (56, 56), 32.0)
+        _, top, _, bottom = prep.box
+        assert bottom - top > 0.9 * 80 * prep.source_size[1] / 160  # the whole digit (the box is in working-size px)
+
+    def test_a_faint_ruled_line_beside_the_digit_is_not_a_digit(self):
+        """A piece of a notebook's margin (the photo's noise broke it up): as tall as the digit, but faint and thin."""
+        a = np.asarray(_write(["7"], shape=(240, 200)), np.float32).copy()
+        a[30:140, 120:122] = 150
+        prepare(Image.fromarray(a.astype(np.uint8)), (56, 56), 32.0)
+
+    def test_the_pair_model_reads_two_and_names_three(self):
+        prepare(_write(["1", "7"]), (42, 84), 62.0)
+        with pytest.raises(ImageError, match="holds more than 2 characters side by side; the model reads 2 digits at a time. Crop it to 2 digits"):
+            prepare(_write(["1", "7", "4"]), (42, 84), 62.0)
+
+    def test_touching_digits_are_one_mark(self):
+        """Not told apart (a limit): digits written into each other are read as one mark."""
+        img = Image.new("L", (200, 160), 245)
+        draw = ImageDraw.Draw(img)
+        draw.line([(60, 40), (60, 120)], fill=20, width=7)
+        draw.line([(60, 40), (100, 40), (72, 120)], fill=20, width=7)  # a "7" sharing the "1"'s top
+        prepare(img, (56, 56), 32.0)
+
+
+class TestCountSideBySide:
+    def test_counts_groups_apart_by_the_gap(self):
+        ink = np.zeros((20, 40), np.float32)
+        ink[2:18, 2:6] = ink[2:18, 12:16] = ink[2:18, 30:34] = 1
+        assert count_side_by_side(ink) == 3
+        assert count_side_by_side(ink, gap=0.5) == 2  # 6 columns apart < half of 16 rows: the first two join
+
+    def test_close_marks_as_wide_as_two_digits_are_two(self):
+        ink = np.zeros((20, 60), np.float32)
+        ink[2:18, 2:14] = ink[2:18, 15:27] = 1  # one column apart, 25 wide together: two digits written close
+        assert count_side_by_side(ink) == 2
+        ink[:] = 0
+        ink[2:18, 2:10] = ink[2:18, 11:14] = 1  # a "4" and its stem drawn apart: 12 wide together
+        assert count_side_by_side(ink) == 1
+
+    def test_short_or_light_groups_do_not_count(self):
+        ink = np.zeros((20, 40), np.float32)
+        ink[2:18, 2:10] = 1
+        ink[14:18, 20:24] = 1  # a stop: a quarter of the height
+        ink[2:18, 30:31] = 0.1  # a faint line: 1/80 of the ink
+        assert count_side_by_side(ink) == 1
+
+    def test_empty_and_single(self):
+        assert count_side_by_side(np.zeros((5, 5), np.float32)) == 0
+        ink = np.zeros((5, 5), np.float32)
+        ink[1:4, 2] = 1
+        assert count_side_by_side(ink) == 1
 
 
 class TestOpenImage:
