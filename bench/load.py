@@ -68,6 +68,10 @@ def example_images(directory: Path | None, out: Path, n: int = 24) -> list[Path]
         directory = REPO / "assets" / "examples"
     if directory is not None:
         files = sorted(p for p in directory.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"})
+        index = directory / "examples.json"
+        if index.is_file():  # the two-digit examples are for pair-affine: a one-digit model refuses a number
+            pairs = {e["file"] for e in json.loads(index.read_text()) if len(str(e.get("label", ""))) > 1}
+            files = [p for p in files if p.name not in pairs]
         if not files:
             sys.exit(f"no PNG/JPEG/WebP images in {directory}")
         return files
