@@ -450,6 +450,7 @@ GAP = 0.15  # count_side_by_side: the least gap between two digits, in digit hei
 WIDE = 1.0  # count_side_by_side: marks closer than GAP, together wider than this (in heights), are two digits
 HEIGHT = 0.5  # count_side_by_side: the least height of a digit, in the heaviest digit's heights
 MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest digit's ink
+HOLLOW = 1.6  # _inside_a_touching_frame: what lies inside a frame, filled, is at most this times its ink
 
 
 def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -562,12 +563,66 @@ def count_side_by_side(ink: np.ndarray, gap: float = GAP, wide: float = WIDE, he
     return sum(1 for g in joined if g[1] - g[0] >= height * (main[1] - main[0]) and g[4] >= mass * main[4])
 
 
+def _inside_a_touching_frame(ink: np.ndarray) -> np.ndarray:
+    """``ink`` (``(H, W)``, the kept ink) less a frame drawn around the digit that touches it (a
+    circle through a "7"'s top): then frame and digit are one blob, and :func:`_frames` cannot
+    leave the frame out. Where the ink's outline, filled, holds well inside it (farther than 1.5
+    strokes from its edge, a round region) marks at least 30% of its size about its middle, and
+    those marks are not a loop themselves (the inner outline of a hollow font's digit), only they
+    are kept; else
+    ``ink`` as it is. A "0", "6", "8" or "9" holds nothing that far inside its loops. (A hollow "0"
+    whose inner outline touches the outer one is cut to the inner one, an open ring: a smaller 0.)
+    """
+    mask = ink > 0.3
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return ink
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # the work is done on the ink's box
+    mask = mask[box]
+    filled = _fill_holes(mask)
+    area = int(mask.sum())
+    if filled.sum() < 2 * area:  # a frame encloses mostly paper
+        return ink
+    edge = area - int(ndimage.minimum_filter(mask.view(np.uint8), 3, mode="constant").sum())  # boundary pixels: twice the length
+    d = int(np.ceil(1.5 * 2 * area / max(edge, 1))) + 1  # 1.5 strokes, a stroke being the ink's area over its length
+    core = ndimage.minimum_filter(filled.view(np.uint8), size=2 * d + 1, mode="constant").view(bool)
+    inner = mask & core
+    if not inner.any():
+        return ink
+    cy, cx = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
+    if core.sum() < 0.5 * (cy[-1] - cy[0] + 1) * (cx[-1] - cx[0] + 1):
+        return ink  # inside a circle or a box is one round region; inside a hollow font's "3", a winding one
+    fh, fw = mask.shape
+    iy, ix = np.nonzero(inner)
+    ih, iw = iy.max() - iy.min() + 1, ix.max() - ix.min() + 1
+    off_y = abs((iy.max() + iy.min() + 1) / 2 - fh / 2) / fh
+    off_x = abs((ix.max() + ix.min() + 1) / 2 - fw / 2) / fw
+    if max(ih, iw) < 0.3 * max(fh, fw) or max(off_y, off_x) > 0.15:
+        return ink
+    if _fill_holes(inner).sum() > HOLLOW * inner.sum():
+        return ink  # what lies inside is a loop itself: the inner outline of a hollow (outline) font's digit
+    out = np.zeros_like(ink)
+    out[box] = np.where(core, ink[box], np.float32(0))
+    return out
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with the ground it encloses filled: ``ndimage.binary_fill_holes``, by one labelling
+    of the ground (4-connected, the complement of 8-connected ink) rather than repeated dilations."""
+    ground, _ = ndimage.label(~mask)
+    open_ground = np.unique(np.concatenate((ground[0], ground[-1], ground[:, 0], ground[:, -1])))
+    hole = np.ones(int(ground.max()) + 1, bool)
+    hole[open_ground] = False
+    hole[0] = False
+    return mask | hole[ground]
+
+
 def _frames(labels: np.ndarray, ids: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Which of the blobs ``ids`` (boxes ``box``: top, bottom, left, right) are a frame drawn around
     the digit (a circle, a box on a form): open (ink on under 35% of its box) and holding, well
     inside it and about its middle, marks at least 30% of its size. A "0" holds nothing, and the
-    inner outline of a hollow font's 6, 8 or 9 sits off the middle; a digit touching its frame is
-    one blob with it, and stays as it is."""
+    inner outline of a hollow font's 6, 8 or 9 sits off the middle. A digit touching its frame is
+    one blob with it: :func:`_inside_a_touching_frame`."""
     tall, wide = box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]
     fill = np.bincount(labels.ravel(), minlength=int(ids.max()) + 1)[ids] / np.maximum(tall * wide, 1)
     # inside[i, j]: blob i lies within blob j's box, clear of its edges
@@ -643,6 +698,7 @@ def prepare(
         raise ImageError(f"{label}: this picture holds more than {expected} characters side by side; "
                          f"the model reads {expected} digits at a time. Crop it to {expected} digits.")
     ink = np.where(_grow_blocks(keep_small, step, (h, w)), ink, np.float32(0))  # a kept blob's faint edge spills over
+    ink = _inside_a_touching_frame(ink)
     strong = ink > 0.3
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
     if len(rows) == 0:

@@ -12,8 +12,8 @@
   a dark desk, vignetting, lined or squared paper, a coloured pen, chalk on a board (light on
   dark), a webcam (small, blurred, noisy), a 12-megapixel phone photo, a tilted page, a pen
   lying on the page, a notebook page (its margin and a line of print), the digit circled,
-  written in a box (a form) or underlined, clear of the digit (a frame that touches it is one mark
-  with it); turned by U(-15°, 15°),
+  written in a box (a form) or underlined, clear of the digit (a frame that touches it is not in
+  this set: bench/README.md, fourteenth pass, measures it); turned by U(-15°, 15°),
   JPEG-compressed.
 - **number**: two to four MNIST *test* digits written side by side (a number: a year, an age),
   apart by 20-80% of their height, as a sketch (strokes in alpha) or a photo of paper. Every

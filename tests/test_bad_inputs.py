@@ -285,10 +285,15 @@ def _framed(i, shape):
     def make(p: Path) -> None:
         from PIL import ImageDraw
 
-        img = Image.fromarray(u8(on_paper(ink(i, size=300, margin=0.6)))).convert("RGB")
+        a = ink(i, size=300, margin=0.6)
+        img = Image.fromarray(u8(on_paper(a))).convert("RGB")
         draw = ImageDraw.Draw(img)
         if shape == "circle":
             draw.ellipse([40, 30, 260, 270], outline=(25, 25, 60), width=6)
+        elif shape == "touching circle":  # drawn close: it runs through the digit's ends
+            ys, xs = np.nonzero(a > 0.3)
+            cy, cx, r = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, 0.72 * max(np.ptp(ys), np.ptp(xs))
+            draw.ellipse([cx - 0.8 * r, cy - r, cx + 0.8 * r, cy + r], outline=(25, 25, 60), width=6)
         else:
             draw.rectangle([45, 45, 255, 255], outline=(20, 20, 20), width=4)
         _save(img, p, "JPEG" if p.suffix == ".jpg" else "PNG")
@@ -408,6 +413,7 @@ CASES: list[Case] = [
     Case("cropped-three.png", _cropped_to_the_digit(30), index=30),
     Case("circled.jpg", _framed(4, "circle"), index=4),
     Case("in-a-box.png", _framed(8, "box"), index=8),
+    Case("circled-touching.jpg", _framed(0, "touching circle"), index=0),
     # nothing to read
     Case("all-white.png", _const(255), error=NO_DIGIT),
     Case("all-black.png", _const(0), error=NO_DIGIT),

@@ -22,6 +22,7 @@ from stn.preprocess import (
     _block_max,
     _box_mean,
     _closing,
+    _fill_holes,
     _grow_blocks,
     _paper_window,
     _sketch_alpha,
@@ -292,6 +293,39 @@ class TestOtherMarks:
         left, top, right, bottom = self._box(a)
         assert 100 <= left <= 107 and 55 <= top <= 62 and 143 <= right <= 150 and 138 <= bottom <= 145, (mark, left, top, right, bottom)
 
+    @pytest.mark.parametrize("frame", ["circle", "box"])
+    def test_a_frame_that_touches_the_digit_is_left_out(self, frame):
+        """Frame and digit are one blob: what lies well inside the frame is the digit."""
+        img = Image.new("L", (250, 200), 235)
+        draw = ImageDraw.Draw(img)
+        draw.line([(105, 60), (145, 60), (117, 140)], fill=20, width=8)  # a "7", 80 px tall
+        if frame == "circle":
+            draw.ellipse([80, 52, 170, 150], outline=20, width=5)  # through the 7's top
+        else:
+            draw.rectangle([85, 57, 165, 150], outline=20, width=4)  # its top edge along the 7's bar
+        left, top, right, bottom = self._box(np.asarray(img, np.float32) / 255)
+        assert left >= 95 and right <= 155 and top >= 55 and bottom <= 148, (frame, left, top, right, bottom)
+        assert bottom - top >= 60  # most of the 7 is kept
+
+    @pytest.mark.parametrize("digit", ["0", "8", "hollow 8"])
+    def test_loops_and_hollow_digits_stay_whole(self, digit):
+        """A digit's own loops hold nothing well inside them; a hollow (outline) font's inner outline, where it
+        touches the outer one, is a loop itself. (Apart from it, it is a separate mark: ``_frames``'s rule.)"""
+        img = Image.new("L", (250, 200), 235)
+        draw = ImageDraw.Draw(img)
+        if digit == "0":
+            draw.ellipse([95, 50, 155, 150], outline=20, width=5)
+        elif digit == "8":
+            draw.ellipse([100, 50, 150, 100], outline=20, width=5)
+            draw.ellipse([95, 96, 155, 150], outline=20, width=5)
+        else:  # a sketchy outline font: the upper hole's outline touches the outer one
+            draw.rounded_rectangle([95, 50, 155, 150], radius=20, outline=20, width=2)
+            draw.ellipse([96, 64, 137, 94], outline=20, width=2)
+            draw.ellipse([111, 108, 139, 136], outline=20, width=2)
+            draw.line([(125, 94), (125, 108)], fill=20, width=2)
+        left, top, right, bottom = self._box(np.asarray(img, np.float32) / 255)
+        assert left <= 96 and top <= 51 and right >= 154 and bottom >= 149, (digit, left, top, right, bottom)
+
     def test_a_second_digit_beside_the_first_stays_on_a_wide_canvas(self):
         a = np.full((128, 256), 0.93, np.float32)
         a[34:94, 70:76] = 0.08  # a "1", 60 px tall
@@ -383,6 +417,13 @@ class TestSeveralDigits:
         draw.line([(60, 40), (60, 120)], fill=20, width=7)
         draw.line([(60, 40), (100, 40), (72, 120)], fill=20, width=7)  # a "7" sharing the "1"'s top
         prepare(img, (56, 56), 32.0)
+
+
+def test_fill_holes_is_scipys():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        mask = rng.random((int(rng.integers(1, 30)), int(rng.integers(1, 30)))) < rng.uniform(0.2, 0.7)
+        assert (_fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
 
 
 class TestCountSideBySide:
