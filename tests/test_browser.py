@@ -2,7 +2,7 @@
 ``--no-sandbox``; CI installs it in ``.ci/run``). Opens the page, uploads an example, draws a
 stroke on the sketchpad, and checks that the grid plot, the crop(s) and the label appear after
 each (uploads read in a reader process and read ahead, as ``python app.py`` serves them); then
-the page at phone width and in dark mode. Screenshots go to ``tests/artifacts/``
+the page at phone width and in dark mode, and a number uploaded at phone width (its sentence in a toast). Screenshots go to ``tests/artifacts/``
 (git-ignored)."""
 
 from __future__ import annotations
@@ -223,3 +223,34 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
     else:
         assert page.evaluate("() => document.body.classList.contains('dark') || document.documentElement.classList.contains('dark')")
     _shot(page, f"05-{width}px-{scheme}")
+
+
+def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
+    """An upload the model cannot read as one digit (a number) shows its sentence, in a toast, at phone width."""
+    from PIL import Image, ImageDraw
+
+    expect = sync_api.expect
+    base, app = url
+    if app.ENGINE.info[app.DEFAULT].input_size[1] > app.ENGINE.info[app.DEFAULT].input_size[0]:
+        pytest.skip("the default model reads two digits")
+    img = Image.new("L", (360, 180), 240)
+    draw = ImageDraw.Draw(img)
+    draw.line([(60, 40), (60, 140)], fill=20, width=9)  # "1"
+    draw.line([(130, 40), (190, 40), (150, 140)], fill=20, width=9)  # "7"
+    draw.ellipse([230, 40, 300, 140], outline=20, width=9)  # "0"
+    path = tmp_path / "my-number.png"
+    img.save(path)
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    page.locator("#stn-upload input[type=file]").set_input_files(str(path))
+    toast = page.get_by_text("this picture holds several characters side by side")
+    expect(toast.first).to_be_visible()
+    expect(page.get_by_text("my-number.png").first).to_be_visible()
+    page.wait_for_timeout(1000)  # the toast's fade-in, for the screenshot only
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "06-a-number-phone.png"))  # what the phone shows: the toast over the page
+    assert not errors, errors
