@@ -411,6 +411,16 @@ def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
         raise
 
 
+NOT_READ_HTML = ('<div id="stn-not-read">Not read: the message at the top of the page says why. '
+                 "Upload or draw another picture.</div>")
+
+
+def cleared_views() -> tuple:
+    """The main view after a refusal: emptied, so that the previous picture's reading (still on the
+    page) is not taken for this one's; the refusal's sentence is in Gradio's toast."""
+    return (None, NOT_READ_HTML, "", None)
+
+
 @user_errors
 def change_model(model: str | None, session: Session | None) -> tuple:
     """A new model: its note, and the current picture read again with it."""
@@ -1155,15 +1165,19 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     main_all = [*main_outputs, session]
     # Gradio's per-component pre- and post-processing is one worker-thread round trip per input and
     # output; predict does its own (the upload's path, the plot's JSON): see _upload_path and _sent.
-    upload.upload(predict, [upload, model_dd], main_all, api_name="predict", preprocess=False, postprocess=False,
-                  api_description="Read an image file with a model: returns the views and a JSON with label, probs, theta.")
-    sketch_btn.click(predict_sketch, [sketch, model_dd], main_all, api_visibility="private")
-    # .change carries the strokes (.input fires as a stroke starts, with an empty value)
-    sketch.change(predict_sketch_live, [sketch, model_dd], main_all, api_visibility="private", trigger_mode="always_last",
-                  show_progress="hidden")
+    reads = [
+        upload.upload(predict, [upload, model_dd], main_all, api_name="predict", preprocess=False, postprocess=False,
+                      api_description="Read an image file with a model: returns the views and a JSON with label, probs, theta."),
+        sketch_btn.click(predict_sketch, [sketch, model_dd], main_all, api_visibility="private"),
+        # .change carries the strokes (.input fires as a stroke starts, with an empty value)
+        sketch.change(predict_sketch_live, [sketch, model_dd], main_all, api_visibility="private", trigger_mode="always_last",
+                      show_progress="hidden"),
+    ]
     # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
     draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
-    model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private")
+    reads.append(model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private"))
+    for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it
+        read.failure(cleared_views, None, main_outputs, api_visibility="private", show_progress="hidden")
     ex_gallery.select(load_example, None, [upload, model_dd, model_md, *main_all, input_tabs], api_visibility="private",
                       show_progress="minimal")
     demo.load(initial_view, None, [upload, model_dd, model_md, *main_all], api_visibility="private")

@@ -226,7 +226,8 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
 
 
 def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
-    """An upload the model cannot read as one digit (a number) shows its sentence, in a toast, at phone width."""
+    """An upload the model cannot read as one digit (a number) shows its sentence, in a toast, at phone width,
+    and the views are emptied (the page's earlier reading would read as this picture's answer)."""
     from PIL import Image, ImageDraw
 
     expect = sync_api.expect
@@ -250,6 +251,10 @@ def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
     toast = page.get_by_text("this picture holds several characters side by side")
     expect(toast.first).to_be_visible()
     expect(page.get_by_text("my-number.png").first).to_be_visible()
+    # the views are emptied: the first example's reading is not left beside the refusal
+    expect(page.locator("#stn-not-read")).to_be_visible()
+    expect(page.locator("#stn-crops img")).to_have_count(0)
+    expect(page.locator("#stn-label")).to_have_count(0)
     page.wait_for_timeout(1000)  # the toast's fade-in, for the screenshot only
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "06-a-number-phone.png"))  # what the phone shows: the toast over the page
