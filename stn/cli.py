@@ -251,6 +251,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
+    from stn.model import SURE
     from stn.preprocess import ImageError, preprocess
     from stn.zoo import DEFAULT_MODEL, list_models, load_model
 
@@ -281,6 +282,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for i, slot in enumerate(slots):
             r = results[slot]
             r["label"] = names[i]
+            r["sure"] = bool(pred.sure[i])
             r["probs"] = [round(float(p), 6) for p in pred.probs[i]]
             r["theta"] = [[round(float(v), 6) for v in p[i]] for p in pred.params]
     failed = sum("error" in r for r in results)
@@ -294,7 +296,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['file']:<{width}}  {'-':>5}  {'-':>6}  error: {r['error']}")
             else:
-                print(f"{r['file']:<{width}}  {r['label']:>5}  {100 * max(r['probs']):5.1f}%  {name}")
+                guess = "" if r["sure"] else f"  (unsure: under {100 * SURE:.0f}%, a guess)"
+                print(f"{r['file']:<{width}}  {r['label']:>5}  {100 * max(r['probs']):5.1f}%  {name}{guess}")
     if failed and not args.json:
         print(f"stn predict: {failed} of {len(results)} file{'s' * (len(results) > 1)} could not be read", file=sys.stderr)
     return 1 if failed else 0
@@ -316,9 +319,12 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_uploads(args: argparse.Namespace) -> int:
     from stn.uploads import (
+        NO_DIGIT_KINDS,
         PHOTO_CONDITIONS,
         cropped_images,
         font_images,
+        guesses,
+        no_digit_images,
         number_images,
         numbers_named,
         photo_images,
@@ -328,7 +334,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     from stn.zoo import load_card, load_model, models_dir
 
     def pct(r: dict) -> str:
-        return f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused)"
+        return f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess)"
 
     for name in args.names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
@@ -338,7 +344,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         conditions = {c: upload_accuracy(model, photo_images(per, seed=i, root=args.data, conditions=(c,)))
                       for i, c in enumerate(PHOTO_CONDITIONS)} if per else {}
         if conditions:
-            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused")}
+            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused", "unsure")}
             photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
         if args.cropped:
@@ -356,6 +362,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
                               tuple(model.config.input_size), float(model.config.digit_size))
             print(f"  numbers (more digits than it reads) refused as such: {n['named']} of {n['images']}"
                   f" ({n['refused otherwise']} refused for another reason)")
+        if args.no_digits:  # the right answers: a refusal, or a reading shown as a guess; not a sure digit
+            for kind in NO_DIGIT_KINDS:
+                g = guesses(model, no_digit_images(max(1, args.no_digits // len(NO_DIGIT_KINDS)), kinds=(kind,)))
+                print(f"  no digit ({kind}): {g['images']} pictures, {g['refused']} refused, {g['unsure']} shown as a guess,"
+                      f" {g['sure']} read as a sure digit")
         if args.write:
             d = _models_dir(args) or models_dir()
             card = load_card(name, d)
@@ -429,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify image files with a zoo model")
     p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP or TIFF images")
     p.add_argument("--model", default=None, help="model name (default: stn.zoo.DEFAULT_MODEL)")
-    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "label", "probs", "theta"}')
+    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "label", "sure", "probs", "theta"}')
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
@@ -447,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=int, default=800, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
     p.add_argument("--numbers", type=int, default=300, help="numbers written side by side, to be refused as such (0: none)")
+    p.add_argument("--no-digits", type=int, default=150,
+                   help="pictures with no digit (scenes, print, shapes): refused, shown as a guess, or read as sure (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stn.model import STClassifier
+from stn.model import SURE, STClassifier
 from stn.preprocess import ImageError, Prepared, prepare
 from stn.transforms import Transform
 from stn.viz import affine_reading, map_points, sample_points
@@ -90,6 +90,11 @@ class Reading:
         order = np.argsort(-self.probs)[:k]
         return {self.class_names[i]: float(self.probs[i]) for i in order}
 
+    @property
+    def sure(self) -> bool:
+        """The top probability is at least :data:`stn.model.SURE`; else ``label`` is a guess."""
+        return bool(self.probs.max() >= SURE) if len(self.probs) else False
+
 
 @dataclass
 class Result:
@@ -104,11 +109,13 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, k: int = 10) -> dict:
-        """The API's answer: ``label``, ``probs`` (top ``k``), ``theta`` (raw parameters per head)..."""
+        """The API's answer: ``label``, ``sure`` (false: the label is a guess), ``probs`` (top ``k``),
+        ``theta`` (raw parameters per head)..."""
         info = self.info
         out = {
             "model": self.model,
             "label": self.reading.label,
+            "sure": self.reading.sure,
             "probs": {c: round(p, 6) for c, p in self.reading.top(k).items()},
             "theta": [[round(float(v), 6) for v in p] for p in self.reading.params],
             "transform": info.transform,
@@ -122,6 +129,7 @@ class Result:
             out["baseline"] = {
                 "model": self.baseline.model,
                 "label": self.baseline.label,
+                "sure": self.baseline.sure,
                 "probs": {c: round(p, 6) for c, p in self.baseline.top(k).items()},
             }
         return out

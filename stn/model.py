@@ -13,7 +13,13 @@ from stn.conv import InputGradConv2d
 from stn.transformer import SpatialTransformer
 from stn.transforms import affine_embedding, get
 
-__all__ = ["ModelConfig", "STClassifier", "Prediction", "ConvClassifier", "change_transform"]
+__all__ = ["SURE", "ModelConfig", "STClassifier", "Prediction", "ConvClassifier", "change_transform"]
+
+# Below this top probability a reading is a guess, and is shown as one. wild-affine, the app's default,
+# stays under it for 20 of 2,960 upload-style digits (sketches, handwriting fonts, photos, cropped) and for
+# most smooth photo-like scenes with no digit (21 of the 32 it does not refuse); rts-affine is surer of such
+# pictures. bench/README.md, fifteenth pass.
+SURE = 0.6
 
 
 @dataclass
@@ -97,6 +103,11 @@ class Prediction:
     params: list[torch.Tensor]  # one (B, n_params) per head; empty for the CNN baseline
     crops: list[torch.Tensor]  # one (B, 1, h, w) per head; the input itself for the baseline
     head_probs: torch.Tensor  # (B, heads, n_classes): each head's own reading
+
+    @property
+    def sure(self) -> torch.Tensor:
+        """``(B,)`` bool: the top probability is at least :data:`SURE` (else the label is a guess)."""
+        return self.probs.amax(dim=1) >= SURE
 
     def class_names(self, n_classes: int = 10) -> list[str]:
         heads = self.head_probs.shape[1]

@@ -451,6 +451,8 @@ WIDE = 1.0  # count_side_by_side: marks closer than GAP, together wider than thi
 HEIGHT = 0.5  # count_side_by_side: the least height of a digit, in the heaviest digit's heights
 MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest digit's ink
 HOLLOW = 1.6  # _inside_a_touching_frame: what lies inside a frame, filled, is at most this times its ink
+LINE_RATIO = 2.0  # stacked_lines: a line of writing is at least this many times as wide as tall
+LINES_HOLD = 0.75  # prepare: two lines or more holding this share of the ink are writing, not a digit
 
 
 def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -561,6 +563,26 @@ def count_side_by_side(ink: np.ndarray, gap: float = GAP, wide: float = WIDE, he
             joined.append(g)
     main = max(joined, key=lambda g: g[4])
     return sum(1 for g in joined if g[1] - g[0] >= height * (main[1] - main[0]) and g[4] >= mass * main[4])
+
+
+def stacked_lines(ink: np.ndarray, ratio: float = LINE_RATIO) -> tuple[int, float]:
+    """Lines of writing or print one above the other in ``ink`` (``(H, W)``, the kept ink): how
+    many, and the share of the ink they hold.
+
+    A line is a run of rows holding ink, apart from the next by an empty row, at least ``ratio``
+    times as wide as it is tall. A digit's pieces drawn apart (a "5"'s bar over its body) hold
+    at most one, beside the digit's tall body; a page of print or writing, cut to the block the
+    digit would be, is two or more and nothing else.
+    """
+    row_ink = ink.sum(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], (row_ink > 0).view(np.int8), [0]))))
+    lines, held = 0, 0.0
+    for a, b in zip(edges[::2], edges[1::2]):
+        cols = np.flatnonzero(ink[a:b].any(axis=0))
+        if cols[-1] + 1 - cols[0] >= ratio * (b - a):
+            lines += 1
+            held += float(row_ink[a:b].sum())
+    return lines, held / max(float(row_ink.sum()), 1e-12)
 
 
 def _inside_a_touching_frame(ink: np.ndarray) -> np.ndarray:
@@ -689,8 +711,16 @@ def prepare(
     keep, in_row = _digit_blobs(labels, mass, aspect)
     keep_small = keep[labels]
     # A number or a word (digit-sized marks apart from each other) read as one digit is a guess at a mixture.
+    # Counted at full resolution: the block reduction joins letters and words set close (print) into one mark.
     expected = max(1, round(aspect))  # digits side by side the model reads: 1, or 2 on a pair model's wide canvas
-    found = count_side_by_side(np.where(in_row[labels], small_ink, np.float32(0)))
+    # (Every strong pixel lies in a block of its own blob: the blocks scaled up, not grown, are enough.)
+    if in_row[1:].all():  # every mark stands in the row (one blob: most pictures)
+        row_mask = mask
+    elif step == 1:
+        row_mask = mask & in_row[labels]
+    else:
+        row_mask = mask & np.repeat(np.repeat(in_row[labels], step, axis=0), step, axis=1)[:h, :w]
+    found = count_side_by_side(ink * row_mask)
     if found > expected:
         if expected == 1:
             raise ImageError(f"{label}: this picture holds several characters side by side (a number or a word?); "
@@ -698,6 +728,10 @@ def prepare(
         raise ImageError(f"{label}: this picture holds more than {expected} characters side by side; "
                          f"the model reads {expected} digits at a time. Crop it to {expected} digits.")
     ink = np.where(_grow_blocks(keep_small, step, (h, w)), ink, np.float32(0))  # a kept blob's faint edge spills over
+    lines, held = stacked_lines(ink * (ink > 0.3))
+    if lines >= 2 and held >= LINES_HOLD:
+        raise ImageError(f"{label}: this picture holds lines of writing or print, not one digit. "
+                         "Crop it to a single digit, or draw one.")
     ink = _inside_a_touching_frame(ink)
     strong = ink > 0.3
     rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))

@@ -22,6 +22,10 @@
 - **cropped**: MNIST *test* digits written with a pen one to four times MNIST's stroke width,
   then cut down to the digit (a screenshot or a photo cropped on the phone): the picture is the
   ink's box plus 0-4% of it, 60-300 px, the strokes running into its edges; PNG or JPEG.
+- **no digit**: pictures that hold none, one of :data:`NO_DIGIT_KINDS` each, in turn: a smooth
+  photo-like scene (colour, 300-800 px, JPEG), a page of print (1-14 lines, 10-40 px type), outlined
+  circles and boxes. The right answer is a refusal or a reading shown as a guess (under
+  :data:`stn.model.SURE`), not a sure digit: :func:`guesses` counts them.
 
 All go through :func:`stn.preprocess.prepare`, the same path as the app and the CLI.
 """
@@ -40,8 +44,10 @@ from stn.font_digits import font_files, render_digit
 from stn.model import STClassifier
 from stn.preprocess import ImageError, prepare
 
-__all__ = ["PHOTO_CONDITIONS", "cropped_images", "font_images", "number_images", "numbers_named", "photo_images", "sketch_images",
-           "upload_accuracy"]
+__all__ = ["NO_DIGIT_KINDS", "PHOTO_CONDITIONS", "cropped_images", "font_images", "guesses", "no_digit_images", "number_images",
+           "numbers_named", "photo_images", "sketch_images", "upload_accuracy"]
+
+NO_DIGIT_KINDS = ("scene", "print", "shapes")
 
 
 def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
@@ -329,6 +335,64 @@ def numbers_named(images: Iterator[tuple[Image.Image, str]], input_size: tuple[i
     return {"images": total, "named": named, "refused otherwise": other}
 
 
+_WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards", "box", "and",
+          "judge", "my", "vow", "of", "liquor", "jugs", "as", "we", "pack", "five", "dozen", "boxes")
+
+
+def _no_digit(kind: str, rng: np.random.Generator) -> Image.Image:
+    """One picture of ``kind`` (one of :data:`NO_DIGIT_KINDS`) that holds no digit."""
+    if kind == "scene":  # blotches of colour and light, as a blurred photo of a room or a landscape
+        w, h = (int(v) for v in rng.integers(300, 801, 2))
+        field = rng.normal(size=(int(rng.integers(4, 20)), int(rng.integers(4, 20)), 3))
+        field = ((field - field.min()) / np.ptp(field) * 255).astype(np.uint8)
+        return _jpeg(Image.fromarray(field, "RGB").resize((w, h), Image.Resampling.BICUBIC), rng)
+    if kind == "print":  # a page of print, photographed square on
+        from PIL import ImageFont
+
+        w, h = int(rng.integers(300, 901)), int(rng.integers(200, 701))
+        img = Image.new("L", (w, h), int(rng.integers(225, 256)))
+        size = int(rng.integers(10, 41))
+        font, draw = ImageFont.load_default(size=size), ImageDraw.Draw(img)
+        ink = int(rng.integers(0, 60))
+        for i in range(int(rng.integers(1, 15))):  # lines of different words: their gaps do not line up
+            words = _WORDS[int(rng.integers(0, len(_WORDS))) :] + _WORDS
+            draw.text((20, 10 + int(1.7 * size) * i), " ".join(words[:12]), fill=ink, font=font)
+        return img
+    if kind == "shapes":  # a doodle of outlined circles and boxes
+        img = Image.new("L", (300, 300), int(rng.integers(225, 256)))
+        draw = ImageDraw.Draw(img)
+        for _ in range(int(rng.integers(2, 8))):
+            x, y = (int(v) for v in rng.integers(0, 250, 2))
+            r = int(rng.integers(10, 60))
+            shape = draw.ellipse if rng.uniform() < 0.5 else draw.rectangle
+            shape([x, y, x + r, y + r], outline=int(rng.integers(0, 60)), width=int(rng.integers(2, 9)))
+        return img
+    raise ValueError(f"unknown kind {kind!r}; choose from {NO_DIGIT_KINDS}")
+
+
+def no_digit_images(n: int = 150, seed: int = 0, kinds: tuple[str, ...] = NO_DIGIT_KINDS) -> Iterator[tuple[Image.Image, str]]:
+    """``n`` pictures that hold no digit, with their kind; picture ``i`` is of ``kinds[i % len(kinds)]``."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        yield _no_digit(kinds[i % len(kinds)], rng), kinds[i % len(kinds)]
+
+
+def guesses(model: STClassifier, images: Iterator[tuple[Image.Image, object]]) -> dict:
+    """What ``model`` (with :func:`prepare`) answers for ``images``: how many it refuses, how many it
+    reads under :data:`stn.model.SURE` (shown as a guess) and how many it reads as sure."""
+    cfg = model.config
+    out = {"images": 0, "refused": 0, "unsure": 0, "sure": 0}
+    for img, _ in images:
+        out["images"] += 1
+        try:
+            x = prepare(img, tuple(cfg.input_size), float(cfg.digit_size)).tensor
+        except ImageError:
+            out["refused"] += 1
+            continue
+        out["sure" if bool(model.predict(x).sure[0]) else "unsure"] += 1
+    return out
+
+
 def _disc(d: int) -> np.ndarray:
     r = (d - 1) / 2
     yy, xx = np.mgrid[0:d, 0:d]
@@ -336,17 +400,22 @@ def _disc(d: int) -> np.ndarray:
 
 
 def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int]], batch: int = 64) -> dict:
-    """Accuracy of ``model`` (with :func:`prepare`) on upload-style images; a refused image counts as wrong."""
+    """Accuracy of ``model`` (with :func:`prepare`) on upload-style images; a refused image counts as wrong.
+    ``unsure``: how many it read under :data:`stn.model.SURE` (the app shows those as a guess)."""
     cfg = model.config
     correct = total = refused = 0
     xs: list[torch.Tensor] = []
     ys: list[int] = []
 
+    unsure = 0
+
     def flush() -> int:
+        nonlocal unsure
         if not xs:
             return 0
         pred = model.predict(torch.cat(xs))
         hits = int((pred.labels == torch.tensor(ys)).sum())
+        unsure += int((~pred.sure).sum())
         xs.clear()
         ys.clear()
         return hits
@@ -361,4 +430,4 @@ def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int
         if len(xs) >= batch:
             correct += flush()
     correct += flush()
-    return {"accuracy": correct / max(1, total), "images": total, "refused": refused}
+    return {"accuracy": correct / max(1, total), "images": total, "refused": refused, "unsure": unsure}

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from stn.model import SURE
 from stn.sampling import bilinear_taps, to_pixel
 from stn.transforms import (
     Attention,
@@ -461,8 +462,11 @@ def crops_image(
 
 
 def percent(p: float) -> str:
-    """A probability as a short percentage: ``"98%"``, or ``"<1%"`` under one percent."""
-    return f"{100 * p:.0f}%" if p >= 0.01 else "<1%"
+    """A probability as a short percentage, rounded down: ``"98%"``, or ``"<1%"`` under one percent.
+
+    Down, so that a reading under :data:`stn.model.SURE` (0.6) never shows as "60%", nor an almost
+    certain one as "100%"."""
+    return f"{math.floor(100 * p + 1e-9)}%" if p >= 0.01 else "<1%"
 
 
 def png_data_uri(image: np.ndarray) -> str:
@@ -507,18 +511,26 @@ def reading_html(
         head_labels: what each head reads on its own (shown for two heads or more).
         baseline: ``(model name, label, top classes)`` of the plain CNN trained on the same data.
 
+    Under :data:`stn.model.SURE` the verdict says the label is a guess (class ``stn-unsure``).
+
     Element ids for the page and its tests: ``stn-summary``, ``stn-crops``, ``stn-label``, ``stn-baseline``.
     """
     who = "The transformer" if transformer else "This plain CNN"
     best = max(top.values()) if top else 0.0
-    verdict = f"<h3>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+    if best >= SURE:
+        verdict = f"<h3>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+    else:  # a guess is said to be one: a photo of a cat should not read as a confident "7"
+        verdict = (f"<h3>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+                   f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
+                   "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
     if len(head_labels) > 1:
         verdict += "<p>" + ", ".join(f"head {k + 1} reads <b>{html.escape(h)}</b>" for k, h in enumerate(head_labels)) + "</p>"
     if baseline is not None:
         b_name, b_label, b_top = baseline
         agrees = "agrees" if b_label == label else "disagrees"
+        b_best = max(b_top.values()) if b_top else 0.0
         verdict += (f"<p>The plain CNN <code>{html.escape(b_name)}</code>, trained on the same data, reads "
-                    f"<b>{html.escape(b_label)}</b> ({percent(max(b_top.values()) if b_top else 0.0)}): it {agrees}.</p>")
+                    f"<b>{html.escape(b_label)}</b> ({percent(b_best)}{'' if b_best >= SURE else ', a guess'}): it {agrees}.</p>")
     caption = "What it reads: the crop" + ("s" if len(crops) > 1 else "") if transformer else "What it reads: the whole input (no transformer)"
     imgs = "".join(
         f'<img src="{png_data_uri(c)}" alt="{"crop of head " + str(k + 1) if transformer else "the model input"}" '

@@ -8,7 +8,7 @@ PIL/numpy: nothing binary is committed. Every case says what a person would want
   taken in a dim room, under a hard shadow, of a note on a dark desk, a bold digit cropped to its
   own box, a circled digit, ...) is read, and with the real default model present it is read as ``d``;
 - ``error=PHRASE``: a picture with nothing on it, too small, a number (several digits: a one-digit
-  model's answer would be a guess at a mixture), not an image, or too large gets a
+  model's answer would be a guess at a mixture), a line or a page of print, not an image, or too large gets a
   sentence with that phrase, naming the file; never a traceback, a hang or a dead server.
 """
 
@@ -313,6 +313,22 @@ def _number(*indices):
     return make
 
 
+def _print(lines: int, size: int):
+    """A page (or a line) of print photographed square on: no digit to read, however many letters."""
+    from PIL import ImageDraw, ImageFont
+
+    words = ["seven", "wizards", "box", "and", "judge", "my", "vow", "while", "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
+
+    def make(p: Path) -> None:
+        img = Image.new("RGB", (720, 40 + int(1.7 * size) * lines), (240, 238, 230))
+        draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=size)
+        for i in range(lines):  # each line from another word: the gaps between words do not line up
+            draw.text((20, 20 + int(1.7 * size) * i), " ".join((words[3 * i % len(words) :] + words)[:10]), fill=(30, 30, 40), font=font)
+        _save(img, p, "JPEG", quality=85)
+
+    return make
+
+
 def _mpo(i):
     """A phone's or camera's JPEG with a second view (MPO): the first one is read."""
     def make(p: Path) -> None:
@@ -425,6 +441,8 @@ CASES: list[Case] = [
     Case("speck.png", _speck, error=TOO_SMALL),
     Case("a-number.jpg", _number(0, 1), error="several characters side by side"),
     Case("a-year.jpg", _number(2, 3, 4, 5), error="several characters side by side"),
+    Case("a-line-of-print.jpg", _print(1, 24), error="several characters side by side"),
+    Case("a-page-of-print.jpg", _print(10, 22), error="lines of writing or print|several characters side by side"),
     # not a readable image, or too large
     Case("empty.png", _bytes(b""), error="empty"),
     Case("truncated.png", _truncated(0, "PNG"), error="damaged or truncated"),

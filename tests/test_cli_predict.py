@@ -14,6 +14,7 @@ from PIL import Image
 
 import stn
 from stn.cli import main
+from stn.model import SURE
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = stn.list_models()
@@ -56,8 +57,9 @@ def test_json_lines_every_model(name, files, capsys):
     rows = [json.loads(line) for line in out]
     assert [Path(r["file"]).name for r in rows] == ["seven.png", "two.png"]
     for r in rows:
-        assert set(r) == {"file", "model", "label", "probs", "theta"}
+        assert set(r) == {"file", "model", "label", "sure", "probs", "theta"}
         assert r["model"] == name
+        assert r["sure"] is (max(r["probs"]) >= SURE)
         assert len(r["probs"]) == model.n_outputs  # 10 for single digits, 100 for pairs
         assert all(isinstance(p, float) for p in r["probs"]) and abs(sum(r["probs"]) - 1) < 1e-3
         assert len(r["label"]) == model.heads and r["label"].isdigit()
@@ -110,6 +112,21 @@ def test_table_output(files, capsys):
     assert str(files["seven"]) in lines[1] and MODELS[0] in lines[1] and "%" in lines[1]
     assert "broken.png: the image file is damaged" in lines[2]
     assert "1 of 2 files could not be read" in captured.err
+
+
+@needs_models
+def test_table_marks_a_guess(files, capsys, monkeypatch):
+    """A reading under SURE says it is a guess; a sure one says nothing more."""
+    import stn.model
+
+    assert main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"])]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    main(["predict", "--json", "--cpu", "--model", MODELS[0], str(files["seven"])])
+    sure = json.loads(capsys.readouterr().out)["sure"]
+    assert ("(unsure: under 60%, a guess)" in line) is (not sure)
+    monkeypatch.setattr(stn.model, "SURE", 1.01)  # nothing is that sure: every reading is a guess
+    assert main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"])]) == 0
+    assert "(unsure: under 101%, a guess)" in capsys.readouterr().out.splitlines()[1]
 
 
 def test_unknown_model(files, capsys):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from stn import viz
 from stn.inference import Engine, ImageError, UnknownModelError, distort_batch, fit_affine
-from stn.model import ModelConfig, STClassifier
+from stn.model import SURE, ModelConfig, STClassifier
 from stn.transforms import control_points
 from stn.zoo import DEFAULT_MODEL, list_models, load_model, save_model
 
@@ -106,12 +106,29 @@ def test_predict_every_model(engine, name):
     assert len(r.reading.label) == info.heads and r.reading.label == max(r.reading.top(), key=r.reading.top().get)
     out = r.to_json()
     json.dumps(out)
-    assert {"model", "label", "probs", "theta"} <= set(out)
+    assert {"model", "label", "sure", "probs", "theta"} <= set(out)
     assert out["model"] == name and len(out["theta"]) == len(r.reading.params)
+    assert out["sure"] is (float(r.reading.probs.max()) >= SURE)
+    if out["baseline"] is not None:
+        assert out["baseline"]["sure"] is (float(r.baseline.probs.max()) >= SURE)
     if info.transform:
         np.testing.assert_allclose(np.concatenate(out["theta"]), np.asarray(TINY[name][6]), atol=1e-4)
     assert (out["baseline"] is not None) == (name == "wild-affine")
     assert set(r.timings) >= {"prepare_ms", "model_ms", "baseline_ms"}
+
+
+def test_a_reading_under_sure_is_a_guess():
+    """``Reading.sure``: the top probability against SURE, at the boundary too; no probabilities, no answer."""
+    from stn.inference import Reading
+
+    def reading(probs: list[float]) -> Reading:
+        return Reading(model="m", label="0", probs=np.asarray(probs, np.float32), class_names=[str(i) for i in range(len(probs))],
+                       params=[], crops=[], head_labels=["0"])
+
+    assert reading([SURE, 1 - SURE]).sure is True
+    assert reading([0.59, 0.41]).sure is False
+    assert reading([0.1] * 10).sure is False
+    assert reading([]).sure is False
 
 
 def test_baseline_reads_the_same_input(engine):

@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from stn.preprocess import (
@@ -30,6 +30,7 @@ from stn.preprocess import (
     ink_map,
     open_image,
     prepare,
+    stacked_lines,
 )
 
 SHAPES = [(7, 5), (12, 12), (33, 20), (96, 101)]
@@ -417,6 +418,75 @@ class TestSeveralDigits:
         draw.line([(60, 40), (60, 120)], fill=20, width=7)
         draw.line([(60, 40), (100, 40), (72, 120)], fill=20, width=7)  # a "7" sharing the "1"'s top
         prepare(img, (56, 56), 32.0)
+
+
+_PROSE = ["seven", "wizards", "box", "and", "judge", "my", "vow", "while", "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
+
+
+def _print(lines: int, size: int, shape=(480, 720)) -> Image.Image:
+    """Lines of print on paper, each starting at another word (their gaps do not line up)."""
+    img = Image.new("L", (shape[1], shape[0]), 245)
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=size)
+    for i in range(lines):
+        draw.text((20, 10 + int(1.7 * size) * i), " ".join((_PROSE[3 * i % len(_PROSE) :] + _PROSE)[:10]), fill=20, font=font)
+    return img
+
+
+class TestWriting:
+    """Print or writing is not read as one digit: neither a line of it nor a page."""
+
+    @pytest.mark.parametrize("size", [12, 18, 30])
+    def test_a_line_of_print_is_several_characters(self, size):
+        """Letters and words set close join into one mark at the components' block size: they are counted at full size."""
+        with pytest.raises(ImageError, match=r"^line\.png: this picture holds several characters side by side"):
+            prepare(_print(1, size, shape=(120, 720)), (56, 56), 32.0, name="line.png")
+
+    @pytest.mark.parametrize(("lines", "size"), [(12, 22), (6, 30), (2, 40)])
+    def test_a_page_of_print_is_lines_of_writing(self, lines, size):
+        with pytest.raises(ImageError, match=r"^page\.png: this picture holds (lines of writing or print, not one digit|several "
+                                             r"characters side by side)"):
+            prepare(_print(lines, size), (56, 56), 32.0, name="page.png")
+
+    def test_lines_are_named_as_such(self):
+        """Print cut to a block of words over each other (what the digit's blob would be): lines of writing."""
+        img = Image.new("L", (200, 160), 245)
+        draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=20)
+        for i, word in enumerate(["seven", "wizards", "boxed"]):
+            draw.text((20, 20 + 40 * i), word, fill=20, font=font)
+        with pytest.raises(ImageError, match=r"^words\.png: this picture holds lines of writing or print, not one digit\. "
+                                             r"Crop it to a single digit, or draw one\.$"):
+            prepare(img, (56, 56), 32.0, name="words.png")
+
+    @pytest.mark.parametrize("text", [["5"], ["7"], ["4 apart"], ["0", "-"]])
+    def test_a_digit_with_a_bar_is_not_writing(self, text):
+        """A "5" whose bar was drawn apart, a "7", a digit and a dash: one line at most, beside a tall body."""
+        prepare(_write(text), (56, 56), 32.0)
+
+    def test_a_digit_between_two_ruled_lines_is_read(self):
+        """Two lines of a ruled page close above and below the digit: two lines, but the digit holds most of the ink."""
+        a = np.asarray(_write(["7"], shape=(200, 160)), np.float32).copy()
+        a[30:32, 20:110] = a[126:128, 20:110] = 20
+        prepare(Image.fromarray(a.astype(np.uint8)), (56, 56), 32.0)
+
+
+class TestStackedLines:
+    def test_lines_over_each_other(self):
+        ink = np.zeros((30, 40), np.float32)
+        ink[2:6, 2:38] = ink[10:14, 4:30] = ink[20:24, 2:20] = 1
+        assert stacked_lines(ink) == (3, 1.0)
+
+    def test_a_tall_body_is_not_a_line(self):
+        ink = np.zeros((40, 40), np.float32)
+        ink[2:5, 10:30] = 1  # a bar: 20 wide, 3 tall
+        ink[8:38, 10:30] = 0.5  # a body under it, apart by empty rows
+        lines, held = stacked_lines(ink)
+        assert lines == 1 and held == pytest.approx(60 / (60 + 300))
+
+    def test_ratio(self):
+        ink = np.zeros((10, 30), np.float32)
+        ink[2:6, 0:8] = 1  # twice as wide as tall
+        assert stacked_lines(ink) == (1, 1.0) and stacked_lines(ink, ratio=2.5) == (0, 0.0)
+        assert stacked_lines(np.zeros((5, 5), np.float32)) == (0, 0.0)
 
 
 def test_fill_holes_is_scipys():

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 
 from stn.font_digits import font_files, load_bundle, mnist_style, render_digit
 from stn.uploads import (
+    NO_DIGIT_KINDS,
     PHOTO_CONDITIONS,
     cropped_images,
     font_images,
+    guesses,
+    no_digit_images,
     number_images,
     numbers_named,
     photo_images,
@@ -149,7 +153,43 @@ def test_the_uploads_command_reports_numbers(capsys) -> None:
     from stn.cli import main
 
     assert main(["uploads", DEFAULT_MODEL, "--sketches", "0", "--font-variants", "0", "--photos", "0", "--cropped", "0",
-                 "--numbers", "20", "--data", "bundled"]) == 0
+                 "--numbers", "20", "--no-digits", "0", "--data", "bundled"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{DEFAULT_MODEL}:\n")
     assert "numbers (more digits than it reads) refused as such: 20 of 20 (0 refused for another reason)" in out
+
+
+def test_no_digit_pictures_take_turns_through_the_kinds() -> None:
+    items = list(no_digit_images(9, seed=3))
+    assert [k for _, k in items] == list(NO_DIGIT_KINDS) * 3
+    assert all(min(img.size) >= 200 for img, _ in items)
+    assert [np.asarray(a).tobytes() == np.asarray(b).tobytes() for (a, _), (b, _) in zip(items, no_digit_images(9, seed=3))] == [True] * 9
+    with pytest.raises(ValueError, match="unknown kind"):
+        next(no_digit_images(1, kinds=("cat",)))
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_default_model_does_not_claim_a_digit_where_there_is_none() -> None:
+    """Pictures with no digit: print is refused (a line is several characters, a page lines of writing), and
+    a smooth photo-like scene is refused or shown as a guess far more often than read as a sure digit; real
+    digits are rarely shown as a guess."""
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    text = guesses(model, no_digit_images(30, seed=21, kinds=("print",)))
+    assert text["refused"] >= 27, text
+    scenes = guesses(model, no_digit_images(30, seed=21, kinds=("scene",)))
+    assert scenes["refused"] + scenes["unsure"] >= 20, scenes
+    digits = upload_accuracy(model, photo_images(96, seed=21, root="bundled"))
+    assert digits["unsure"] <= 3 and digits["accuracy"] >= 0.95, digits
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_the_uploads_command_reports_pictures_with_no_digit(capsys) -> None:
+    from stn.cli import main
+
+    assert main(["uploads", DEFAULT_MODEL, "--sketches", "10", "--font-variants", "0", "--photos", "0", "--cropped", "0",
+                 "--numbers", "0", "--no-digits", "6", "--data", "bundled"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"{DEFAULT_MODEL}: sketches \d+\.\d% of 10 \(0 refused, \d+ shown as a guess\)", lines[0]), lines[0]
+    for kind, line in zip(NO_DIGIT_KINDS, lines[1:]):
+        m = re.fullmatch(rf"  no digit \({kind}\): 2 pictures, (\d) refused, (\d) shown as a guess, (\d) read as a sure digit", line)
+        assert m and sum(map(int, m.groups())) == 2, line

@@ -189,6 +189,24 @@ class TestReadingHtml:
         assert viz.head_color(0) in html and viz.head_color(1) in html  # each crop framed in its head's colour
         assert 'id="stn-baseline"' not in html
 
+    def test_a_guess_is_said_to_be_one(self):
+        """Under SURE (60%) the verdict says the model is unsure, and why that may be; from SURE up it reads."""
+        from stn.model import SURE
+
+        low = viz.reading_html("7", {"7": 0.597, "1": 0.4}, [np.zeros((28, 28))],
+                               baseline=("wild-cnn", "2", {"2": 0.48, "7": 0.3}))
+        assert "The transformer is unsure: perhaps <b>7</b> (59%)" in low  # rounded down: not "60%" under 60%
+        assert 'class="stn-unsure"' in low and "no digit it knows" in low and f"under {round(100 * SURE)}%" in low
+        assert "reads <b>2</b> (48%, a guess): it disagrees" in low
+        sure = viz.reading_html("7", {"7": SURE, "1": 0.4}, [np.zeros((28, 28))], baseline=("wild-cnn", "7", {"7": 0.9}))
+        assert "The transformer reads <b>7</b> (60%)" in sure and "stn-unsure" not in sure and "a guess" not in sure
+        cnn = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], transformer=False)
+        assert "This plain CNN is unsure: perhaps <b>4</b> (30%)" in cnn
+
+    def test_percent_rounds_down(self):
+        assert [viz.percent(p) for p in (0.0, 0.009, 0.01, 0.29, 0.597, 0.6, 0.9996, 1.0)] == [
+            "<1%", "<1%", "1%", "29%", "59%", "60%", "99%", "100%"]
+
     def test_plain_cnn_and_escaping(self):
         html = viz.reading_html("<b>", {"<b>": 1.0}, [np.zeros((42, 42))], transformer=False)
         assert "This plain CNN reads" in html and "the whole input" in html
