@@ -13,8 +13,8 @@ through its ``predict``.
 (``gradio_client`` adds well over 100 ms a call on its own; it serves the correctness tests,
 not these figures.) Both servers (``app.py``, and ``bench/floor_app.py`` whose handler only
 decodes the upload) run at once, each on a free port; after a warm-up they take turns in
-``--rounds`` rounds (1 client, then ``--clients`` concurrent clients), so that a shared machine
-whose speed drifts slows both alike. For each: requests, failures, p50/p95/p99 latency and
+``--rounds`` rounds (1 client, the servers taking turns request by request; then ``--clients``
+concurrent clients on each in turn), so that a shared machine whose speed drifts slows both alike. For each: requests, failures, p50/p95/p99 latency and
 throughput over all rounds, the server's RSS before and after, and the ratios app/floor.
 
     python bench/load.py                       # app.py vs the floor, 1000 requests at 16 clients
@@ -380,6 +380,38 @@ def run_phase(
     return phase
 
 
+def run_interleaved(
+    servers: dict[str, tuple[Server, str]], images: list[Path], n: int, model: str | None, sessions: bool = False
+) -> dict[str, Phase]:
+    """``n`` requests at 1 client to each server, taking turns request by request (the same image to
+    each, the order swapped every request): whatever the machine's speed does meanwhile, both see it.
+
+    Each server's wall time is the sum of its own requests' (it served them back to back), and its
+    and the client's CPU are counted around its own requests only.
+    """
+    clients = {name: Client(srv.port, srv.info["named_endpoints"][f"/{ep}"]["parameters"], model, ep,
+                            uuid.uuid4().hex if sessions else None) for name, (srv, ep) in servers.items()}
+    payloads = {p: p.read_bytes() for p in images}
+    phases = {name: Phase(1) for name in servers}
+    names = list(servers)
+    for i in range(n):
+        img = images[i % len(images)]
+        for name in names if i % 2 == 0 else names[::-1]:
+            server, phase = servers[name][0], phases[name]
+            cpu0, client0 = server.cpu_seconds(), time.process_time()
+            t0 = time.perf_counter()
+            try:
+                ok, msg = clients[name].predict(img, payloads[img])
+            except Exception as exc:  # noqa: BLE001 - a failed request is counted, not fatal
+                ok, msg = False, f"{type(exc).__name__}: {exc}"
+            dt = time.perf_counter() - t0
+            phase.client_cpu += time.process_time() - client0
+            phase.server_cpu += server.cpu_seconds() - cpu0
+            phase.wall += dt
+            (phase.latencies.append(dt) if ok else phase.failures.append(f"{img.name}: {msg}"))
+    return phases
+
+
 def merge(phases: list[Phase]) -> Phase:
     """One phase out of several rounds of it: latencies pooled, wall and CPU times summed."""
     out = Phase(phases[0].clients)
@@ -434,8 +466,9 @@ def _start(name: str, args: argparse.Namespace, log_dir: Path) -> tuple[Server, 
 def bench_targets(names: list[str], images: list[Path], args: argparse.Namespace, log_dir: Path) -> list[dict]:
     """Start every server, then measure them in alternating rounds.
 
-    Each round runs ``single / rounds`` requests at 1 client on each server in turn, then
-    ``requests / rounds`` at ``clients`` clients on each, the order reversed every other round.
+    Each round runs ``single / rounds`` requests at 1 client on the servers taking turns request by
+    request (:func:`run_interleaved`), then ``requests / rounds`` at ``clients`` clients on each in
+    turn, the order reversed every other round.
     On a shared machine whose speed drifts from minute to minute (a cloud VM), the app and the
     floor are then measured under the same conditions, and their ratios mean something; measured
     one after the other, the floor alone has been seen at 73 and at 132 req/s within five minutes.
@@ -460,11 +493,16 @@ def bench_targets(names: list[str], images: list[Path], args: argparse.Namespace
         rounds = max(1, args.rounds)
         for r in range(rounds):
             order = list(servers) if r % 2 == 0 else list(reversed(servers))
-            for kind, n_req, clients, store in (("1 client", args.single, 1, singles), (f"{args.clients} clients", args.requests, args.clients, many)):
-                share = n_req // rounds + (1 if r < n_req % rounds else 0)
-                for name in order:
-                    server, endpoint, _ = servers[name]
-                    store[name].append(run_phase(server, images, share, clients, args.model, endpoint, args.session_per_client))
+            # 1 client: the servers take turns request by request (paired: a drift in the machine's speed
+            # within the round slows both alike); then the concurrent phase on each in turn
+            share = args.single // rounds + (1 if r < args.single % rounds else 0)
+            for name, phase in run_interleaved({n: (servers[n][0], servers[n][1]) for n in order}, images, share, args.model,
+                                               args.session_per_client).items():
+                singles[name].append(phase)
+            share = args.requests // rounds + (1 if r < args.requests % rounds else 0)
+            for name in order:
+                server, endpoint, _ = servers[name]
+                many[name].append(run_phase(server, images, share, args.clients, args.model, endpoint, args.session_per_client))
             print(f"round {r + 1}/{rounds}: " + ", ".join(
                 f"{n} p50 {singles[n][-1].pct(50):.0f} ms, {many[n][-1].throughput:.0f} req/s" for n in servers), file=sys.stderr, flush=True)
         results = []

@@ -21,6 +21,36 @@ def test_load_targets_and_variants(bench_script) -> None:
     assert load.main(["--targets", "app,nope"]) == 2  # refused before any server starts
 
 
+def test_load_takes_turns_request_by_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_script) -> None:
+    """At 1 client the servers take turns request by request, the same image to each, the order swapped every
+    request; each counts its own requests, failures and CPU."""
+    load = bench_script("load")
+    calls: list[tuple[int, str]] = []
+
+    class FakeServer:
+        def __init__(self, port: int) -> None:
+            self.port, self.info, self.cpu = port, {"named_endpoints": {"/predict": {"parameters": []}}}, 0.0
+
+        def cpu_seconds(self) -> float:
+            self.cpu += 0.5  # read before and after each of its requests
+            return self.cpu
+
+    def predict(client, image: Path, payload: bytes, limit: int | None = 300) -> tuple[bool, str]:
+        calls.append((client.port, image.name))
+        return (client.port != 2 or image.name != "b.png"), "refused"
+
+    monkeypatch.setattr(load.Client, "predict", predict)
+    images = []
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"x")
+        images.append(tmp_path / name)
+    phases = load.run_interleaved({"app": (FakeServer(1), "predict"), "floor": (FakeServer(2), "predict")}, images, 4, None)
+    assert calls == [(1, "a.png"), (2, "a.png"), (2, "b.png"), (1, "b.png"), (1, "c.png"), (2, "c.png"), (2, "a.png"), (1, "a.png")]
+    assert len(phases["app"].latencies) == 4 and phases["app"].failures == []
+    assert len(phases["floor"].latencies) == 3 and phases["floor"].failures == ["b.png: refused"]
+    assert phases["app"].server_cpu == pytest.approx(4 * 0.5) and phases["app"].wall == pytest.approx(sum(phases["app"].latencies))
+
+
 def test_load_logs_folder_that_cannot_be_made(tmp_path: Path, capsys: pytest.CaptureFixture[str], bench_script) -> None:
     """--logs names a folder (made when missing); one that cannot be made is refused in one sentence,
     before any server starts."""
