@@ -2,7 +2,7 @@
 ``--no-sandbox``; CI installs it in ``.ci/run``). Opens the page, uploads an example, draws a
 stroke on the sketchpad, and checks that the grid plot, the crop(s) and the label appear after
 each (uploads read in a reader process and read ahead, as ``python app.py`` serves them); then
-the page at phone width and in dark mode, and a number uploaded at phone width (its sentence in a toast). Screenshots go to ``tests/artifacts/``
+the page at phone width and in dark mode, a number uploaded at phone width (its sentence in a toast), and a picture with no digit read as a guess (the verdict says so). Screenshots go to ``tests/artifacts/``
 (git-ignored)."""
 
 from __future__ import annotations
@@ -259,3 +259,35 @@ def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "06-a-number-phone.png"))  # what the phone shows: the toast over the page
     assert not errors, errors
+
+
+def test_a_guess_is_shown_as_one(url, browser_context, tmp_path):
+    """A picture with no digit (a smooth photo-like scene) that the default model reads under SURE: the verdict
+    says it is unsure and why, at phone width, beside the bars."""
+    import numpy as np
+    from PIL import Image
+
+    expect = sync_api.expect
+    base, app = url
+    rng = np.random.default_rng(5)
+    field = rng.normal(size=(10, 12, 3))
+    img = Image.fromarray(((field - field.min()) / np.ptp(field) * 255).astype(np.uint8), "RGB").resize((480, 400), Image.Resampling.BICUBIC)
+    path = tmp_path / "holiday.jpg"
+    img.save(path, quality=85)
+    try:
+        sure = app.ENGINE.predict(str(path), app.DEFAULT).reading.sure
+    except app.ImageError:
+        pytest.skip("the default model refuses this scene")
+    if sure:
+        pytest.skip("the default model is sure of this scene")
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    page.locator("#stn-upload input[type=file]").set_input_files(str(path))
+    expect(page.locator("#stn-summary")).to_contain_text("is unsure: perhaps")
+    expect(page.locator("#stn-summary .stn-unsure")).to_contain_text("no digit it knows")
+    expect(page.locator("#stn-label")).to_contain_text("%")
+    page.locator("#stn-summary").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "07-a-guess-phone.png"))
