@@ -17,7 +17,7 @@ __all__ = ["SURE", "ModelConfig", "STClassifier", "Prediction", "ConvClassifier"
 
 # Below this top probability a reading is a guess, and is shown as one. wild-affine, the app's default,
 # stays under it for 20 of 2,960 upload-style digits (sketches, handwriting fonts, photos, cropped) and for
-# most smooth photo-like scenes with no digit (21 of the 32 it does not refuse); rts-affine is surer of such
+# most smooth photo-like scenes with no digit (26 of the 37 it does not refuse); rts-affine is surer of such
 # pictures. bench/README.md, fifteenth pass.
 SURE = 0.6
 

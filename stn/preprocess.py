@@ -451,7 +451,7 @@ WIDE = 1.0  # count_side_by_side: marks closer than GAP, together wider than thi
 HEIGHT = 0.5  # count_side_by_side: the least height of a digit, in the heaviest digit's heights
 MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest digit's ink
 HOLLOW = 1.6  # _inside_a_touching_frame: what lies inside a frame, filled, is at most this times its ink
-LINE_RATIO = 2.0  # stacked_lines: a line of writing is at least this many times as wide as tall
+LINE_RATIO = 3.0  # stacked_lines: a line of writing is at least this many times as wide as tall
 LINES_HOLD = 0.75  # prepare: two lines or more holding this share of the ink are writing, not a digit
 
 

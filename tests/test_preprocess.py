@@ -484,8 +484,8 @@ class TestStackedLines:
 
     def test_ratio(self):
         ink = np.zeros((10, 30), np.float32)
-        ink[2:6, 0:8] = 1  # twice as wide as tall
-        assert stacked_lines(ink) == (1, 1.0) and stacked_lines(ink, ratio=2.5) == (0, 0.0)
+        ink[2:6, 0:12] = 1  # three times as wide as tall
+        assert stacked_lines(ink) == (1, 1.0) and stacked_lines(ink, ratio=3.5) == (0, 0.0)
         assert stacked_lines(np.zeros((5, 5), np.float32)) == (0, 0.0)
 
 
