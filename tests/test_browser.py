@@ -87,6 +87,17 @@ def browser_context(tmp_path_factory):
             context.close()
 
 
+@pytest.fixture(autouse=True)
+def _close_pages(request):
+    """Each test's pages are closed after it: every open Gradio page holds a stream to the server, and Chromium
+    opens at most six connections to one host, so a seventh page would wait at "Loading..." for ever."""
+    yield
+    if "browser_context" in request.fixturenames:
+        context = request.getfixturevalue("browser_context")
+        for page in context.pages[1:]:  # the persistent context's own first page stays
+            page.close()
+
+
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
