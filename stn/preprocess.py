@@ -465,8 +465,9 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> t
     lying on the page, a line of print), and blobs farther from the heaviest one than its own size
     (``aspect`` times that across a canvas ``aspect`` times wider than high, where two digits stand
     side by side): a scribble, a note. For one digit, a thin mark that comes in from the picture's
-    edge (a pen half out of the frame; a thicker one, as long as the digit, where it mostly lies
-    beyond the other marks' span) is a line too, unless the digit itself touches the edge. A
+    edge (a pen half out of the frame; a thicker one, as long as the digit or apart from it by a
+    quarter of its size, where it mostly lies beyond the other marks' span) is a line too, unless
+    the digit itself touches the edge. A
     digit's strokes drawn apart stay. A frame drawn around the digit (a circle, a box on a form:
     :func:`_frames`) is left out too. Where nothing beside a line has a fifth of its ink or 15% of
     its length, the lines stay too (a tall "1" and a speck of dust).
@@ -494,7 +495,11 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> t
         for i in np.flatnonzero(edge & ~thin & (long_side >= 4 * np.maximum(np.minimum(tall, wide), 1))):
             axis = 0 if tall[i] >= wide[i] else 2  # the mark's long axis: rows, else columns
             rest = np.arange(len(ids)) != i
-            if long_side[i] < long_side[rest].max():  # shorter than the digit: may be a piece of it
+            # shorter than the digit and close to it: may be a piece of it (a "5"'s bar drawn apart);
+            # a pen lies apart from the digit by more than a quarter of its size
+            apart = max(0, box[rest, 0].min() - box[i, 1], box[i, 0] - box[rest, 1].max(),
+                        box[rest, 2].min() - box[i, 3], box[i, 2] - box[rest, 3].max())
+            if long_side[i] < long_side[rest].max() and apart <= 0.25 * long_side[rest].max():
                 continue
             lo, hi = box[rest, axis].min(), box[rest, axis + 1].max()
             beyond[i] = min(box[i, axis + 1], hi) - max(box[i, axis], lo) < 0.5 * long_side[i]

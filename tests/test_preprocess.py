@@ -352,6 +352,17 @@ class TestOtherMarks:
         left, top, right, bottom = self._box(a)
         assert bottom >= 119 and top <= 11 and left <= 21 and right >= 79
 
+    def test_a_thick_pen_apart_from_a_longer_one_is_left_out(self):
+        """A thick pen from the edge, shorter than the "1" beside it but apart from it by half the 1's height
+        (a photo of 3,000 was refused as two characters side by side): not a piece of the digit."""
+        a = np.full((240, 320), 0.95, np.float32)
+        img = Image.fromarray((a * 255).astype(np.uint8))
+        ImageDraw.Draw(img).line([(145, 80), (130, 155)], fill=20, width=7)  # a slanted "1", 75 px tall
+        a = np.asarray(img, np.float32) / 255
+        a[212:223, 0:68] = 0.15  # the pen: 68 × 11 px from the left edge, 57 px below the 1
+        left, top, right, bottom = self._box(a)  # in the working picture's pixels: 256/320 of these
+        assert left >= 0.8 * 120 and bottom <= 0.8 * 165, (left, top, right, bottom)  # the 1 alone, not the pen (0-68)
+
     def test_a_tall_one_with_a_speck_of_dust_is_the_one(self):
         a = np.full((240, 200), 0.93, np.float32)
         a[10:230, 96:106] = 0.08  # a "1" across the picture: long and thin, like a margin
