@@ -954,7 +954,7 @@ CSS = """
 .stn-readout { display: flex; flex-direction: column; gap: 6px; }
 .stn-readout h3 { margin: 0 0 4px; }
 .stn-readout p { margin: 2px 0; }
-.stn-unsure { padding: 4px 8px; border-left: 3px solid var(--color-accent); background: var(--background-fill-secondary); }
+.stn-unsure, .stn-touching { padding: 4px 8px; border-left: 3px solid var(--color-accent); background: var(--background-fill-secondary); }
 .stn-caption { font-size: 0.85rem; font-weight: 600; color: var(--body-text-color-subdued); margin-top: 4px; }
 .stn-crops { display: flex; gap: 4%; align-items: flex-start; }
 .stn-crops img { image-rendering: pixelated; max-width: 240px; height: auto; border: 5px solid; border-radius: 2px;

@@ -252,7 +252,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
     from stn.model import SURE
-    from stn.preprocess import ImageError, preprocess
+    from stn.preprocess import ImageError, prepare
     from stn.zoo import DEFAULT_MODEL, list_models, load_model
 
     name = args.model
@@ -269,9 +269,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tensors, slots = [], []
     for f in args.files:
         try:
-            tensors.append(preprocess(f, model))
+            prep = prepare(f, tuple(model.config.input_size), float(model.config.digit_size))
+            tensors.append(prep.tensor)
             slots.append(len(results))
-            results.append({"file": f, "model": name})
+            results.append({"file": f, "model": name, "touching": prep.touching})
         except ImageError as exc:
             results.append({"file": f, "error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - never a traceback for one bad file: say which and go on
@@ -297,6 +298,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{r['file']:<{width}}  {'-':>5}  {'-':>6}  error: {r['error']}")
             else:
                 guess = "" if r["sure"] else f"  (unsure: under {100 * SURE:.0f}%, a guess)"
+                if r["touching"]:
+                    guess += "  (two digits touching? read as one)"
                 print(f"{r['file']:<{width}}  {r['label']:>5}  {100 * max(r['probs']):5.1f}%  {name}{guess}")
     if failed and not args.json:
         print(f"stn predict: {failed} of {len(results)} file{'s' * (len(results) > 1)} could not be read", file=sys.stderr)
@@ -334,7 +337,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     from stn.zoo import load_card, load_model, models_dir
 
     def pct(r: dict) -> str:
-        return f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess)"
+        return (f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess, "
+                f"{r['touching']} noted as maybe two touching)")
 
     for name in args.names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
@@ -344,7 +348,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         conditions = {c: upload_accuracy(model, photo_images(per, seed=i, root=args.data, conditions=(c,)))
                       for i, c in enumerate(PHOTO_CONDITIONS)} if per else {}
         if conditions:
-            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused", "unsure")}
+            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused", "unsure", "touching")}
             photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
         if args.cropped:
@@ -356,12 +360,18 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         print(f"{name}:" + (" " + "; ".join(parts) if parts else ""))
         for c, r in conditions.items():
             print(f"  {c:18s} {pct(r)}")
+        reads = max(1, round(model.config.input_size[1] / model.config.input_size[0]))  # digits side by side it reads
         if args.numbers:  # pre-processing only: told apart from one digit, or not (the model is not asked)
-            reads = max(1, round(model.config.input_size[1] / model.config.input_size[0]))
             n = numbers_named(number_images(args.numbers, root=args.data, digits=tuple(k for k in (2, 3, 4) if k > reads)),
                               tuple(model.config.input_size), float(model.config.digit_size))
             print(f"  numbers (more digits than it reads) refused as such: {n['named']} of {n['images']}"
                   f" ({n['refused otherwise']} refused for another reason)")
+        if args.touching and reads == 1:  # one mark: noted (or refused where a gap shows after all), else read as one digit
+            t = numbers_named(number_images(args.touching, seed=1, root=args.data, gap=(-0.05, 0.0)),
+                              tuple(model.config.input_size), float(model.config.digit_size))
+            plain = t["images"] - t["named"] - t["refused otherwise"] - t["touching"]
+            print(f"  numbers written touching: {t['images']}, {t['named']} refused as a number, {t['touching']} read with the"
+                  f" note, {plain} read as one digit without it ({t['refused otherwise']} refused for another reason)")
         if args.no_digits:  # the right answers: a refusal, or a reading shown as a guess; not a sure digit
             for kind in NO_DIGIT_KINDS:
                 g = guesses(model, no_digit_images(max(1, args.no_digits // len(NO_DIGIT_KINDS)), kinds=(kind,)))
@@ -440,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify image files with a zoo model")
     p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP or TIFF images")
     p.add_argument("--model", default=None, help="model name (default: stn.zoo.DEFAULT_MODEL)")
-    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "label", "sure", "probs", "theta"}')
+    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "touching", "label", "sure", "probs", "theta"}')
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
@@ -458,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=int, default=800, help="photos in all, shared among the conditions (0: none)")
     p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
     p.add_argument("--numbers", type=int, default=300, help="numbers written side by side, to be refused as such (0: none)")
+    p.add_argument("--touching", type=int, default=200,
+                   help="numbers written with their digits touching: refused, or read with a note (0: none)")
     p.add_argument("--no-digits", type=int, default=150,
                    help="pictures with no digit (scenes, print, shapes): refused, shown as a guess, or read as sure (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")

@@ -108,14 +108,22 @@ class Result:
     prepared: Prepared | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def touching(self) -> bool:
+        """The picture's mark may be two digits that touch (:func:`stn.preprocess.touching_digits`):
+        one digit is read all the same, and the app says so beside it."""
+        return self.prepared is not None and self.prepared.touching
+
     def to_json(self, k: int = 10) -> dict:
-        """The API's answer: ``label``, ``sure`` (false: the label is a guess), ``probs`` (top ``k``),
+        """The API's answer: ``label``, ``sure`` (false: the label is a guess), ``touching`` (the
+        mark may be two digits that touch), ``probs`` (top ``k``),
         ``theta`` (raw parameters per head)..."""
         info = self.info
         out = {
             "model": self.model,
             "label": self.reading.label,
             "sure": self.reading.sure,
+            "touching": self.touching,
             "probs": {c: round(p, 6) for c, p in self.reading.top(k).items()},
             "theta": [[round(float(v), 6) for v in p] for p in self.reading.params],
             "transform": info.transform,

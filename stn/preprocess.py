@@ -15,6 +15,7 @@ a transparent PNG, or a sketch whose strokes live only in the alpha channel, of 
 3. keep the connected ink blobs that carry the mass, drop specks and other marks (a margin, a pen,
    a frame), and refuse an image with no digit on it (blank, uniform, transparent, noise) or with
    a number on it (several digits side by side, :func:`count_side_by_side`) with a clear message;
+   flag a mark that looks like two digits touching (:func:`touching_digits`: read, with a note);
 4. crop around the ink's centre of mass so that its box is ``digit_size`` long, resize with
    anti-aliasing, and stretch the ink to full contrast.
 
@@ -38,8 +39,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "count_side_by_side", "MAX_FILE_BYTES", "MAX_PIXELS",
-           "READ_FORMATS"]
+__all__ = ["ImageError", "Prepared", "open_image", "preprocess", "prepare", "ink_map", "count_side_by_side", "touching_digits",
+           "MAX_FILE_BYTES", "MAX_PIXELS", "READ_FORMATS"]
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # uploads above this are refused before decoding
 MAX_PIXELS = 40_000_000  # larger images are refused (Pillow warns at 89 M and raises at 179 M)
@@ -453,6 +454,8 @@ MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest dig
 HOLLOW = 1.6  # _inside_a_touching_frame: what lies inside a frame, filled, is at most this times its ink
 LINE_RATIO = 3.0  # stacked_lines: a line of writing is at least this many times as wide as tall
 LINES_HOLD = 0.75  # prepare: two lines or more holding this share of the ink are writing, not a digit
+TOUCH_WIDE = 1.1  # touching_digits: a mark at least this many times as wide as tall may be two digits
+TOUCH_NECK = 1.5  # touching_digits: the most ink across the neck between them, in stroke widths
 
 
 def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -590,6 +593,45 @@ def stacked_lines(ink: np.ndarray, ratio: float = LINE_RATIO) -> tuple[int, floa
     return lines, held / max(float(row_ink.sum()), 1e-12)
 
 
+def touching_digits(mask: np.ndarray, wide: float = TOUCH_WIDE, neck: float = TOUCH_NECK) -> bool:
+    """Whether ``mask`` (``(H, W)`` bool, the kept strong ink) looks like two digits that touch.
+
+    Digits written close enough to touch are one mark, which :func:`count_side_by_side` cannot
+    split. Such a mark is wider than most single digits (``wide`` times its height) and has a
+    neck: a column in its middle three fifths holding at most ``neck`` stroke widths of ink, with
+    a digit-like part on each side (60% of the mark's height, a fifth of its ink, and a fifth of
+    its height wide), its strokes under a quarter of its height. A guess, not a count: an open "0" or "4" written wide looks the same, so a
+    caller notes it rather than refusing (``bench/README.md``, sixteenth pass: 0.7% of single
+    digits, half of touching pairs).
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        return False
+    m = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = m.shape
+    if w < wide * h or w < 5:
+        return False
+    area = int(m.sum())
+    edge = area - int(ndimage.minimum_filter(m.view(np.uint8), 3, mode="constant").sum())  # boundary pixels: twice the length
+    stroke = 2 * area / max(edge, 1)
+    if 4 * stroke > h:  # a bar, a dash, or strokes too bold for a neck between two digits to show
+        return False
+    col = m.sum(axis=0)
+    has = col > 0
+    top = np.where(has, m.argmax(axis=0), h)
+    bottom = np.where(has, h - m[::-1].argmax(axis=0), 0)
+    x = np.arange(max(1, int(0.2 * w)), min(w - 1, int(0.8 * w) + 1))  # the cut column; sides [0, x) and (x, w)
+    if len(x) == 0:
+        return False
+    left_h = np.maximum.accumulate(bottom)[x - 1] - np.minimum.accumulate(top)[x - 1]
+    right_h = np.maximum.accumulate(bottom[::-1])[::-1][x + 1] - np.minimum.accumulate(top[::-1])[::-1][x + 1]
+    before = np.cumsum(col)
+    left_ink, right_ink = before[x - 1], area - before[x]
+    sides = ((np.minimum(left_h, right_h) >= 0.6 * h) & (np.minimum(left_ink, right_ink) >= 0.2 * area)
+             & (np.minimum(x, w - 1 - x) >= 0.2 * h))
+    return bool((sides & (col[x] <= neck * stroke)).any())
+
+
 def _inside_a_touching_frame(ink: np.ndarray) -> np.ndarray:
     """``ink`` (``(H, W)``, the kept ink) less a frame drawn around the digit that touches it (a
     circle through a "7"'s top): then frame and digit are one blob, and :func:`_frames` cannot
@@ -672,6 +714,7 @@ class Prepared:
     tensor: torch.Tensor  # (1, 1, H, W)
     box: tuple[float, float, float, float]  # ink box: left, top, right, bottom (px of the working-size picture)
     source_size: tuple[int, int]  # (width, height) of the working-size picture (at most WORK_SIDE)
+    touching: bool = False  # the mark may be two digits that touch (touching_digits): read, with a note
 
 
 def prepare(
@@ -777,7 +820,8 @@ def prepare(
     if top_val < 0.05:
         raise ImageError(f"{label}: the mark is too small or thin to be a digit. Write the digit larger.")
     canvas = (canvas / top_val).clamp(0, 1)
-    return Prepared(canvas.contiguous(), (float(left), float(top), float(right), float(bottom)), (w, h))
+    touching = expected == 1 and touching_digits(strong)  # a pair model reads two digits that touch
+    return Prepared(canvas.contiguous(), (float(left), float(top), float(right), float(bottom)), (w, h), touching)
 
 
 def _as_canvas(ink: np.ndarray, label: str, size: tuple[int, int]) -> Prepared:

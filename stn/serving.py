@@ -62,7 +62,7 @@ def reading_panel(result: Result) -> str:
     return viz.reading_html(
         r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
         transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
-        baseline=(b.model, b.label, b.top(3)) if b is not None else None,
+        baseline=(b.model, b.label, b.top(3)) if b is not None else None, touching=result.touching,
     )
 
 

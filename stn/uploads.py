@@ -18,7 +18,9 @@
 - **number**: two to four MNIST *test* digits written side by side (a number: a year, an age),
   apart by 20-80% of their height, as a sketch (strokes in alpha) or a photo of paper. Every
   model here reads one digit (``pair-affine``: two), so the right answer is a sentence that says
-  so, not a guess at a mixture: :func:`numbers_named` counts them.
+  so, not a guess at a mixture: :func:`numbers_named` counts them. Written so close that they
+  touch (``gap`` up to 0), they are one mark: the best pre-processing can do is a note that the
+  reading may be two digits as one (:func:`stn.preprocess.touching_digits`), counted as well.
 - **cropped**: MNIST *test* digits written with a pen one to four times MNIST's stroke width,
   then cut down to the digit (a screenshot or a photo cropped on the phone): the picture is the
   ink's box plus 0-4% of it, 60-300 px, the strokes running into its edges; PNG or JPEG.
@@ -321,18 +323,19 @@ def number_images(n: int = 300, seed: int = 0, root: str | None = None,
 def numbers_named(images: Iterator[tuple[Image.Image, str]], input_size: tuple[int, int] = (56, 56),
                   digit_size: float = 32.0) -> dict:
     """How many of ``images`` :func:`prepare` refuses as several characters side by side (for a
-    model whose canvas is ``input_size``), and how many it refuses for another reason."""
-    total = named = other = 0
+    model whose canvas is ``input_size``), how many it refuses for another reason, and how many of
+    the others it notes as maybe two digits that touch (``touching``)."""
+    total = named = other = touching = 0
     for img, _ in images:
         total += 1
         try:
-            prepare(img, input_size, digit_size)
+            touching += prepare(img, input_size, digit_size).touching
         except ImageError as exc:
             if "side by side" in str(exc):
                 named += 1
             else:
                 other += 1
-    return {"images": total, "named": named, "refused otherwise": other}
+    return {"images": total, "named": named, "refused otherwise": other, "touching": touching}
 
 
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards", "box", "and",
@@ -401,9 +404,10 @@ def _disc(d: int) -> np.ndarray:
 
 def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int]], batch: int = 64) -> dict:
     """Accuracy of ``model`` (with :func:`prepare`) on upload-style images; a refused image counts as wrong.
-    ``unsure``: how many it read under :data:`stn.model.SURE` (the app shows those as a guess)."""
+    ``unsure``: how many it read under :data:`stn.model.SURE` (the app shows those as a guess);
+    ``touching``: how many carry the note that they may be two digits that touch."""
     cfg = model.config
-    correct = total = refused = 0
+    correct = total = refused = touching = 0
     xs: list[torch.Tensor] = []
     ys: list[int] = []
 
@@ -423,11 +427,13 @@ def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int
     for img, label in images:
         total += 1
         try:
-            xs.append(prepare(img, tuple(cfg.input_size), float(cfg.digit_size)).tensor)
+            prep = prepare(img, tuple(cfg.input_size), float(cfg.digit_size))
+            xs.append(prep.tensor)
             ys.append(label)
+            touching += prep.touching
         except ImageError:
             refused += 1
         if len(xs) >= batch:
             correct += flush()
     correct += flush()
-    return {"accuracy": correct / max(1, total), "images": total, "refused": refused, "unsure": unsure}
+    return {"accuracy": correct / max(1, total), "images": total, "refused": refused, "unsure": unsure, "touching": touching}

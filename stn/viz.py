@@ -497,6 +497,7 @@ def reading_html(
     transformer: bool = True,
     head_labels: Sequence[str] = (),
     baseline: tuple[str, str, Mapping[str, float]] | None = None,
+    touching: bool = False,
 ) -> str:
     """What the model read, as one HTML panel: the verdict, the crop(s), the class bars, and the plain CNN's.
 
@@ -512,6 +513,8 @@ def reading_html(
         baseline: ``(model name, label, top classes)`` of the plain CNN trained on the same data.
 
     Under :data:`stn.model.SURE` the verdict says the label is a guess (class ``stn-unsure``).
+    ``touching``: the mark may be two digits that touch (:func:`stn.preprocess.touching_digits`);
+    a note says so under the verdict (class ``stn-touching``).
 
     Element ids for the page and its tests: ``stn-summary``, ``stn-crops``, ``stn-label``, ``stn-baseline``.
     """
@@ -523,6 +526,9 @@ def reading_html(
         verdict = (f"<h3>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h3>"
                    f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
                    "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
+    if touching:  # a number written with its digits touching is one mark: say what was read, and why it may be wrong
+        verdict += ('<p class="stn-touching">This mark is wider than a digit and narrow in the middle: if it is two digits '
+                    "that touch, the model read them as one. Write them apart, or one digit at a time.</p>")
     if len(head_labels) > 1:
         verdict += "<p>" + ", ".join(f"head {k + 1} reads <b>{html.escape(h)}</b>" for k, h in enumerate(head_labels)) + "</p>"
     if baseline is not None:

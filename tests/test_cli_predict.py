@@ -57,7 +57,8 @@ def test_json_lines_every_model(name, files, capsys):
     rows = [json.loads(line) for line in out]
     assert [Path(r["file"]).name for r in rows] == ["seven.png", "two.png"]
     for r in rows:
-        assert set(r) == {"file", "model", "label", "sure", "probs", "theta"}
+        assert set(r) == {"file", "model", "touching", "label", "sure", "probs", "theta"}
+        assert r["touching"] is False
         assert r["model"] == name
         assert r["sure"] is (max(r["probs"]) >= SURE)
         assert len(r["probs"]) == model.n_outputs  # 10 for single digits, 100 for pairs

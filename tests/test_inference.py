@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from stn import viz
 from stn.inference import Engine, ImageError, UnknownModelError, distort_batch, fit_affine
@@ -106,7 +106,8 @@ def test_predict_every_model(engine, name):
     assert len(r.reading.label) == info.heads and r.reading.label == max(r.reading.top(), key=r.reading.top().get)
     out = r.to_json()
     json.dumps(out)
-    assert {"model", "label", "sure", "probs", "theta"} <= set(out)
+    assert {"model", "label", "sure", "touching", "probs", "theta"} <= set(out)
+    assert out["touching"] is False  # one upright bar
     assert out["model"] == name and len(out["theta"]) == len(r.reading.params)
     assert out["sure"] is (float(r.reading.probs.max()) >= SURE)
     if out["baseline"] is not None:
@@ -115,6 +116,22 @@ def test_predict_every_model(engine, name):
         np.testing.assert_allclose(np.concatenate(out["theta"]), np.asarray(TINY[name][6]), atol=1e-4)
     assert (out["baseline"] is not None) == (name == "wild-affine")
     assert set(r.timings) >= {"prepare_ms", "model_ms", "baseline_ms"}
+
+
+def test_touching_digits_are_noted_in_the_answer_and_the_panel(engine):
+    """Two pen-drawn "0"s run into each other: one mark, read as one digit with ``touching`` and the panel's note;
+    a lean result (what a session keeps) has no pre-processing details, so no note."""
+    from stn.serving import lean, reading_panel
+
+    img = Image.new("L", (300, 160), 245)
+    draw = ImageDraw.Draw(img)
+    for cx in (100, 164):
+        draw.ellipse([cx - 26, 40, cx + 26, 120], outline=20, width=7)
+    draw.line([(124, 80), (140, 80)], fill=20, width=5)
+    r = engine.predict(img, "wild-affine")
+    assert r.touching and r.to_json()["touching"] is True and 'class="stn-touching"' in reading_panel(r)
+    assert not lean(r).touching
+    assert engine.predict(img, "pair-affine").to_json()["touching"] is False  # it reads two digits
 
 
 def test_a_reading_under_sure_is_a_guess():

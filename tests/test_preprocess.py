@@ -31,6 +31,7 @@ from stn.preprocess import (
     open_image,
     prepare,
     stacked_lines,
+    touching_digits,
 )
 
 SHAPES = [(7, 5), (12, 12), (33, 20), (96, 101)]
@@ -429,6 +430,54 @@ class TestSeveralDigits:
         draw.line([(60, 40), (60, 120)], fill=20, width=7)
         draw.line([(60, 40), (100, 40), (72, 120)], fill=20, width=7)  # a "7" sharing the "1"'s top
         prepare(img, (56, 56), 32.0)
+
+
+def _rings(centres: list[int], shape=(160, 300), rx: int = 26, ry: int = 40, stroke: int = 7, joined: bool = False) -> Image.Image:
+    """Pen-drawn "0"s on white paper, centred at x = ``centres`` (overlapping where closer than ``2 * rx``);
+    ``joined``: the pen ran on from each into the next (a thin stroke across the gap at mid-height)."""
+    img = Image.new("L", (shape[1], shape[0]), 245)
+    draw = ImageDraw.Draw(img)
+    for cx in centres:
+        draw.ellipse([cx - rx, 80 - ry, cx + rx, 80 + ry], outline=20, width=stroke)
+    if joined:
+        for a, b in zip(centres, centres[1:]):
+            draw.line([(a + rx - 2, 80), (b - rx + 2, 80)], fill=20, width=stroke - 2)
+    return img
+
+
+class TestTouchingDigits:
+    """Digits written into each other are one mark; where it is wide with a neck, the reading carries a note."""
+
+    def _mask(self, img: Image.Image) -> np.ndarray:
+        return np.asarray(img, np.float32) < 128
+
+    def test_two_rings_touching_at_a_point(self):
+        assert touching_digits(self._mask(_rings([100, 164], joined=True)))
+        assert touching_digits(self._mask(_rings([60, 124, 188], joined=True)))  # three digits
+
+    def test_one_ring_wide_or_tall_is_one_digit(self):
+        assert not touching_digits(self._mask(_rings([150], rx=60)))  # wider than tall: two strokes across the middle
+        assert not touching_digits(self._mask(_rings([150])))  # a plain "0"
+
+    def test_overlapping_rings_have_no_neck(self):
+        assert not touching_digits(self._mask(_rings([100, 120])))  # each column crosses three or four strokes
+
+    def test_a_bar_is_not_two_digits(self):
+        mask = np.zeros((40, 200), bool)
+        mask[18:24, 10:190] = True  # wide and thin everywhere, but no tall part on either side
+        assert not touching_digits(mask) and not touching_digits(np.zeros((5, 5), bool))
+
+    def test_neck_and_wide(self):
+        mask = self._mask(_rings([100, 164], joined=True))
+        assert not touching_digits(mask, neck=0.5) and not touching_digits(mask, wide=1.8)
+
+    def test_prepare_reads_them_with_the_flag(self):
+        assert prepare(_rings([100, 164], joined=True), (56, 56), 32.0).touching
+        assert not prepare(_rings([150]), (56, 56), 32.0).touching
+        assert not prepare(_write(["4"]), (56, 56), 32.0).touching
+
+    def test_the_pair_model_reads_two_digits_that_touch_without_a_note(self):
+        assert not prepare(_rings([100, 164], joined=True), (42, 84), 62.0).touching
 
 
 _PROSE = ["seven", "wizards", "box", "and", "judge", "my", "vow", "while", "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]

@@ -148,15 +148,32 @@ def test_numbers_are_named_and_single_digits_never(input_size, digit_size, reads
     assert singles["named"] == 0 and singles["refused otherwise"] == 0, singles
 
 
+@pytest.mark.parametrize(("input_size", "digit_size", "reads"), [((56, 56), 32.0, 1), ((42, 84), 62.0, 2)])
+def test_touching_digits_are_noted_and_single_digits_seldom(input_size, digit_size, reads) -> None:
+    """Digits written into each other are one mark: most are refused (a gap shows after all) or read with the note
+    that they may be two; single digits carry it seldom (a wide open "0" or "4"). The pair model reads two digits
+    that touch, so it never notes them."""
+    touching = numbers_named(number_images(100, seed=14, root="bundled", digits=(2, 3), gap=(-0.05, 0.0)), input_size, digit_size)
+    singles = numbers_named(number_images(300, seed=13, root="bundled", digits=(1,)), input_size, digit_size)
+    if reads == 1:
+        assert touching["named"] + touching["touching"] >= 55 and touching["refused otherwise"] == 0, touching
+        assert singles["touching"] <= 4, singles
+    else:
+        assert touching["touching"] == singles["touching"] == 0
+
+
 @pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
 def test_the_uploads_command_reports_numbers(capsys) -> None:
     from stn.cli import main
 
     assert main(["uploads", DEFAULT_MODEL, "--sketches", "0", "--font-variants", "0", "--photos", "0", "--cropped", "0",
-                 "--numbers", "20", "--no-digits", "0", "--data", "bundled"]) == 0
+                 "--numbers", "20", "--touching", "20", "--no-digits", "0", "--data", "bundled"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{DEFAULT_MODEL}:\n")
     assert "numbers (more digits than it reads) refused as such: 20 of 20 (0 refused for another reason)" in out
+    m = re.search(r"numbers written touching: 20, (\d+) refused as a number, (\d+) read with the note, (\d+) read as one digit "
+                  r"without it \(0 refused for another reason\)", out)
+    assert m and sum(map(int, m.groups())) == 20, out
 
 
 def test_no_digit_pictures_take_turns_through_the_kinds() -> None:
@@ -187,9 +204,10 @@ def test_the_uploads_command_reports_pictures_with_no_digit(capsys) -> None:
     from stn.cli import main
 
     assert main(["uploads", DEFAULT_MODEL, "--sketches", "10", "--font-variants", "0", "--photos", "0", "--cropped", "0",
-                 "--numbers", "0", "--no-digits", "6", "--data", "bundled"]) == 0
+                 "--numbers", "0", "--touching", "0", "--no-digits", "6", "--data", "bundled"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(rf"{DEFAULT_MODEL}: sketches \d+\.\d% of 10 \(0 refused, \d+ shown as a guess\)", lines[0]), lines[0]
+    assert re.fullmatch(rf"{DEFAULT_MODEL}: sketches \d+\.\d% of 10 \(0 refused, \d+ shown as a guess, \d+ noted as maybe two "
+                        r"touching\)", lines[0]), lines[0]
     for kind, line in zip(NO_DIGIT_KINDS, lines[1:]):
         m = re.fullmatch(rf"  no digit \({kind}\): 2 pictures, (\d) refused, (\d) shown as a guess, (\d) read as a sure digit", line)
         assert m and sum(map(int, m.groups())) == 2, line

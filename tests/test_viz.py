@@ -203,6 +203,13 @@ class TestReadingHtml:
         cnn = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], transformer=False)
         assert "This plain CNN is unsure: perhaps <b>4</b> (30%)" in cnn
 
+    def test_touching_digits_get_a_note(self):
+        """A mark that may be two digits that touch: the reading stands, with a note under the verdict."""
+        html = viz.reading_html("4", {"4": 0.9}, [np.zeros((28, 28))], touching=True)
+        assert "The transformer reads <b>4</b> (90%)" in html and 'class="stn-touching"' in html
+        assert "if it is two digits that touch, the model read them as one" in html
+        assert "stn-touching" not in viz.reading_html("4", {"4": 0.9}, [np.zeros((28, 28))])
+
     def test_percent_rounds_down(self):
         assert [viz.percent(p) for p in (0.0, 0.009, 0.01, 0.29, 0.597, 0.6, 0.9996, 1.0)] == [
             "<1%", "<1%", "1%", "29%", "59%", "60%", "99%", "100%"]
