@@ -267,6 +267,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     results: list[dict] = []  # one per file, in order
     tensors, slots = [], []
+    weak: dict[int, bool] = {}  # a reading on weak evidence (Prediction.weak), by slot
     for f in args.files:
         try:
             prep = prepare(f, tuple(model.config.input_size), float(model.config.digit_size))
@@ -284,6 +285,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             r = results[slot]
             r["label"] = names[i]
             r["sure"] = bool(pred.sure[i])
+            weak[slot] = bool(pred.weak[i])
             r["probs"] = [round(float(p), 6) for p in pred.probs[i]]
             r["theta"] = [[round(float(v), 6) for v in p[i]] for p in pred.params]
     failed = sum("error" in r for r in results)
@@ -293,11 +295,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         width = max(len("file"), *(len(r["file"]) for r in results))
         print(f"{'file':<{width}}  {'label':>5}  {'prob':>6}  model")
-        for r in results:
+        for slot, r in enumerate(results):
             if "error" in r:
                 print(f"{r['file']:<{width}}  {'-':>5}  {'-':>6}  error: {r['error']}")
             else:
-                guess = "" if r["sure"] else f"  (unsure: under {100 * SURE:.0f}%, a guess)"
+                guess = ("" if r["sure"] else "  (unsure: weak evidence, unlike the digits it knows; a guess)" if weak[slot]
+                         else f"  (unsure: under {100 * SURE:.0f}%, a guess)")
                 if r["touching"]:
                     guess += "  (two digits touching? read as one)"
                 print(f"{r['file']:<{width}}  {r['label']:>5}  {100 * max(r['probs']):5.1f}%  {name}{guess}")
@@ -389,6 +392,30 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from stn.calibration import calibrate
+    from stn.zoo import list_models, load_card, load_model, models_dir
+
+    names = list_models(_models_dir(args)) if args.names == ["all"] else args.names
+    # models of one canvas in a row: they share the prepared pictures (calibrate keeps the last two canvases)
+    names = sorted(names, key=lambda n: json.dumps(load_card(n, _models_dir(args))["config"]["input_size"]))
+    print(f"{'model':<22} {'sure_logit':>10}  {'right':>11}  under it (all pictures)")
+    for name in names:
+        model = load_model(name, device="cpu", directory=_models_dir(args))
+        try:
+            cal = calibrate(model, n=args.images, quantile=args.quantile, root=args.data)
+        except ValueError as exc:
+            print(f"{name:<22} {'-':>10}  not calibrated: {exc}")
+            continue
+        print(f"{name:<22} {cal['sure_logit']:>10.3f}  {cal['read_right']:>5} of {cal['images']:<4} {cal['under_floor']}")
+        if args.write:
+            d = _models_dir(args) or models_dir()
+            card = load_card(name, d)
+            card["calibration"] = cal
+            (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stn", description="Spatial Transformer Networks on distorted MNIST: train, evaluate, predict."
@@ -475,6 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
     p.set_defaults(func=cmd_uploads)
+
+    p = sub.add_parser("calibrate", help="the least top logit of a sure reading, from upload-style digits (stn/calibration.py)")
+    p.add_argument("names", nargs="+", help='model names, or "all"')
+    p.add_argument("--images", type=int, default=3000, help="upload-style pictures to calibrate on")
+    p.add_argument("--quantile", type=float, default=0.005, help="share of right readings to fall under the floor")
+    p.add_argument("--write", action="store_true", help="store it in the model card (calibration.sure_logit)")
+    _add_common(p)
+    p.set_defaults(func=cmd_calibrate)
 
     return parser
 

@@ -84,6 +84,8 @@ class Reading:
     params: list[np.ndarray]  # one (n_params,) per head; empty for the CNN
     crops: list[np.ndarray]  # one (h, w) per head; the input itself for the CNN
     head_labels: list[str]  # what each head reads on its own
+    top_logit: float | None = None  # each head's largest logit, the least over heads
+    sure_logit: float | None = None  # the model's calibrated floor for it (stn.calibration), if any
 
     def top(self, k: int = TOP_K) -> dict[str, float]:
         """The ``k`` most probable classes, most probable first."""
@@ -91,9 +93,16 @@ class Reading:
         return {self.class_names[i]: float(self.probs[i]) for i in order}
 
     @property
+    def weak(self) -> bool:
+        """The evidence for every class is weak (``top_logit`` under ``sure_logit``): the input is
+        unlike the digits the model knows, however peaked its probabilities (``Prediction.weak``)."""
+        return self.top_logit is not None and self.sure_logit is not None and self.top_logit < self.sure_logit
+
+    @property
     def sure(self) -> bool:
-        """The top probability is at least :data:`stn.model.SURE`; else ``label`` is a guess."""
-        return bool(self.probs.max() >= SURE) if len(self.probs) else False
+        """The top probability is at least :data:`stn.model.SURE` and the evidence is not :attr:`weak`;
+        else ``label`` is a guess."""
+        return bool(self.probs.max() >= SURE) and not self.weak if len(self.probs) else False
 
 
 @dataclass
@@ -259,9 +268,11 @@ class Engine:
         if x.shape[0] == 1:
             self._ensure_traced(name)
         pred = model.predict(x.to(self.device))
-        return self._to_reading(name, pred.probs[0], pred.head_probs[0], [p[0] for p in pred.params], [c[0, 0] for c in pred.crops])
+        top = float(pred.top_logits[0]) if pred.top_logits is not None else None
+        return self._to_reading(name, pred.probs[0], pred.head_probs[0], [p[0] for p in pred.params], [c[0, 0] for c in pred.crops], top)
 
-    def _to_reading(self, name: str, probs: torch.Tensor, head_probs: torch.Tensor, params: list, crops: list) -> Reading:
+    def _to_reading(self, name: str, probs: torch.Tensor, head_probs: torch.Tensor, params: list, crops: list,
+                    top_logit: float | None = None) -> Reading:
         heads = head_probs.shape[0]
         n = probs.shape[0]
         names = _class_names(n, heads)
@@ -274,6 +285,8 @@ class Engine:
             params=[p.detach().double().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p, dtype=np.float64) for p in params],
             crops=[c.detach().float().cpu().numpy() for c in crops],
             head_labels=[str(int(h.argmax())) for h in head_probs],
+            top_logit=top_logit,
+            sure_logit=self.models[name].sure_logit,
         )
 
     def prepare(self, image: object, name: str) -> Prepared:
@@ -350,7 +363,7 @@ class Engine:
         probs = head_probs[0:1]
         for k in range(1, head_probs.shape[0]):  # joint reading of independent heads, as STClassifier.predict
             probs = (probs.unsqueeze(2) * head_probs[k : k + 1].unsqueeze(1)).flatten(1)
-        return self._to_reading(name, probs[0], head_probs, list(params), [c[0, 0] for c in crops])
+        return self._to_reading(name, probs[0], head_probs, list(params), [c[0, 0] for c in crops], float(logits.amax(dim=-1).amin()))
 
     @torch.no_grad()
     def warp(self, name: str, x: torch.Tensor | np.ndarray, params: np.ndarray, mode: str = "bilinear") -> np.ndarray:

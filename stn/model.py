@@ -15,7 +15,8 @@ from stn.transforms import affine_embedding, get
 
 __all__ = ["SURE", "ModelConfig", "STClassifier", "Prediction", "ConvClassifier", "change_transform"]
 
-# Below this top probability a reading is a guess, and is shown as one. wild-affine, the app's default,
+# Below this top probability a reading is a guess, and is shown as one (so is one whose top logit is under the
+# model's calibrated floor, ``STClassifier.sure_logit``: stn.calibration). wild-affine, the app's default,
 # stays under it for 20 of 2,960 upload-style digits (sketches, handwriting fonts, photos, cropped) and for
 # most smooth photo-like scenes with no digit (26 of the 37 it does not refuse); rts-affine is surer of such
 # pictures. bench/README.md, fifteenth pass.
@@ -103,11 +104,22 @@ class Prediction:
     params: list[torch.Tensor]  # one (B, n_params) per head; empty for the CNN baseline
     crops: list[torch.Tensor]  # one (B, 1, h, w) per head; the input itself for the baseline
     head_probs: torch.Tensor  # (B, heads, n_classes): each head's own reading
+    top_logits: torch.Tensor | None = None  # (B,): each head's largest logit, the least over heads
+    sure_logit: float | None = None  # the model's calibrated floor for ``top_logits`` (stn.calibration), if any
+
+    @property
+    def weak(self) -> torch.Tensor:
+        """``(B,)`` bool: the evidence for every class is weak (``top_logits`` under ``sure_logit``): the
+        input is unlike the digits the model knows, whatever its softmax says (a photo, an icon)."""
+        if self.sure_logit is None or self.top_logits is None:
+            return torch.zeros(self.probs.shape[0], dtype=torch.bool)
+        return self.top_logits < self.sure_logit
 
     @property
     def sure(self) -> torch.Tensor:
-        """``(B,)`` bool: the top probability is at least :data:`SURE` (else the label is a guess)."""
-        return self.probs.amax(dim=1) >= SURE
+        """``(B,)`` bool: the top probability is at least :data:`SURE` and the evidence is not
+        :attr:`weak` (else the label is a guess)."""
+        return (self.probs.amax(dim=1) >= SURE) & ~self.weak
 
     def class_names(self, n_classes: int = 10) -> list[str]:
         heads = self.head_probs.shape[1]
@@ -141,6 +153,9 @@ class STClassifier(nn.Module):
         # and oneDNN's convolutions prefer it too; the ST-CNN runs 1.3-2x faster (bench/README.md).
         self.to(memory_format=torch.channels_last)
         self._traced: dict = {}  # see trace_for_inference; not a submodule, not in the state dict
+        # The least top logit of a reading it is sure of, calibrated on upload-style digits (stn.calibration);
+        # the zoo sets it from the model card. None: the probability alone decides.
+        self.sure_logit: float | None = None
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -275,6 +290,8 @@ class STClassifier(nn.Module):
             params=[p.cpu() for p in params],
             crops=[c.cpu() for c in crops],
             head_probs=head_probs.cpu(),
+            top_logits=logits.amax(dim=-1).amin(dim=-1).cpu(),
+            sure_logit=self.sure_logit,
         )
 
 

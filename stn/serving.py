@@ -63,6 +63,7 @@ def reading_panel(result: Result) -> str:
         r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
         transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
         baseline=(b.model, b.label, b.top(3)) if b is not None else None, touching=result.touching,
+        weak=r.weak, baseline_weak=b is not None and b.weak,
     )
 
 
@@ -120,13 +121,22 @@ def _from_array(d: dict) -> np.ndarray:
     return np.frombuffer(base64.b64decode(d["data"]), dtype=dtype).reshape(d["shape"]).copy()
 
 
+def _number(v: object) -> float | None:
+    if v is None:
+        return None
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise ValueError(f"unexpected number {v!r} from a reader process")
+    return float(v)
+
+
 def encode_result(result: Result) -> dict:
     """A lean :class:`~stn.inference.Result` (no crops, baseline or pre-processing details) as JSON types."""
     r = result.reading
     return {
         "model": result.model, "info": asdict(result.info), "input": _array(result.input),
         "reading": {"model": r.model, "label": r.label, "probs": _array(r.probs), "class_names": list(r.class_names),
-                    "params": [_array(p) for p in r.params], "head_labels": list(r.head_labels)},
+                    "params": [_array(p) for p in r.params], "head_labels": list(r.head_labels),
+                    "top_logit": r.top_logit, "sure_logit": r.sure_logit},
     }
 
 
@@ -135,7 +145,8 @@ def decode_result(d: dict) -> Result:
     info = ModelInfo(**{**d["info"], "input_size": tuple(d["info"]["input_size"]), "crop_size": tuple(d["info"]["crop_size"])})
     r = d["reading"]
     reading = Reading(model=r["model"], label=r["label"], probs=_from_array(r["probs"]), class_names=list(r["class_names"]),
-                      params=[_from_array(p) for p in r["params"]], crops=[], head_labels=list(r["head_labels"]))
+                      params=[_from_array(p) for p in r["params"]], crops=[], head_labels=list(r["head_labels"]),
+                      top_logit=_number(r.get("top_logit")), sure_logit=_number(r.get("sure_logit")))
     return Result(model=d["model"], info=info, input=_from_array(d["input"]), reading=reading, baseline=None)
 
 

@@ -498,6 +498,8 @@ def reading_html(
     head_labels: Sequence[str] = (),
     baseline: tuple[str, str, Mapping[str, float]] | None = None,
     touching: bool = False,
+    weak: bool = False,
+    baseline_weak: bool = False,
 ) -> str:
     """What the model read, as one HTML panel: the verdict, the crop(s), the class bars, and the plain CNN's.
 
@@ -512,7 +514,9 @@ def reading_html(
         head_labels: what each head reads on its own (shown for two heads or more).
         baseline: ``(model name, label, top classes)`` of the plain CNN trained on the same data.
 
-    Under :data:`stn.model.SURE` the verdict says the label is a guess (class ``stn-unsure``).
+    Under :data:`stn.model.SURE`, or where the evidence is ``weak`` (the top logit under the model's
+    calibrated floor: ``Reading.weak``), the verdict says the label is a guess (class ``stn-unsure``);
+    ``baseline_weak`` the same for the plain CNN.
     ``touching``: the mark may be two digits that touch (:func:`stn.preprocess.touching_digits`);
     a note says so under the verdict (class ``stn-touching``).
 
@@ -520,12 +524,17 @@ def reading_html(
     """
     who = "The transformer" if transformer else "This plain CNN"
     best = max(top.values()) if top else 0.0
-    if best >= SURE:
+    if best >= SURE and not weak:
         verdict = f"<h3>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h3>"
     else:  # a guess is said to be one: a photo of a cat should not read as a confident "7"
-        verdict = (f"<h3>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h3>"
-                   f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
-                   "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
+        verdict = f"<h3>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+        if best < SURE:
+            verdict += (f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
+                        "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
+        else:  # peaked probabilities on weak evidence: the softmax of small logits can still favour one class
+            verdict += (f'<p class="stn-unsure">Its evidence for every digit is weak: the picture is unlike the digits it '
+                        f"has seen, so {percent(best)} is not to be trusted. It may hold no digit (a photo of something else, "
+                        "an icon, a drawing), or one it finds hard to read.</p>")
     if touching:  # a number written with its digits touching is one mark: say what was read, and why it may be wrong
         verdict += ('<p class="stn-touching">This mark is wider than a digit and narrow in the middle: if it is two digits '
                     "that touch, the model read them as one. Write them apart, or one digit at a time.</p>")
@@ -536,7 +545,8 @@ def reading_html(
         agrees = "agrees" if b_label == label else "disagrees"
         b_best = max(b_top.values()) if b_top else 0.0
         verdict += (f"<p>The plain CNN <code>{html.escape(b_name)}</code>, trained on the same data, reads "
-                    f"<b>{html.escape(b_label)}</b> ({percent(b_best)}{'' if b_best >= SURE else ', a guess'}): it {agrees}.</p>")
+                    f"<b>{html.escape(b_label)}</b> ({percent(b_best)}{'' if b_best >= SURE and not baseline_weak else ', a guess'}): "
+                    f"it {agrees}.</p>")
     caption = "What it reads: the crop" + ("s" if len(crops) > 1 else "") if transformer else "What it reads: the whole input (no transformer)"
     imgs = "".join(
         f'<img src="{png_data_uri(c)}" alt="{"crop of head " + str(k + 1) if transformer else "the model input"}" '

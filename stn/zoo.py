@@ -62,6 +62,7 @@ def _load_cached(name: str, directory: str, device: str) -> STClassifier:
     model.load_state_dict(state)
     model.name = name  # type: ignore[attr-defined]
     model.card = card  # type: ignore[attr-defined]
+    model.sure_logit = card.get("calibration", {}).get("sure_logit")
     return model.to(device).eval()
 
 

@@ -109,7 +109,8 @@ def test_predict_every_model(engine, name):
     assert {"model", "label", "sure", "touching", "probs", "theta"} <= set(out)
     assert out["touching"] is False  # one upright bar
     assert out["model"] == name and len(out["theta"]) == len(r.reading.params)
-    assert out["sure"] is (float(r.reading.probs.max()) >= SURE)
+    assert out["sure"] is (float(r.reading.probs.max()) >= SURE and not r.reading.weak)
+    assert r.reading.top_logit is not None and r.reading.sure_logit == engine.models[name].sure_logit
     if out["baseline"] is not None:
         assert out["baseline"]["sure"] is (float(r.baseline.probs.max()) >= SURE)
     if info.transform:
@@ -146,6 +147,11 @@ def test_a_reading_under_sure_is_a_guess():
     assert reading([0.59, 0.41]).sure is False
     assert reading([0.1] * 10).sure is False
     assert reading([]).sure is False
+    weak = reading([0.9, 0.1])
+    weak.top_logit, weak.sure_logit = 3.0, 5.0  # peaked probabilities on small logits: unlike the digits it knows
+    assert weak.weak and weak.sure is False
+    weak.top_logit = 5.0
+    assert not weak.weak and weak.sure is True
 
 
 def test_baseline_reads_the_same_input(engine):

@@ -93,8 +93,9 @@ def test_a_lean_result_crosses_as_json(engine, digit, name):
     assert back.info == kept.info and back.model == kept.model
     np.testing.assert_array_equal(back.input, kept.input)
     assert back.input.dtype == kept.input.dtype
-    for field in ("model", "label", "class_names", "head_labels"):
+    for field in ("model", "label", "class_names", "head_labels", "top_logit", "sure_logit"):
         assert getattr(back.reading, field) == getattr(kept.reading, field)
+    assert back.reading.top_logit is not None and back.reading.sure == kept.reading.sure
     np.testing.assert_array_equal(back.reading.probs, kept.reading.probs)
     assert len(back.reading.params) == len(kept.reading.params)
     for a, b in zip(back.reading.params, kept.reading.params):

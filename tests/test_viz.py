@@ -203,6 +203,16 @@ class TestReadingHtml:
         cnn = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], transformer=False)
         assert "This plain CNN is unsure: perhaps <b>4</b> (30%)" in cnn
 
+    def test_weak_evidence_is_a_guess_however_peaked(self):
+        """Over SURE but under the model's logit floor: a guess, with the reason that fits; the plain CNN's too."""
+        html = viz.reading_html("4", {"4": 0.83}, [np.zeros((28, 28))], weak=True,
+                                baseline=("wild-cnn", "4", {"4": 0.9}), baseline_weak=True)
+        assert "The transformer is unsure: perhaps <b>4</b> (83%)" in html and 'class="stn-unsure"' in html
+        assert "evidence for every digit is weak" in html and "83% is not to be trusted" in html and "under 60%" not in html
+        assert "reads <b>4</b> (90%, a guess): it agrees" in html
+        low = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], weak=True)
+        assert "under 60%" in low and "weak" not in low  # the probability is the plainer reason
+
     def test_touching_digits_get_a_note(self):
         """A mark that may be two digits that touch: the reading stands, with a note under the verdict."""
         html = viz.reading_html("4", {"4": 0.9}, [np.zeros((28, 28))], touching=True)

@@ -57,6 +57,34 @@ def test_predicts_on_its_canvas(name: str) -> None:
         assert all(c.shape == (3, 1, *model.config.crop_size) for c in pred.crops)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_card_carries_a_calibrated_floor(name: str) -> None:
+    """Every shipped model knows how small a top logit it may be sure of (stn.calibration), and loads it."""
+    cal = load_card(name).get("calibration")
+    assert cal is not None, f"{name}: python -m stn calibrate {name} --write"
+    assert cal["quantile"] == pytest.approx(0.005) and cal["read_right"] >= 0.8 * cal["images"] >= 800
+    assert 0 < cal["sure_logit"] < 30 and cal["how"].startswith(f"python -m stn calibrate {name}")
+    assert load_model(name, device="cpu").sure_logit == cal["sure_logit"]
+
+
+def test_the_floor_makes_a_reading_a_guess() -> None:
+    """``Prediction.top_logits`` is each head's largest logit, the least over heads; under ``sure_logit`` the
+    reading is ``weak`` and not ``sure`` however peaked its probabilities; without a floor, the probability decides."""
+    model = STClassifier(ModelConfig("pair", (42, 84), transform="affine", heads=2)).eval()
+    x = torch.rand(4, 1, 42, 84)
+    logits = model(x)  # (B, heads, 10)
+    pred = model.predict(x)
+    assert torch.allclose(pred.top_logits, logits.amax(-1).amin(-1), atol=1e-5)
+    assert pred.sure_logit is None and not pred.weak.any()
+    assert torch.equal(pred.sure, pred.probs.amax(1) >= 0.6)
+    model.sure_logit = float(pred.top_logits.median())
+    pred = model.predict(x)
+    assert torch.equal(pred.weak, pred.top_logits < model.sure_logit) and pred.weak.any() and not pred.weak.all()
+    assert not (pred.sure & pred.weak).any()
+    model.sure_logit = -1e9
+    assert torch.equal(model.predict(x).sure, model.predict(x).probs.amax(1) >= 0.6)
+
+
 def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(UnknownModelError, match="Known: .*python -m stn models"):
         load_model("rts-afine")

@@ -1,0 +1,52 @@
+"""stn.calibration: the floor of a model's top logit, from upload-style digits it reads right."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stn.calibration import calibrate, calibration_images, top_logits
+from stn.model import ModelConfig, STClassifier
+from stn.zoo import DEFAULT_MODEL, list_models, load_model
+
+
+def test_calibration_images_take_turns_and_number_for_two_heads() -> None:
+    items = list(calibration_images(1, 7, root="bundled"))
+    assert len(items) == 7 and all(isinstance(label, int) and 0 <= label <= 9 for _, label in items)
+    assert [img.mode for img, _ in items[:3]] == ["RGBA", "RGB", items[2][0].mode]  # a sketch, a photo, a cropped digit
+    pairs = list(calibration_images(2, 3, root="bundled"))
+    assert len(pairs) == 3 and all(0 <= label <= 99 for _, label in pairs)
+
+
+def test_top_logits_in_batches() -> None:
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="affine")).eval()
+    x = torch.rand(5, 1, 42, 42)
+    tops, labels = top_logits(model, x, batch=2)
+    with torch.no_grad():
+        logits = model(x)[:, 0]
+    assert torch.allclose(tops, logits.amax(-1), atol=1e-5) and torch.equal(labels, logits.argmax(-1))
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_calibrate_is_the_quantile_of_the_right_readings(monkeypatch) -> None:
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    cal = calibrate(model, n=90, quantile=0.1, root="bundled")
+    assert cal["images"] == 90 and 60 <= cal["read_right"] <= 90 and cal["quantile"] == 0.1
+    # the same pictures by hand: the 10% quantile of the right ones' top logits
+    from stn.preprocess import prepare
+
+    items = list(calibration_images(1, 90, root="bundled"))
+    x = torch.cat([prepare(img, (56, 56), float(model.config.digit_size)).tensor for img, _ in items])
+    tops, labels = top_logits(model, x)
+    right = labels == torch.tensor([y for _, y in items])
+    assert cal["sure_logit"] == pytest.approx(float(np.quantile(tops[right].double().numpy(), 0.1)), abs=1e-3)
+    assert cal["under_floor"] == int((tops < cal["sure_logit"]).sum())
+    with pytest.raises(ValueError, match="quantile must lie between 0 and 1"):
+        calibrate(model, n=10, quantile=1.5, root="bundled")
+
+
+def test_an_untrained_model_is_not_calibrated() -> None:
+    model = STClassifier(ModelConfig("wild", (56, 56))).eval()
+    with pytest.raises(ValueError, match="too few to calibrate"):
+        calibrate(model, n=30, root="bundled")
