@@ -81,7 +81,7 @@ def _prepared(input_size: tuple[int, int], digit_size: float, heads: int, n: int
 
 
 def calibrate(model: STClassifier, n: int = 3000, quantile: float = QUANTILE, seed: int = CALIBRATION_SEED,
-              root: str | None = None) -> dict:
+              root: str | None = None, name: str | None = None) -> dict:
     """The model's ``sure_logit``: the ``quantile`` of its top logit over the ``n`` pictures of
     :func:`calibration_images` it reads right, with what it was measured on (a model card's ``calibration``)."""
     if not 0 < quantile < 1:
@@ -100,5 +100,5 @@ def calibrate(model: STClassifier, n: int = 3000, quantile: float = QUANTILE, se
         "read_right": int(right.sum()),
         "under_floor": int((tops < floor).sum()),  # all pictures, the misread ones too
         "kinds": "two-digit numbers" if model.heads > 1 else "sketches, photos, digits cut to their box",
-        "how": f"python -m stn calibrate {getattr(model, 'name', 'NAME')} --write (stn/calibration.py, seed {seed})",
+        "how": f"python -m stn calibrate {name or getattr(model, 'name', 'NAME')} --write (stn/calibration.py, seed {seed})",
     }

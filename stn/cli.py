@@ -141,6 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "command": before["training"]["command"],
             "frozen": bool(args.freeze_classifier),
         }
+    _calibrate_new(model, name, card, res["test_error"], args)
     save_model(model, name, card, out)
     print(
         f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "
@@ -191,6 +192,22 @@ def _classifier_from(args: argparse.Namespace, config: ModelConfig) -> dict:
                          f"{ours[0][0]}×{ours[0][1]} with channels {ours[1]}, hidden {ours[2]}, {ours[3]} classes. "
                          "Pick a model whose classifier has the same shape.")
     return {"card": card, "weights": donor.classifier.state_dict()}
+
+
+def _calibrate_new(model: STClassifier, name: str, card: dict, test_error: float, args: argparse.Namespace) -> None:
+    """A trained model's card gets its logit floor (stn.calibration) where the model is worth one."""
+    from stn.calibration import calibrate
+
+    how = f"python -m stn calibrate {name} --write"
+    if not args.calibrate:
+        return
+    if test_error > 0.2:  # a short or failed run: not a model to ship, and too few right readings to calibrate on
+        print(f"{name}: not calibrated (test error over 20%); when it is trained: {how}", file=sys.stderr)
+        return
+    try:
+        card["calibration"] = calibrate(model.eval(), n=args.calibrate, root=args.data, name=name)
+    except ValueError as exc:
+        print(f"{name}: not calibrated ({exc}); {how}", file=sys.stderr)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -458,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-classifier", action="store_true",
                    help="with --classifier-from: train only the transformer; a classifier that has never seen a turned "
                         "digit leaves turning it upright to the transformer")
+    p.add_argument("--calibrate", type=int, default=3000, metavar="N",
+                   help="after training, the logit floor of a sure reading from N upload-style digits, into the card "
+                        "(stn/calibration.py; 0: skip)")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 

@@ -60,6 +60,8 @@ def test_train_eval_models_table_commands(tmp_path) -> None:
         f"--models-dir {d} --quiet --threads 1"
     )
     assert (tmp_path / "t-affine.replay.safetensors").exists()
+    # 20 steps: not a model to ship, so no logit floor, and the command to add one later
+    assert "calibration" not in card and "t-affine: not calibrated (test error over 20%)" in r.stderr
     r = _stn("eval", "t-affine", "--data", "bundled", "--models-dir", d)
     assert r.returncode == 0 and "t-affine: test error" in r.stdout, r.stderr
     r = _stn("models", "--json", "--models-dir", d)
@@ -269,3 +271,21 @@ def test_chain_replays_continues_the_steps_and_refuses_mismatches(tmp_path) -> N
         chain_replays([a, _replay([0, 4], 0)])
     wide = chain_replays([a, _replay([0, 4], 32)], [torch.ones(32, 6), None])
     assert wide.params.shape == (4, 1, 4, 32)
+
+
+def test_a_trained_model_worth_shipping_is_calibrated() -> None:
+    """After training, a model under 20% test error gets its card's ``calibration`` (stn.calibration); --calibrate 0 skips it."""
+    import argparse
+
+    from stn.cli import _calibrate_new
+    from stn.zoo import DEFAULT_MODEL, list_models, load_model
+
+    if DEFAULT_MODEL not in list_models():
+        pytest.skip("default model not shipped")
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    card: dict = {}
+    _calibrate_new(model, "w-new", card, 0.02, argparse.Namespace(calibrate=60, data="bundled"))
+    assert card["calibration"]["images"] == 60 and card["calibration"]["how"].startswith("python -m stn calibrate w-new --write")
+    skipped: dict = {}
+    _calibrate_new(model, "w-new", skipped, 0.02, argparse.Namespace(calibrate=0, data="bundled"))
+    assert skipped == {}
