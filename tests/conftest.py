@@ -1,5 +1,5 @@
 """Shared fixtures: the dtypes and devices the library's tests run on (CUDA only where present),
-the benchmark scripts as modules, and the app module."""
+the benchmark scripts as modules, the app module, and a picture of two digits that touch."""
 
 import importlib.util
 import os
@@ -51,3 +51,17 @@ def app_module(tmp_path_factory) -> ModuleType:
     finally:
         sys.path.remove(str(REPO))
     return app
+
+
+@pytest.fixture
+def touching_zeros():
+    """A picture of two pen-drawn "0"s run into each other (a thin stroke between them at mid-height): one
+    mark that :func:`stn.preprocess.touching_digits` flags."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (300, 160), 245)
+    draw = ImageDraw.Draw(img)
+    for cx in (100, 164):
+        draw.ellipse([cx - 26, 40, cx + 26, 120], outline=20, width=7)
+    draw.line([(124, 80), (140, 80)], fill=20, width=5)
+    return img

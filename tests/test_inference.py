@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from stn import viz
 from stn.inference import Engine, ImageError, UnknownModelError, distort_batch, fit_affine
@@ -119,16 +119,12 @@ def test_predict_every_model(engine, name):
     assert set(r.timings) >= {"prepare_ms", "model_ms", "baseline_ms"}
 
 
-def test_touching_digits_are_noted_in_the_answer_and_the_panel(engine):
+def test_touching_digits_are_noted_in_the_answer_and_the_panel(engine, touching_zeros):
     """Two pen-drawn "0"s run into each other: one mark, read as one digit with ``touching`` and the panel's note;
     a lean result (what a session keeps) has no pre-processing details, so no note."""
     from stn.serving import lean, reading_panel
 
-    img = Image.new("L", (300, 160), 245)
-    draw = ImageDraw.Draw(img)
-    for cx in (100, 164):
-        draw.ellipse([cx - 26, 40, cx + 26, 120], outline=20, width=7)
-    draw.line([(124, 80), (140, 80)], fill=20, width=5)
+    img = touching_zeros
     r = engine.predict(img, "wild-affine")
     assert r.touching and r.to_json()["touching"] is True and 'class="stn-touching"' in reading_panel(r)
     assert not lean(r).touching
