@@ -5,9 +5,9 @@ lion or an icon, nothing like a digit, reads "4 (83%)". The largest logit itself
 (the MaxLogit score of out-of-distribution detection): for ``wild-affine`` it is 2-4 on most such
 pictures, against 15 on a typical digit. A model's floor (``sure_logit`` in its card's
 ``calibration``) is a low ``quantile`` (0.5%) of its top logit over upload-style digits that it
-reads right: sketches, photos and digits cut to their box (:mod:`stn.uploads`, with a seed of
-their own, apart from the sets ``stn uploads`` measures), or two-digit numbers for a two-head
-model. Below the floor a reading is shown as a guess (:attr:`stn.model.Prediction.weak`), so
+reads right: sketches, photos and digits cut to their box (:mod:`stn.uploads`, made from other
+MNIST test digits than the sets ``stn uploads`` measures, with a seed of their own), or
+two-digit numbers for a two-head model. Below the floor a reading is shown as a guess (:attr:`stn.model.Prediction.weak`), so
 about 0.5% of right readings of such digits are; ``bench/README.md``, sixteenth pass, measures
 what it does to pictures with no digit.
 
@@ -31,6 +31,7 @@ from stn.uploads import cropped_images, number_images, photo_images, sketch_imag
 __all__ = ["CALIBRATION_SEED", "QUANTILE", "calibrate", "calibration_images", "top_logits"]
 
 CALIBRATION_SEED = 907  # none of the seeds stn uploads and the tests measure with
+FIRST_DIGIT = 5000  # calibration pictures are made from MNIST test digits 5,000 on (stn uploads: the first 1,000)
 QUANTILE = 0.005
 
 
@@ -50,12 +51,14 @@ def calibration_images(heads: int, n: int, seed: int = CALIBRATION_SEED,
     """``n`` upload-style pictures the app would hand a model with ``heads`` heads, with their class
     index: sketches, photos and cropped digits in turn for one head; numbers of ``heads`` digits else."""
     if heads > 1:
-        for img, text in number_images(n, seed=seed, root=root, digits=(heads,)):
+        for img, text in number_images(n, seed=seed, root=root, digits=(heads,), start=FIRST_DIGIT):
             yield img, int(text)
         return
     third = -(-n // 3)
-    sources = (sketch_images(third, seed=seed, root=root), photo_images(third, seed=seed, root=root),
-               cropped_images(third, seed=seed, root=root))
+    # each kind from digits of its own, none of them in the sets stn uploads measures (the first 1,000)
+    sources = (sketch_images(third, seed=seed, root=root, start=FIRST_DIGIT),
+               photo_images(third, seed=seed, root=root, start=FIRST_DIGIT + third),
+               cropped_images(third, seed=seed, root=root, start=FIRST_DIGIT + 2 * third))
     made = 0
     for items in zip(*sources):
         for item in items:

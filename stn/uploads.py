@@ -52,9 +52,9 @@ __all__ = ["NO_DIGIT_KINDS", "PHOTO_CONDITIONS", "cropped_images", "font_images"
 NO_DIGIT_KINDS = ("scene", "print", "shapes")
 
 
-def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
-    """``n`` sketch-style RGBA images of MNIST test digits, with their labels."""
-    images, labels = _mnist_test(root)
+def sketch_images(n: int = 1000, seed: int = 0, root: str | None = None, start: int = 0) -> Iterator[tuple[Image.Image, int]]:
+    """``n`` sketch-style RGBA images of MNIST test digits (from digit ``start`` on), with their labels."""
+    images, labels = _mnist_test(root, start)
     rng = np.random.default_rng(seed)
     for i in range(min(n, len(images))):
         side = int(rng.integers(480, 801))
@@ -109,11 +109,15 @@ PHOTO_CONDITIONS = ("dim room", "hard shadow", "note on a desk", "vignetting", "
                     "notebook page", "circled", "in a box", "underlined")
 
 
-def _mnist_test(root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _mnist_test(root: str | None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's test digits from ``start`` on (wrapping round): sets made from other digits than the
+    first ones (:mod:`stn.calibration`'s) use a later ``start``."""
     try:
-        return load_mnist(root, train=False)
+        images, labels = load_mnist(root, train=False)
     except FileNotFoundError:
-        return load_mnist("bundled", train=False)
+        images, labels = load_mnist("bundled", train=False)
+    start %= len(images)
+    return (images.roll(-start, 0), labels.roll(-start, 0)) if start else (images, labels)
 
 
 def _place(digit: np.ndarray, shape: tuple[int, int], rng: np.random.Generator, fill: tuple[float, float] = (0.3, 0.6),
@@ -242,23 +246,24 @@ def _jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def photo_images(n: int = 800, seed: int = 0, root: str | None = None,
-                 conditions: tuple[str, ...] = PHOTO_CONDITIONS) -> Iterator[tuple[Image.Image, int]]:
+                 conditions: tuple[str, ...] = PHOTO_CONDITIONS, start: int = 0) -> Iterator[tuple[Image.Image, int]]:
     """``n`` photo-style JPEG images of MNIST test digits, with their labels; image ``i`` is taken
     under ``conditions[i % len(conditions)]`` (see :data:`PHOTO_CONDITIONS`)."""
     unknown = set(conditions) - set(PHOTO_CONDITIONS)
     if unknown:
         raise ValueError(f"unknown photo conditions {sorted(unknown)}; choose from {PHOTO_CONDITIONS}")
-    images, labels = _mnist_test(root)
+    images, labels = _mnist_test(root, start)
     rng = np.random.default_rng(seed)
     for i in range(min(n, len(images))):
         yield _photo(conditions[i % len(conditions)], images[i, 0].numpy(), rng), int(labels[i])
 
 
-def cropped_images(n: int = 500, seed: int = 0, root: str | None = None) -> Iterator[tuple[Image.Image, int]]:
-    """``n`` pictures of MNIST test digits cut down to the digit, with their labels (see the module's note)."""
+def cropped_images(n: int = 500, seed: int = 0, root: str | None = None, start: int = 0) -> Iterator[tuple[Image.Image, int]]:
+    """``n`` pictures of MNIST test digits (from digit ``start`` on) cut down to the digit, with their labels
+    (see the module's note)."""
     from scipy import ndimage
 
-    images, labels = _mnist_test(root)
+    images, labels = _mnist_test(root, start)
     rng = np.random.default_rng(seed)
     for i in range(min(n, len(images))):
         size = int(rng.integers(60, 301))  # the digit's 20 px box, scaled to about this
@@ -280,11 +285,12 @@ def cropped_images(n: int = 500, seed: int = 0, root: str | None = None) -> Iter
 
 
 def number_images(n: int = 300, seed: int = 0, root: str | None = None,
-                  digits: tuple[int, ...] = (2, 3, 4), gap: tuple[float, float] = (0.2, 0.8)) -> Iterator[tuple[Image.Image, str]]:
+                  digits: tuple[int, ...] = (2, 3, 4), gap: tuple[float, float] = (0.2, 0.8),
+                  start: int = 0) -> Iterator[tuple[Image.Image, str]]:
     """``n`` pictures of numbers (``digits`` MNIST test digits each, side by side, ``gap`` times their
     height apart), with the number as a string; ``digits=(1,)`` lays out single digits the same way
     (none should be refused)."""
-    images, labels = _mnist_test(root)
+    images, labels = _mnist_test(root, start)
     rng = np.random.default_rng(seed)
     k = 0
     for _ in range(n):

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from stn.calibration import calibrate, calibration_images, top_logits
+from stn.calibration import FIRST_DIGIT, calibrate, calibration_images, top_logits
+from stn.data import load_mnist
+from stn.uploads import cropped_images, photo_images, sketch_images
 from stn.model import ModelConfig, STClassifier
 from stn.zoo import DEFAULT_MODEL, list_models, load_model
 
@@ -17,6 +19,18 @@ def test_calibration_images_take_turns_and_number_for_two_heads() -> None:
     assert [img.mode for img, _ in items[:3]] == ["RGBA", "RGB", items[2][0].mode]  # a sketch, a photo, a cropped digit
     pairs = list(calibration_images(2, 3, root="bundled"))
     assert len(pairs) == 3 and all(0 <= label <= 99 for _, label in pairs)
+
+
+def test_calibration_digits_are_not_the_measured_ones() -> None:
+    """The upload sets start at MNIST test digit 0; each calibration kind at a later digit of its own."""
+    _, labels = load_mnist("bundled", train=False)
+    n = len(labels)
+    for make in (sketch_images, photo_images, cropped_images):
+        assert [y for _, y in make(3, root="bundled", start=7)] == labels[7:10].tolist()
+        assert [y for _, y in make(2, root="bundled", start=n - 1)] == [int(labels[-1]), int(labels[0])]  # wraps round
+    items = list(calibration_images(1, 6, root="bundled"))  # sketch, photo, cropped, sketch, ...
+    starts = [FIRST_DIGIT, FIRST_DIGIT + 2, FIRST_DIGIT + 4]  # a third of 6 each
+    assert [y for _, y in items] == [int(labels[(s + k) % n]) for k in (0, 1) for s in starts]
 
 
 def test_top_logits_in_batches() -> None:
