@@ -42,7 +42,7 @@ OUT = ROOT / "assets" / "examples"
 # example shows (the app falls back to the task's models when it is not in the zoo).
 PICKS = [
     ("wild", 124, "turned, in clutter"),
-    ("wild", 184, "small, faint"),
+    ("wild", 104, "small, faint"),
     ("wild", 0, "rotated"),
     ("wild", 5, "large"),
     ("wild", 12, "thick"),
