@@ -63,7 +63,7 @@ def reading_panel(result: Result) -> str:
         r.label, r.top(), r.crops if result.info.has_transformer else [result.input],
         transformer=result.info.has_transformer, head_labels=r.head_labels if result.info.heads > 1 else (),
         baseline=(b.model, b.label, b.top(3)) if b is not None else None, touching=result.touching,
-        weak=r.weak, baseline_weak=b is not None and b.weak,
+        weak=(r.top_logit, r.sure_logit) if r.weak else None, baseline_weak=b is not None and b.weak,  # type: ignore[arg-type]
     )
 
 

@@ -498,7 +498,7 @@ def reading_html(
     head_labels: Sequence[str] = (),
     baseline: tuple[str, str, Mapping[str, float]] | None = None,
     touching: bool = False,
-    weak: bool = False,
+    weak: tuple[float, float] | None = None,
     baseline_weak: bool = False,
 ) -> str:
     """What the model read, as one HTML panel: the verdict, the crop(s), the class bars, and the plain CNN's.
@@ -514,9 +514,9 @@ def reading_html(
         head_labels: what each head reads on its own (shown for two heads or more).
         baseline: ``(model name, label, top classes)`` of the plain CNN trained on the same data.
 
-    Under :data:`stn.model.SURE`, or where the evidence is ``weak`` (the top logit under the model's
-    calibrated floor: ``Reading.weak``), the verdict says the label is a guess (class ``stn-unsure``);
-    ``baseline_weak`` the same for the plain CNN.
+    Under :data:`stn.model.SURE`, or where the evidence is ``weak`` (``(top logit, floor)``: the top
+    logit under the model's calibrated floor, ``Reading.weak``), the verdict says the label is a guess
+    (class ``stn-unsure``) and the note gives the two numbers; ``baseline_weak`` the same for the plain CNN.
     ``touching``: the mark may be two digits that touch (:func:`stn.preprocess.touching_digits`);
     a note says so under the verdict (class ``stn-touching``).
 
@@ -532,9 +532,11 @@ def reading_html(
             verdict += (f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
                         "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
         else:  # peaked probabilities on weak evidence: the softmax of small logits can still favour one class
-            verdict += (f'<p class="stn-unsure">Its evidence for every digit is weak: the picture is unlike the digits it '
-                        f"has seen, so {percent(best)} is not to be trusted. It may hold no digit (a photo of something else, "
-                        "an icon, a drawing), or one it finds hard to read.</p>")
+            top_logit, floor = weak
+            verdict += (f'<p class="stn-unsure">Its evidence for every digit is weak: its largest logit, {top_logit:.1f}, is under '
+                        f"{floor:.1f}, which it reaches for 199 in 200 digits it reads right. A softmax favours whichever logit "
+                        f"stands out, however small, so {percent(best)} is not to be trusted: the picture may hold no digit (a "
+                        "photo, an icon, a drawing), or one it finds hard to read.</p>")
     if touching:  # a number written with its digits touching is one mark: say what was read, and why it may be wrong
         verdict += ('<p class="stn-touching">This mark is wider than a digit and narrow in the middle: if it is two digits '
                     "that touch, the model read them as one. Write them apart, or one digit at a time.</p>")

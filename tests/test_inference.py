@@ -131,6 +131,18 @@ def test_touching_digits_are_noted_in_the_answer_and_the_panel(engine, touching_
     assert engine.predict(img, "pair-affine").to_json()["touching"] is False  # it reads two digits
 
 
+def test_a_reading_on_weak_evidence_says_so_with_its_numbers(engine, monkeypatch, touching_zeros):
+    """A model whose floor is over the reading's top logit: not sure, in the JSON and on the panel, which gives both numbers."""
+    from stn.serving import reading_panel
+
+    monkeypatch.setattr(engine.models["wild-affine"], "sure_logit", 1e6)
+    monkeypatch.setattr(viz, "SURE", 0.0)  # the tiny model's probabilities are flat: let the logit be the only reason
+    r = engine.predict(touching_zeros, "wild-affine")
+    assert r.reading.weak and r.to_json()["sure"] is False
+    panel = reading_panel(r)
+    assert "is unsure: perhaps" in panel and f"its largest logit, {r.reading.top_logit:.1f}, is under 1000000.0," in panel
+
+
 def test_a_reading_under_sure_is_a_guess():
     """``Reading.sure``: the top probability against SURE, at the boundary too; no probabilities, no answer."""
     from stn.inference import Reading

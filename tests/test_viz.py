@@ -205,12 +205,13 @@ class TestReadingHtml:
 
     def test_weak_evidence_is_a_guess_however_peaked(self):
         """Over SURE but under the model's logit floor: a guess, with the reason that fits; the plain CNN's too."""
-        html = viz.reading_html("4", {"4": 0.83}, [np.zeros((28, 28))], weak=True,
+        html = viz.reading_html("4", {"4": 0.83}, [np.zeros((28, 28))], weak=(2.43, 5.229),
                                 baseline=("wild-cnn", "4", {"4": 0.9}), baseline_weak=True)
         assert "The transformer is unsure: perhaps <b>4</b> (83%)" in html and 'class="stn-unsure"' in html
-        assert "evidence for every digit is weak" in html and "83% is not to be trusted" in html and "under 60%" not in html
+        assert "evidence for every digit is weak: its largest logit, 2.4, is under 5.2, which it reaches" in html
+        assert "83% is not to be trusted" in html and "under 60%" not in html
         assert "reads <b>4</b> (90%, a guess): it agrees" in html
-        low = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], weak=True)
+        low = viz.reading_html("4", {"4": 0.3}, [np.zeros((28, 28))], weak=(2.0, 5.0))
         assert "under 60%" in low and "weak" not in low  # the probability is the plainer reason
 
     def test_touching_digits_get_a_note(self):
