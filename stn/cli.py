@@ -357,8 +357,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     from stn.zoo import load_card, load_model, models_dir
 
     def pct(r: dict) -> str:
-        return (f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess, "
-                f"{r['touching']} noted as maybe two touching)")
+        return (f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess "
+                f"({r['weak']} on weak evidence), {r['touching']} noted as maybe two touching)")
 
     for name in args.names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
@@ -368,7 +368,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         conditions = {c: upload_accuracy(model, photo_images(per, seed=i, root=args.data, conditions=(c,)))
                       for i, c in enumerate(PHOTO_CONDITIONS)} if per else {}
         if conditions:
-            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused", "unsure", "touching")}
+            photos = {k: sum(r[k] for r in conditions.values()) for k in ("images", "refused", "unsure", "weak", "touching")}
             photos["accuracy"] = sum(r["accuracy"] * r["images"] for r in conditions.values()) / photos["images"]
             sets["photo"] = {**photos, "conditions": {c: r["accuracy"] for c, r in conditions.items()}}
         if args.cropped:
@@ -395,8 +395,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         if args.no_digits:  # the right answers: a refusal, or a reading shown as a guess; not a sure digit
             for kind in NO_DIGIT_KINDS:
                 g = guesses(model, no_digit_images(max(1, args.no_digits // len(NO_DIGIT_KINDS)), kinds=(kind,)))
-                print(f"  no digit ({kind}): {g['images']} pictures, {g['refused']} refused, {g['unsure']} shown as a guess,"
-                      f" {g['sure']} read as a sure digit")
+                print(f"  no digit ({kind}): {g['images']} pictures, {g['refused']} refused, {g['unsure']} shown as a guess"
+                      f" ({g['weak']} on weak evidence), {g['sure']} read as a sure digit")
         if args.write:
             d = _models_dir(args) or models_dir()
             card = load_card(name, d)

@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from stn.data import load_mnist
 from stn.font_digits import font_files, render_digit
-from stn.model import STClassifier
+from stn.model import SURE, STClassifier
 from stn.preprocess import ImageError, prepare
 
 __all__ = ["NO_DIGIT_KINDS", "PHOTO_CONDITIONS", "cropped_images", "font_images", "guesses", "no_digit_images", "number_images",
@@ -388,9 +388,10 @@ def no_digit_images(n: int = 150, seed: int = 0, kinds: tuple[str, ...] = NO_DIG
 
 def guesses(model: STClassifier, images: Iterator[tuple[Image.Image, object]]) -> dict:
     """What ``model`` (with :func:`prepare`) answers for ``images``: how many it refuses, how many it
-    reads under :data:`stn.model.SURE` (shown as a guess) and how many it reads as sure."""
+    shows as a guess (``unsure``: under :data:`stn.model.SURE`, or on weak evidence, ``weak`` of them
+    for that reason alone) and how many it reads as sure."""
     cfg = model.config
-    out = {"images": 0, "refused": 0, "unsure": 0, "sure": 0}
+    out = {"images": 0, "refused": 0, "unsure": 0, "weak": 0, "sure": 0}
     for img, _ in images:
         out["images"] += 1
         try:
@@ -398,7 +399,9 @@ def guesses(model: STClassifier, images: Iterator[tuple[Image.Image, object]]) -
         except ImageError:
             out["refused"] += 1
             continue
-        out["sure" if bool(model.predict(x).sure[0]) else "unsure"] += 1
+        pred = model.predict(x)
+        out["sure" if bool(pred.sure[0]) else "unsure"] += 1
+        out["weak"] += bool(pred.weak[0]) and float(pred.probs.max()) >= SURE
     return out
 
 
@@ -410,22 +413,24 @@ def _disc(d: int) -> np.ndarray:
 
 def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int]], batch: int = 64) -> dict:
     """Accuracy of ``model`` (with :func:`prepare`) on upload-style images; a refused image counts as wrong.
-    ``unsure``: how many it read under :data:`stn.model.SURE` (the app shows those as a guess);
+    ``unsure``: how many it shows as a guess (under :data:`stn.model.SURE`, or on weak evidence: ``weak``
+    of them for that reason alone);
     ``touching``: how many carry the note that they may be two digits that touch."""
     cfg = model.config
     correct = total = refused = touching = 0
     xs: list[torch.Tensor] = []
     ys: list[int] = []
 
-    unsure = 0
+    unsure = weak = 0
 
     def flush() -> int:
-        nonlocal unsure
+        nonlocal unsure, weak
         if not xs:
             return 0
         pred = model.predict(torch.cat(xs))
         hits = int((pred.labels == torch.tensor(ys)).sum())
         unsure += int((~pred.sure).sum())
+        weak += int((pred.weak & (pred.probs.amax(dim=1) >= SURE)).sum())
         xs.clear()
         ys.clear()
         return hits
@@ -442,4 +447,5 @@ def upload_accuracy(model: STClassifier, images: Iterator[tuple[Image.Image, int
         if len(xs) >= batch:
             correct += flush()
     correct += flush()
-    return {"accuracy": correct / max(1, total), "images": total, "refused": refused, "unsure": unsure, "touching": touching}
+    return {"accuracy": correct / max(1, total), "images": total, "refused": refused, "unsure": unsure, "weak": weak,
+            "touching": touching}

@@ -197,9 +197,11 @@ def test_default_model_does_not_claim_a_digit_where_there_is_none() -> None:
     assert scenes["refused"] + scenes["unsure"] >= 27, scenes
     floor, model.sure_logit = model.sure_logit, None  # the probability alone: more of them read as a sure digit
     try:
-        assert guesses(model, no_digit_images(30, seed=21, kinds=("scene",)))["sure"] > scenes["sure"]
+        alone = guesses(model, no_digit_images(30, seed=21, kinds=("scene",)))
     finally:
         model.sure_logit = floor
+    assert alone["sure"] > scenes["sure"] and alone["weak"] == 0
+    assert scenes["weak"] == alone["sure"] - scenes["sure"]  # the floor's guesses: what the probability alone was sure of
     digits = upload_accuracy(model, photo_images(96, seed=21, root="bundled"))
     assert digits["unsure"] <= 3 and digits["accuracy"] >= 0.95, digits
 
@@ -211,8 +213,9 @@ def test_the_uploads_command_reports_pictures_with_no_digit(capsys) -> None:
     assert main(["uploads", DEFAULT_MODEL, "--sketches", "10", "--font-variants", "0", "--photos", "0", "--cropped", "0",
                  "--numbers", "0", "--touching", "0", "--no-digits", "6", "--data", "bundled"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(rf"{DEFAULT_MODEL}: sketches \d+\.\d% of 10 \(0 refused, \d+ shown as a guess, \d+ noted as maybe two "
-                        r"touching\)", lines[0]), lines[0]
+    assert re.fullmatch(rf"{DEFAULT_MODEL}: sketches \d+\.\d% of 10 \(0 refused, \d+ shown as a guess \(\d+ on weak evidence\), "
+                        r"\d+ noted as maybe two touching\)", lines[0]), lines[0]
     for kind, line in zip(NO_DIGIT_KINDS, lines[1:]):
-        m = re.fullmatch(rf"  no digit \({kind}\): 2 pictures, (\d) refused, (\d) shown as a guess, (\d) read as a sure digit", line)
-        assert m and sum(map(int, m.groups())) == 2, line
+        m = re.fullmatch(rf"  no digit \({kind}\): 2 pictures, (\d) refused, (\d) shown as a guess \((\d) on weak evidence\), "
+                         r"(\d) read as a sure digit", line)
+        assert m and int(m[1]) + int(m[2]) + int(m[4]) == 2 and int(m[3]) <= int(m[2]), line
