@@ -968,7 +968,13 @@ CSS = """
 .stn-bars-baseline .stn-bar > span { background: var(--neutral-400, #9ca3af); }
 .stn-bar-pct { text-align: right; color: var(--body-text-color-subdued); }
 #stn-upload img { image-rendering: pixelated; min-width: 60%; min-height: 60%; object-fit: contain; }
-#stn-examples .caption-label, #stn-examples figcaption { font-size: 0.75rem; white-space: normal; }
+/* captions under the thumbnails, not over the digits; the block's label above the first row, not on it */
+#stn-examples .thumbnail-item { aspect-ratio: auto !important; height: auto !important; display: flex; flex-direction: column; }
+#stn-examples .thumbnail-item > img { aspect-ratio: 1 / 1; height: auto !important; flex: none; }
+#stn-examples .caption-label { position: static !important; max-width: none !important; border: none !important;
+                               border-radius: 0; background: none; font-size: 0.75rem; white-space: normal; line-height: 1.2;
+                               padding: 3px 4px 4px; }
+#stn-examples .grid-wrap { padding-top: 2.4rem; }
 #stn-examples .grid-wrap { max-height: none !important; height: auto !important; overflow: visible !important; }
 @media (max-width: 1100px) { #stn-examples .grid-container { grid-template-columns: repeat(5, minmax(0, 1fr)) !important; } }
 .stn-theta { font-size: 0.92rem; line-height: 1.35; }
@@ -993,7 +999,7 @@ CSS = """
   .stn-matrix td { padding: 2px 5px; }
   #stn-header p { font-size: 0.9rem; }
   #kn-formula .katex-display { font-size: 0.78em; }
-  #stn-examples .caption-label { font-size: 0.6rem; line-height: 1.15; padding: 1px 3px; }
+  #stn-examples .caption-label { font-size: 0.68rem; line-height: 1.15; padding: 2px 3px 3px; }
   #stn-examples .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
 }
 """

@@ -233,6 +233,21 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
         assert plot["width"] <= width and plot["height"] > 150
     else:
         assert page.evaluate("() => document.body.classList.contains('dark') || document.documentElement.classList.contains('dark')")
+    # every example's caption under its picture, not over the digit; the gallery's label above the first row
+    expect(page.locator("#stn-examples .thumbnail-item img").first).to_be_visible()
+    overlaps = page.evaluate("""() => {
+        const out = [];
+        const items = [...document.querySelectorAll('#stn-examples .thumbnail-item')];
+        for (const [k, t] of items.entries()) {
+            const i = t.querySelector('img').getBoundingClientRect(), c = t.querySelector('.caption-label');
+            if (c && c.getBoundingClientRect().top < i.bottom - 1) out.push('caption ' + k);
+        }
+        const label = document.querySelector('#stn-examples label');
+        if (label && items.length && label.getBoundingClientRect().bottom > items[0].querySelector('img').getBoundingClientRect().top + 1)
+            out.push('label');
+        return out;
+    }""")
+    assert not overlaps, f"drawn over an example's picture at {width}px: {overlaps}"
     _shot(page, f"05-{width}px-{scheme}")
 
 
