@@ -1025,7 +1025,7 @@ finds it, and you see **where it looked** (the sampling grid over the input), **
 with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=DELETE_CACHE) as demo:
     session = gr.State(None)
     gr.Markdown(HEADER, elem_id="stn-header")
-    with gr.Tabs() as main_tabs:
+    with gr.Tabs(overflow_behavior="wrap", elem_id="stn-tabs") as main_tabs:  # on a phone every lesson shows, not hidden in a menu
         # ------------------------------------------------------------------ main view
         with gr.Tab("Read a digit", id="main"):
             with gr.Row(equal_height=False):
@@ -1120,7 +1120,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                         "leaves the crop as it was while the input moves (within the range it was trained on). "
                         "Which changes a transformer learns to undo is its own finding, from the labels alone.")
             with gr.Row(equal_height=False):
-                inv_verdict = gr.Markdown(elem_id="inv-verdict")
+                with gr.Column(scale=1, min_width=300):  # on a phone the button goes under the verdict, not beside it
+                    inv_verdict = gr.Markdown(elem_id="inv-verdict")
                 inv_upright = gr.Button("Read this picture with the upright model", size="sm", visible=False, scale=0,
                                         min_width=260, elem_id="inv-upright")
             inv_sweep = gr.State(None)

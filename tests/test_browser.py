@@ -249,6 +249,13 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
     }""")
     assert not overlaps, f"drawn over an example's picture at {width}px: {overlaps}"
     _shot(page, f"05-{width}px-{scheme}")
+    # every lesson's tab in sight (none folded into a menu), and each tab's text as wide as the screen allows
+    for name in ("Read a digit", "θ playground", "Sampling kernel", "Invariance", "Watch it learn", "About"):
+        expect(page.get_by_role("tab", name=name)).to_be_visible()
+    page.get_by_role("tab", name="Invariance").click()
+    expect(page.locator("#inv-verdict")).to_contain_text("%")
+    verdict = page.locator("#inv-verdict").bounding_box()
+    assert verdict["width"] >= min(0.8 * width, 300), f"the Invariance verdict is squeezed to {verdict['width']:.0f}px"
 
 
 def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
