@@ -256,6 +256,13 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
     expect(page.locator("#inv-verdict")).to_contain_text("%")
     verdict = page.locator("#inv-verdict").bounding_box()
     assert verdict["width"] >= min(0.8 * width, 300), f"the Invariance verdict is squeezed to {verdict['width']:.0f}px"
+    page.get_by_role("tab", name="Watch it learn").click()
+    expect(page.locator("#watch-crops img")).to_be_visible()
+    probe, crops = page.locator("#watch-probe").bounding_box(), page.locator("#watch-crops").bounding_box()
+    if width < 500:  # stacked, each as wide as the screen, rather than two thumbnails side by side
+        assert probe["width"] >= 0.8 * width and crops["width"] >= 0.8 * width and crops["y"] >= probe["y"] + probe["height"] - 1
+    else:
+        assert abs(crops["y"] - probe["y"]) < 2 and crops["x"] > probe["x"]
 
 
 def test_a_number_gets_its_sentence(url, browser_context, tmp_path):

@@ -338,13 +338,17 @@ def build_watch_tab() -> None:
             "" if choices else "No zoo model has a replay yet: they appear as `python -m stn train` finishes."
         )
         with gr.Row():
-            replay_probe = gr.Plot(label="Probe images and sampling grids", show_label=True, scale=3)
+            replay_probe = gr.Plot(
+                label="Probe images and sampling grids", show_label=True, scale=3, min_width=320, elem_id="watch-probe"
+            )
             replay_crops = gr.Image(
                 label="Crops (what the classifier sees)",
+                elem_id="watch-crops",
                 format="png",
                 height=380,
                 interactive=False,
                 scale=2,
+                min_width=240,  # on a phone the crops go under the probe images, each as wide as the screen
                 elem_classes=["stn-pixelated"],
             )
         replay_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
@@ -408,9 +412,10 @@ def build_watch_tab() -> None:
             stop = gr.Button("Stop", variant="stop", interactive=False)
         live_status = gr.Markdown("")
         with gr.Row():
-            live_probe = gr.Plot(label="Probe images and sampling grids", scale=3)
+            live_probe = gr.Plot(label="Probe images and sampling grids", scale=3, min_width=320)
             live_crops = gr.Image(
-                label="Crops", format="png", height=380, interactive=False, scale=2, elem_classes=["stn-pixelated"]
+                label="Crops", format="png", height=380, interactive=False, scale=2, min_width=240,
+                elem_classes=["stn-pixelated"],
             )
         live_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
     run_state = gr.State(None, delete_callback=_stop_on_close)
