@@ -59,6 +59,7 @@ from stn import serving, viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError, rotation_followed
 from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
+from webui.guard import NOT_A_URL, NOT_UPLOADED, bounded_sketch, guard_requests
 from webui.read_ahead import ReadAhead
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
@@ -299,6 +300,9 @@ def _infer(source: Any, model: str) -> Result:
 
 
 def _resolve_model(model: str | None) -> str:
+    if model is not None and not isinstance(model, str):
+        raise gr.Error(f"The model is named by a string (e.g. {DEFAULT!r}), not a {type(model).__name__}; "
+                       "GET /gradio_api/call/models lists them.", title="Unknown model")
     if not model:
         if DEFAULT is None:
             raise gr.Error(DEFAULT_NOTE)
@@ -427,7 +431,8 @@ def change_model(model: str | None, session: Session | None) -> tuple:
     note = model_note(model)
     if session is None:  # evicted: the view shows a picture this server no longer has
         gr.Warning(SESSION_GONE.replace("*", ""), title="Read the digit again")
-        return (note, *(gr.skip() for _ in range(N_MAIN + 1)))
+        # emptied, so that the last model's reading is not shown under the new model's name
+        return (note, *cleared_views(), None)
     if isinstance(session.source, str) and not Path(session.source).is_file():  # deleted with Gradio's cache
         raise gr.Error(UPLOAD_GONE, title="Read the digit again")
     name = _resolve_model(model)
@@ -786,13 +791,11 @@ def _uploaded_file(image: FileData | dict | str | None) -> str:
     if not isinstance(path, str) or not path.strip():
         raise gr.Error("No image: upload a picture of a digit (POST /gradio_api/upload) and send its path.", title="Nothing to read")
     if "://" in path:
-        raise gr.Error("Send an uploaded file, not a URL: upload the picture (POST /gradio_api/upload) and send the path it returns.",
-                       title="Cannot read the image")
+        raise gr.Error(NOT_A_URL, title="Cannot read the image")
     folder = os.path.realpath(get_upload_folder())
     real = os.path.realpath(path)
     if os.path.commonpath([folder, real]) != folder:
-        raise gr.Error("This file was not uploaded to this server: upload the picture (POST /gradio_api/upload) and send the path "
-                       "it returns.", title="Cannot read the image")
+        raise gr.Error(NOT_UPLOADED, title="Cannot read the image")
     if not os.path.isfile(real):
         raise gr.Error(UPLOAD_GONE, title="Cannot read the image")
     return real
@@ -1037,11 +1040,11 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                                 height=300, format="png", elem_id="stn-upload",
                             ))
                         with gr.Tab("Draw", id="draw") as draw_tab:
-                            sketch = gr.Sketchpad(
+                            sketch = bounded_sketch(gr.Sketchpad(
                                 label="Draw a digit", type="numpy", image_mode="RGBA", height=340, canvas_size=(400, 400),
                                 brush=gr.Brush(default_size=14, colors=["#f97316"], color_mode="fixed"), elem_id="stn-sketch",
                                 layers=False, transforms=(),
-                            )
+                            ))
                             sketch_btn = gr.Button("Read my drawing", variant="primary")
                     model_dd = gr.Dropdown(choices=model_choices(), value=DEFAULT, label="Model", elem_id="stn-model", interactive=True)
                     model_md = gr.Markdown(model_note(DEFAULT), elem_id="stn-model-note")
@@ -1235,6 +1238,9 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     gr.api(read_api, api_name="read",
            api_description="Read an image file with a model (default: the app's): only the JSON answer (label, probs, theta, model).")
 
+# No URL fetched, the app's sentences for refused paths, `read` and `predict` without a model name (webui/guard.py).
+guard_requests(demo, optional_inputs=("read", "predict"))
+
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
 # Launch settings shared by `python app.py` and the tests (server name and port come from
@@ -1243,7 +1249,7 @@ LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
     "max_file_size": MAX_FILE_SIZE,
-    "allowed_paths": [str(ASSETS)],
+    "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,
     "state_session_capacity": SESSION_CAPACITY,  # see SESSION_CAPACITY: bounds the memory sessions hold
 }

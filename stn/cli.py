@@ -1,4 +1,4 @@
-"""Command-line interface: ``python -m stn {train,eval,models,predict,table}`` (also ``stn ...``)."""
+"""Command-line interface: ``python -m stn {train,eval,models,predict,table,uploads,calibrate}`` (also ``stn ...``)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ __all__ = ["main"]
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="MNIST root in torchvision's layout (default: $STN_DATA)")
     p.add_argument("--models-dir", default=None, help="where model cards and weights live (default: models/)")
+
+
+_REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
 
 
 def _models_dir(args: argparse.Namespace) -> Path | None:
@@ -331,12 +334,17 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     table = markdown_table(_models_dir(args))
     print(table)
-    readme = Path(args.readme)
+    readme = Path(args.readme) if args.readme else _REPO / "README.md"
+    chart = Path(args.chart) if args.chart else _REPO / "assets" / "table1.json"
     if readme.exists() and update_readme(readme, table):
         print(f"updated {readme}", file=sys.stderr)
     elif readme.exists():
         print(f"{readme} has no <!-- zoo-table:start --> / <!-- zoo-table:end --> markers; not changed", file=sys.stderr)
-    print(f"wrote {write_chart(Path(args.chart), _models_dir(args))}", file=sys.stderr)
+    else:
+        print(f"{readme}: no such file; README not updated (--readme FILE)", file=sys.stderr)
+    if not chart.parent.is_dir():
+        raise ValueError(f"{chart.parent}: no such folder for the chart; give one with --chart FILE")
+    print(f"wrote {write_chart(chart, _models_dir(args))}", file=sys.stderr)
     return 0
 
 
@@ -360,6 +368,9 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         return (f"{100 * r['accuracy']:.1f}% of {r['images']} ({r['refused']} refused, {r['unsure']} shown as a guess "
                 f"({r['weak']} on weak evidence), {r['touching']} noted as maybe two touching)")
 
+    if 0 < args.photos < len(PHOTO_CONDITIONS):
+        raise ValueError(f"--photos {args.photos} is fewer than one photo for each of the {len(PHOTO_CONDITIONS)} "
+                         f"conditions: give at least {len(PHOTO_CONDITIONS)}, or 0 for none")
     for name in args.names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
         sets = {"sketch": upload_accuracy(model, sketch_images(args.sketches, root=args.data)),
@@ -433,7 +444,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(least: int):
+    """An argparse type: a whole number of at least ``least``, or argparse's message naming the flag."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def _above_zero(text: str) -> float:
+    """An argparse type: a finite number above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from stn.zoo import DEFAULT_MODEL
     parser = argparse.ArgumentParser(
         prog="stn", description="Spatial Transformer Networks on distorted MNIST: train, evaluate, predict."
     )
@@ -445,24 +481,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="affine (default), attention, projective, tps, or none (CNN baseline); with --init, "
                         "projective or tps starts from an affine model's crops")
     p.add_argument("--name", default=None, help="model name (default: DATASET-TRANSFORM)")
-    p.add_argument("--epochs", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=None, help="train this many steps instead of --epochs")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--loc-lr-scale", type=float, default=0.1, help="localisation net lr = lr x this")
+    p.add_argument("--epochs", type=_above_zero, default=10.0)
+    p.add_argument("--steps", type=_whole(1), default=None, help="train this many steps instead of --epochs")
+    p.add_argument("--batch-size", type=_whole(1), default=128)
+    p.add_argument("--lr", type=_above_zero, default=3e-3)
+    p.add_argument("--loc-lr-scale", type=_above_zero, default=0.1, help="localisation net lr = lr x this")
     p.add_argument("--localization", default="cnn", choices=["cnn", "fc"])
     p.add_argument("--loc-net", default="paper", choices=["paper", "light"],
                    help="size of the localisation CNN: the paper's, or a light one (8 channels, canvas pooled to ~14 px)")
-    p.add_argument("--start-scale", type=float, default=1.0,
+    p.add_argument("--start-scale", type=_above_zero, default=1.0,
                    help="start θ at the centred window of this size instead of the identity (1.0)")
-    p.add_argument("--grid-size", type=int, default=4, help="TPS control points per side")
+    p.add_argument("--grid-size", type=_whole(2), default=4, help="TPS control points per side")
     p.add_argument("--crop-size", type=int, default=None,
                    help="side of the transformer's output, the classifier's input (default 28); smaller than the "
                         "canvas, the ST-CNN costs less than its CNN (e.g. 20: the MNIST digit's box)")
     p.add_argument("--no-bound", action="store_true", help="do not bound θ (tanh on translation etc.)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training digits")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=_whole(0), default=0)
+    p.add_argument("--limit", type=_whole(1), default=None, help="use only the first N training digits")
+    p.add_argument("--threads", type=_whole(0), default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--description", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", default=None, metavar="MODEL",
@@ -475,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-classifier", action="store_true",
                    help="with --classifier-from: train only the transformer; a classifier that has never seen a turned "
                         "digit leaves turning it upright to the transformer")
-    p.add_argument("--calibrate", type=int, default=3000, metavar="N",
+    p.add_argument("--calibrate", type=_whole(0), default=3000, metavar="N",
                    help="after training, the logit floor of a sure reading from N upload-style digits, into the card "
                         "(stn/calibration.py; 0: skip)")
     _add_common(p)
@@ -483,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="print a model's test error on its own test set")
     p.add_argument("names", nargs="+")
-    p.add_argument("--rotation", type=int, nargs="?", const=1000, default=0, metavar="N",
+    p.add_argument("--rotation", type=_whole(0), nargs="?", const=1000, default=0, metavar="N",
                    help="also turn N MNIST test digits (default 1000) from -90° to 90° and print the accuracy and how far "
                         "the transformer's grid turns with them")
     _add_common(p)
@@ -495,29 +531,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("predict", help="classify image files with a zoo model")
-    p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP or TIFF images")
-    p.add_argument("--model", default=None, help="model name (default: stn.zoo.DEFAULT_MODEL)")
-    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "touching", "label", "sure", "probs", "theta"}')
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP, TIFF, PPM or AVIF images")
+    p.add_argument("--model", default=None, help=f"model name (default: {DEFAULT_MODEL}; python -m stn models lists them)")
+    p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "touching", "label", "sure", '
+                                                       '"probs", "theta"}, or {"file", "error"} for a file it cannot read')
     p.add_argument("--cpu", action="store_true", help="run on the CPU even when a GPU is present")
     _add_common(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("table", help="rebuild the README's table (ours vs. the paper) and its chart from the cards")
-    p.add_argument("--readme", default="README.md")
-    p.add_argument("--chart", default="assets/table1.json", help="where to write the plotly figure (JSON)")
+    p.add_argument("--readme", default=None, help="the README to update (default: the repository's README.md)")
+    p.add_argument("--chart", default=None, help="where to write the plotly figure, JSON (default: the repository's "
+                                                  "assets/table1.json)")
     _add_common(p)
     p.set_defaults(func=cmd_table)
 
     p = sub.add_parser("uploads", help="accuracy on the upload-style test sets (sketches, handwriting fonts, photos, cropped)")
     p.add_argument("names", nargs="+")
-    p.add_argument("--sketches", type=int, default=1000)
-    p.add_argument("--font-variants", type=int, default=3)
-    p.add_argument("--photos", type=int, default=800, help="photos in all, shared among the conditions (0: none)")
-    p.add_argument("--cropped", type=int, default=500, help="pictures cut down to the digit (0: none)")
-    p.add_argument("--numbers", type=int, default=300, help="numbers written side by side, to be refused as such (0: none)")
-    p.add_argument("--touching", type=int, default=200,
+    p.add_argument("--sketches", type=_whole(0), default=1000)
+    p.add_argument("--font-variants", type=_whole(0), default=3)
+    p.add_argument("--photos", type=_whole(0), default=800,
+                   help="photos in all, shared among the photo conditions, at least one each (0: none)")
+    p.add_argument("--cropped", type=_whole(0), default=500, help="pictures cut down to the digit (0: none)")
+    p.add_argument("--numbers", type=_whole(0), default=300, help="numbers written side by side, to be refused as such (0: none)")
+    p.add_argument("--touching", type=_whole(0), default=200,
                    help="numbers written with their digits touching: refused, or read with a note (0: none)")
-    p.add_argument("--no-digits", type=int, default=150,
+    p.add_argument("--no-digits", type=_whole(0), default=150,
                    help="pictures with no digit (scenes, print, shapes): refused, shown as a guess, or read as sure (0: none)")
     p.add_argument("--write", action="store_true", help="store the result in the model card")
     _add_common(p)
@@ -525,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="the least top logit of a sure reading, from upload-style digits (stn/calibration.py)")
     p.add_argument("names", nargs="+", help='model names, or "all"')
-    p.add_argument("--images", type=int, default=3000, help="upload-style pictures to calibrate on")
+    p.add_argument("--images", type=_whole(1), default=3000, help="upload-style pictures to calibrate on")
     p.add_argument("--quantile", type=float, default=0.005, help="share of right readings to fall under the floor")
     p.add_argument("--write", action="store_true", help="store it in the model card (calibration.sure_logit)")
     _add_common(p)

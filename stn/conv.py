@@ -62,6 +62,9 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative needs differentiable operations
+            return (torch.nn.grad.conv2d_input(x.shape, weight, grad_out) if ctx.needs_input_grad[0] else None,
+                    torch.nn.grad.conv2d_weight(x, weight.shape, grad_out) if ctx.needs_input_grad[1] else None)
         grad_x = conv_input_grad(grad_out, weight) if ctx.needs_input_grad[0] else None
         grad_w = None
         if ctx.needs_input_grad[1]:
@@ -74,8 +77,8 @@ class _Conv(torch.autograd.Function):
 class InputGradConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose gradient into a one-channel CPU input takes :func:`conv_input_grad`.
 
-    The fast path applies only where it is exact and needed: training on the CPU with an input
-    that requires grad, one input channel, stride 1, no padding, dilation 1, no bias. Everywhere
+    The fast path applies only where it is exact and needed: training on the CPU with a batched
+    input that requires grad, one input channel, stride 1, no padding, dilation 1, no bias. Everywhere
     else (inference, tracing, the GPU, the CNN baseline whose input is data) it is ``nn.Conv2d``.
 
     >>> conv = InputGradConv2d(1, 8, 5, bias=False)
@@ -88,6 +91,7 @@ class InputGradConv2d(nn.Conv2d):
     def _fast(self, x: torch.Tensor) -> bool:
         return (
             x.requires_grad
+            and x.ndim == 4
             and torch.is_grad_enabled()
             and x.device.type == "cpu"
             and self.in_channels == 1

@@ -249,7 +249,8 @@ class Engine:
         if name in self.info:
             return str(name)
         known = ", ".join(self.names) or "none"
-        raise UnknownModelError(f"Unknown model {name!r}; choose one of: {known}.")
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:56] + "...'"  # a request's name, echoed: short
+        raise UnknownModelError(f"Unknown model {shown}; choose one of: {known}.")
 
     def models_for(self, dataset: str) -> list[str]:
         return [n for n in self.names if self.info[n].dataset == dataset]

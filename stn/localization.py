@@ -40,9 +40,15 @@ class BlockMaxPool(nn.MaxPool2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, C, H // k, W // k)``."""
+        # A graph made by TorchScript, a trace or an export has one pooling operation, whatever the batch.
+        if (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or (x.requires_grad and torch.is_grad_enabled()) or x.numel() < 65536):
+            return F.max_pool2d(x, self.k)
+        return self._strided_max(x)
+
+    @torch.jit.unused
+    def _strided_max(self, x: torch.Tensor) -> torch.Tensor:
         k = self.k
-        if (x.requires_grad and torch.is_grad_enabled()) or x.numel() < 65536:
-            return F.max_pool2d(x, k)
         h, w = x.shape[-2] // k * k, x.shape[-1] // k * k
         rows = functools.reduce(torch.maximum, (x[..., i:h:k, :w] for i in range(k)))
         return functools.reduce(torch.maximum, (rows[..., j::k] for j in range(k)))

@@ -180,7 +180,7 @@ class STClassifier(nn.Module):
             return self.classifier(crops[0].contiguous(memory_format=torch.channels_last)).unsqueeze(1), crops, params
         batch = torch.cat(crops, dim=0).contiguous(memory_format=torch.channels_last)
         logits = self.classifier(batch)  # one pass for all heads
-        return logits.view(len(crops), x.shape[0], -1).transpose(0, 1), crops, params
+        return logits.view(len(crops), x.shape[0], logits.shape[-1]).transpose(0, 1), crops, params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1, H, W)`` → logits ``(B, heads, n_classes)``."""
@@ -261,6 +261,18 @@ class STClassifier(nn.Module):
                 f"expected input of shape (B, 1, {self.input_size[0]}, {self.input_size[1]}), got {tuple(x.shape)}; "
                 "use stn.preprocess(image, model) to prepare an image"
             )
+        if not x.is_floating_point():
+            raise TypeError(f"expected float pixels in [0, 1], got {x.dtype}: divide 8-bit pixels by 255, "
+                            "or use stn.preprocess(image, model) to prepare an image")
+        if x.numel():
+            # Pixels of 0..255 or a mean/std normalisation are read as something else entirely, and confidently.
+            lo, hi = torch.aminmax(x)
+            if not (torch.isfinite(lo) and torch.isfinite(hi)):
+                raise ValueError("the input holds NaN or infinite values: expected pixels in [0, 1] (light ink on dark)")
+            if not (lo >= -0.1 and hi <= 1.1):
+                raise ValueError(f"expected pixels in [0, 1] (light ink on dark), got values from {float(lo):.3g} to "
+                                 f"{float(hi):.3g}: scale them to [0, 1] (e.g. / 255, with no mean/std normalisation), "
+                                 "or use stn.preprocess(image, model) to prepare an image")
         # The frozen copy (eval mode by construction) first: at batch 1 walking the modules costs
         # a tenth of the forward.
         fast = self._fast_forward(x)
@@ -272,8 +284,8 @@ class STClassifier(nn.Module):
             training = [m for m in self.modules() if m.training]
             for m in training:
                 m.training = False
-            dev = next(self.parameters()).device
-            x = x.to(dev, torch.float32)
+            weight = next(self.parameters())
+            x = x.to(weight.device, weight.dtype)
             try:
                 fast = self._fast_forward(x)
                 logits, crops, params = fast if fast is not None else self.forward_all(x)

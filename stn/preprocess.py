@@ -87,22 +87,77 @@ class ImageError(ValueError):
 
 def _name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
-        return Path(source).name
-    return getattr(source, "filename", None) and Path(source.filename).name or "the image"  # type: ignore[union-attr]
+        return Path(source).name or str(source)
+    for attr in ("filename", "name"):  # a PIL image opened from a file; an open file
+        value = getattr(source, attr, None)
+        if isinstance(value, (str, os.PathLike)) and str(value):
+            return Path(value).name
+    return "the image"
+
+
+def _from_array(source: object, label: str) -> Image.Image:
+    """A numpy array or a torch tensor as a PIL image: grey ``(H, W)``, colour ``(H, W, 3|4)`` or
+    ``(3|4, H, W)``, leading axes of size 1 dropped (a ``(1, 1, H, W)`` model input reads too)."""
+    if isinstance(source, torch.Tensor):
+        t = source.detach().cpu()
+        a = (t.float() if t.is_floating_point() else t).numpy()
+    else:
+        a = np.asarray(source)
+    shape = tuple(a.shape)
+    while a.ndim > 2 and a.shape[0] == 1 and (a.ndim > 3 or a.shape[-1] not in (1, 3, 4)):
+        a = a[0]
+    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
+        a = np.moveaxis(a, 0, -1)  # channels first
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+        raise ImageError(f"{label}: an array of shape {shape} is not a picture: send (H, W) grey, (H, W, 3) RGB or "
+                         "(H, W, 4) RGBA.")
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ImageError(f"{label}: an array of {a.dtype} is not a picture: send numbers (uint8 0-255, or floats).")
+    if a.ndim == 2:  # grey: floats and wide integers keep their own range (as a 16-bit or float TIFF does)
+        return Image.fromarray(a, "L") if a.dtype == np.uint8 else Image.fromarray(a.astype(np.float32), "F")
+    if a.dtype != np.uint8:  # colour: floats in [0, 1] or 0-255; integers 0-255 or wider
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(a.max(initial=0.0))
+        a = np.clip(a * (255.0 if top <= 1.0 else 255.0 / top if top > 255 else 1.0), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[-1] == 3 else "RGBA")
 
 
 def open_image(source: str | os.PathLike | bytes | Image.Image, name: str | None = None) -> Image.Image:
-    """Open a file path, bytes or PIL image and return one upright frame, fully loaded.
+    """Open a picture and return one upright frame, fully loaded.
+
+    ``source``: a file path, the file's bytes (``bytes``, ``bytearray``, ``memoryview``), an open
+    binary file, a PIL image, or an array (numpy or torch: ``(H, W)`` grey, ``(H, W, 3|4)`` or
+    ``(3|4, H, W)`` colour; uint8 0-255 or floats).
 
     Raises:
         ImageError: unreadable, not an image, too large, too small, or a decompression bomb.
     """
+    if isinstance(source, (bytearray, memoryview)):
+        source = bytes(source)
     label = name or (_name(source) if not isinstance(source, bytes) else "the upload")
+    if isinstance(source, (np.ndarray, torch.Tensor)):
+        source = _from_array(source, label)
+    elif hasattr(source, "read") and not isinstance(source, (str, os.PathLike, Image.Image)):
+        data = source.read(MAX_FILE_BYTES + 1)  # type: ignore[union-attr]
+        if not isinstance(data, bytes):
+            raise ImageError(f"{label}: the file was opened as text; open it in binary mode ('rb').")
+        source = data
+    elif not isinstance(source, (str, os.PathLike, bytes, Image.Image)):
+        raise ImageError(f"expected a picture (a file path, its bytes, an open file, a PIL image or an array), "
+                         f"got {type(source).__name__}.")
     if isinstance(source, Image.Image):
         img = source
     else:
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
+            if not str(source):
+                raise ImageError("no file name given: pass the path of a picture of a digit.")
+            if path.is_dir():
+                raise ImageError(f"{label}: is a folder, not a picture file.")
             if not path.is_file():
                 raise ImageError(f"{label}: no such file.")
             size = path.stat().st_size
@@ -213,6 +268,9 @@ def _to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float32)
+        finite = np.isfinite(arr)
+        if not finite.all():  # a float picture's dead pixels (NaN, inf) are left out of its range, then dark
+            arr = np.where(finite, arr, np.float32(arr[finite].min() if finite.any() else 0.0))
         lo, hi = float(arr.min()), float(arr.max())
         if mode.startswith("I;16") and hi <= 255:  # 8-bit values in a 16-bit file
             lo, hi = 0.0, 255.0
@@ -836,11 +894,20 @@ def _as_canvas(ink: np.ndarray, label: str, size: tuple[int, int]) -> Prepared:
 def preprocess(image: Image.Image | str | os.PathLike | bytes, model: object) -> torch.Tensor:
     """Turn any picture of a digit into ``model``'s input: float ``(1, 1, H, W)`` in [0, 1].
 
-    ``model`` is an :class:`stn.STClassifier` (or anything with ``config.input_size`` and
-    ``config.digit_size``).
+    ``image``: anything :func:`open_image` reads (a path, bytes, an open file, a PIL image, an
+    array). ``model`` is an :class:`stn.STClassifier` (or anything with ``config.input_size`` and
+    ``config.digit_size``), or the name of a model in the zoo.
 
     Raises:
         ImageError: with one sentence that names the image and the problem.
     """
-    cfg = model.config  # type: ignore[attr-defined]
+    if isinstance(model, str):
+        from stn.model import ModelConfig
+        from stn.zoo import load_card
+
+        cfg = ModelConfig.from_dict(load_card(model)["config"])
+    elif hasattr(model, "config"):
+        cfg = model.config  # type: ignore[attr-defined]
+    else:
+        raise TypeError(f"preprocess(image, model): model is a zoo model's name or an STClassifier, got {type(model).__name__}")
     return prepare(image, tuple(cfg.input_size), float(cfg.digit_size)).tensor

@@ -12,6 +12,18 @@ from stn.transforms import Transform, get
 __all__ = ["SpatialTransformer"]
 
 
+def _positive_ints(values, n: int, what: str) -> tuple[int, ...]:
+    """``values`` as ``n`` positive ints, or a ValueError that names ``what``."""
+    try:
+        out = tuple(int(v) for v in values)
+        exact = all(int(v) == v for v in values)
+    except (TypeError, ValueError):
+        out, exact = (), False
+    if len(out) != n or not exact or min(out) < 1:
+        raise ValueError(f"{what} must be {n} positive whole numbers, got {values!r}")
+    return out
+
+
 class SpatialTransformer(nn.Module):
     """A differentiable module that learns where to look (Jaderberg et al., 2015).
 
@@ -57,9 +69,13 @@ class SpatialTransformer(nn.Module):
         super().__init__()
         if heads < 1:
             raise ValueError(f"heads must be >= 1, got {heads}")
+        self.in_shape = _positive_ints(in_shape, 3, "in_shape (C, H, W)")
+        self.out_size = _positive_ints(out_size, 2, "out_size (H_out, W_out)") if out_size is not None else self.in_shape[1:]
+        if mode not in ("bilinear", "nearest"):
+            raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
+        if padding not in ("zeros", "border"):
+            raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
         self.transform = get(transform) if isinstance(transform, str) else transform
-        self.in_shape = tuple(in_shape)
-        self.out_size = tuple(out_size) if out_size is not None else (in_shape[1], in_shape[2])
         self.heads = heads
         self.mode: Mode = mode
         self.padding: Padding = padding
@@ -88,6 +104,8 @@ class SpatialTransformer(nn.Module):
 
     def forward_heads(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Warped outputs and θ, one entry per head, whatever the number of heads."""
+        if not torch.jit.is_tracing():  # a traced graph is made for one shape and dtype
+            self._check_input(x)
         params = self.regress(x)
         return [self.warp(x, p) for p in params], params
 
@@ -101,6 +119,20 @@ class SpatialTransformer(nn.Module):
         if self.heads == 1:
             return outs[0], params[0]
         return tuple(outs), tuple(params)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        # The localisation net is made for one input size: say so here, not in a matrix product deep inside it.
+        c, h, w = self.in_shape
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != h or x.shape[3] != w:
+            raise ValueError(f"this SpatialTransformer was built for inputs (B, {c}, {h}, {w}) (in_shape={self.in_shape}), "
+                             f"got {tuple(x.shape)}; resize the input or build one with in_shape=(C, H, W) of your data")
+        weight = self.localization.head.weight
+        if not x.is_floating_point():
+            raise TypeError(f"the input is {x.dtype}: pixels must be floats, e.g. in [0, 1] (x.to({weight.dtype}) / 255 "
+                            "for 8-bit images)")
+        if x.dtype != weight.dtype:
+            raise TypeError(f"the input is {x.dtype} but the transformer's weights are {weight.dtype}: convert one to "
+                            f"the other (x.to({weight.dtype}) or module.to({x.dtype}))")
 
     def extra_repr(self) -> str:
         return f"transform={self.transform!r}, out_size={self.out_size}, heads={self.heads}, bound={self.bound}"

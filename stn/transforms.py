@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,18 +66,50 @@ def _check_size(out_size: Size) -> tuple[int, int]:
     return int(out_size[0]), int(out_size[1])
 
 
-def _constant_cache(maxsize: int) -> Callable:
-    """``functools.lru_cache`` for constant tensors (base grids, TPS weights), made outside inference
-    mode: a tensor first built under ``torch.inference_mode()`` (an evaluation) could never be saved
-    for a later backward (training the same shapes afterwards)."""
+CACHE_BYTES = 16 * 2**20  # each constant cache's budget (a 2048×2048 grid would otherwise stay for good; 60×60: 0.2 MB)
+
+
+def _constant_cache(maxsize: int, max_bytes: int = CACHE_BYTES) -> Callable:
+    """A least-recently-used cache for constant tensors (base grids, TPS weights), made outside
+    inference mode: a tensor first built under ``torch.inference_mode()`` (an evaluation) could never
+    be saved for a later backward (training the same shapes afterwards). It holds at most ``maxsize``
+    tensors and ``max_bytes`` bytes; a tensor larger than that is made anew on each call."""
 
     def wrap(fn: Callable) -> Callable:
-        @functools.lru_cache(maxsize=maxsize)
+        entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        lock = threading.Lock()
+        held = [0]
+
         @functools.wraps(fn)
         def cached(*args: Any) -> torch.Tensor:
+            value = entries.get(args)  # a hit takes no lock (each OrderedDict call is atomic)
+            if value is not None:
+                try:
+                    entries.move_to_end(args)
+                except KeyError:  # evicted by another thread meanwhile: the value is still good
+                    pass
+                return value
             with torch.inference_mode(False), torch.no_grad():
-                return fn(*args)
+                value = fn(*args)
+            size = value.numel() * value.element_size()
+            if size > max_bytes:
+                return value
+            with lock:
+                if args not in entries:
+                    entries[args] = value
+                    held[0] += size
+                    while len(entries) > maxsize or held[0] > max_bytes:
+                        _, old = entries.popitem(last=False)
+                        held[0] -= old.numel() * old.element_size()
+                return entries[args]
 
+        def cache_clear() -> None:
+            with lock:
+                entries.clear()
+                held[0] = 0
+
+        cached.cache_clear = cache_clear  # type: ignore[attr-defined]
+        cached.cache_bytes = lambda: held[0]  # type: ignore[attr-defined]
         return cached
 
     return wrap

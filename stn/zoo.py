@@ -7,6 +7,7 @@ is unpickled, nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from functools import lru_cache
@@ -53,28 +54,36 @@ def load_card(name: str, directory: Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-@lru_cache(maxsize=16)
-def _load_cached(name: str, directory: str, device: str) -> STClassifier:
+@lru_cache(maxsize=64)
+def _read(name: str, directory: str, mtime: float) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A model's card and weights (CPU), read once per file version."""
     d = Path(directory)
-    card = load_card(name, d)
-    model = STClassifier(ModelConfig.from_dict(card["config"]))
-    state = load_file(str(d / f"{name}.safetensors"), device="cpu")
-    model.load_state_dict(state)
-    model.name = name  # type: ignore[attr-defined]
-    model.card = card  # type: ignore[attr-defined]
-    model.sure_logit = card.get("calibration", {}).get("sure_logit")
-    return model.to(device).eval()
+    return load_card(name, d), load_file(str(d / f"{name}.safetensors"), device="cpu")
 
 
 def load_model(name: str = DEFAULT_MODEL, device: torch.device | str | None = None, directory: Path | None = None) -> STClassifier:
-    """Load a pretrained model from the zoo (cached; do not train the returned object in place).
+    """Load a pretrained model from the zoo, in eval mode, on ``device`` (the GPU if there is one).
+
+    Every call returns a new model (the file is read once): train it, move it or change its
+    dtype without touching anyone else's copy.
 
     >>> model = load_model("rts-affine")  # doctest: +SKIP
     >>> model.predict(torch.zeros(1, 1, *model.input_size)).labels.shape  # doctest: +SKIP
     torch.Size([1])
     """
+    d = Path(directory or models_dir())
+    weights = d / f"{name}.safetensors"
+    if not weights.exists():
+        load_card(name, d)  # an unknown name: its message lists the known ones
+        raise UnknownModelError(f"Model {name!r} has a card in {d} but no weights ({weights.name}).")
+    card, state = _read(name, str(d), weights.stat().st_mtime)
+    model = STClassifier(ModelConfig.from_dict(card["config"]))
+    model.load_state_dict(state)
+    model.name = name  # type: ignore[attr-defined]
+    model.card = copy.deepcopy(card)  # type: ignore[attr-defined]
+    model.sure_logit = card.get("calibration", {}).get("sure_logit")
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    return _load_cached(name, str(directory or models_dir()), dev)
+    return model.to(dev).eval()
 
 
 def baseline_for(name: str, directory: Path | None = None) -> str | None:

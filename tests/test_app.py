@@ -389,7 +389,7 @@ def test_about_and_config(app):
     for name in app.ENGINE.names:
         assert f"<b>{name}</b>" in html
     assert app.demo._queue.default_concurrency_limit == app.CONCURRENCY >= 2
-    assert app.LAUNCH_KWARGS["max_file_size"] and app.LAUNCH_KWARGS["allowed_paths"] == [str(REPO / "assets")]
+    assert app.LAUNCH_KWARGS["max_file_size"] and app.LAUNCH_KWARGS["allowed_paths"] == [str(REPO / "assets" / "examples")]
     assert not {"server_name", "server_port"} & set(app.LAUNCH_KWARGS)  # GRADIO_SERVER_NAME/PORT decide
     first, second = app.launch_kwargs(), app.launch_kwargs()  # Gradio writes into app_kwargs at each launch
     assert first["app_kwargs"] is not second["app_kwargs"] and first["max_file_size"] == app.LAUNCH_KWARGS["max_file_size"]
@@ -538,7 +538,8 @@ def _get(port: int, path: str) -> int:
 @pytest.mark.slow
 def test_only_assets_and_cache_are_served(app, client):
     _, port = client
-    for target in (REPO / "app.py", REPO / "stn" / "zoo.py", REPO / "models"):
+    for target in (REPO / "app.py", REPO / "stn" / "zoo.py", REPO / "models", REPO / "assets" / "make_examples.py",
+                   REPO / "assets" / "mnist-subset.npz"):
         assert _get(port, "/gradio_api/file=" + quote(str(target))) in (403, 404), target
     example = next(EXAMPLES.glob("*.png"))
     assert _get(port, "/gradio_api/file=" + quote(str(example))) == 200
@@ -607,6 +608,8 @@ def test_teaching_tabs_after_the_session_expired(tiny, monkeypatch):
     with _warns_gone():
         changed = tiny.change_model("wild-cnn", None)
     assert "tiny wild-cnn" in changed[0]
+    # the last model's reading is not left under the new model's name: the views are emptied
+    assert changed[1:] == (*tiny.cleared_views(), None)
     postprocess(tiny, tiny.change_model, changed)
     monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ())  # none in the zoo: an old page's click changes nothing
     postprocess(tiny, tiny.read_with_upright, tiny.read_with_upright(None))
@@ -738,13 +741,53 @@ def test_client_read(app, client, tmp_path):
 
 @pytest.mark.slow
 def test_rest_read_refuses_paths_not_uploaded(app, client, tmp_path):
+    from webui.guard import NOT_A_URL, NOT_UPLOADED
+
     _, port = client
     good = digit_png(tmp_path / "d.png")
     event, data = _rest(port, "read", [_rest_upload(port, good), None])
     assert event == "complete" and data[0]["model"] == app.DEFAULT
     for path in ("/etc/passwd", str(REPO / "app.py"), str(good)):
-        event, data = _rest(port, "read", [{"path": path, "meta": {"_type": "gradio.FileData"}}, None])
-        assert event == "error" and "root:" not in json.dumps(data), path
+        for api in ("read", "predict"):
+            event, data = _rest(port, api, [{"path": path, "meta": {"_type": "gradio.FileData"}}, None])
+            assert event == "error" and "root:" not in json.dumps(data), path
+            assert data["error"] == NOT_UPLOADED, (api, path, data)  # the app's sentence, not {"error": null}
+
+
+@pytest.mark.slow
+def test_rest_requests_get_a_sentence_and_nothing_is_fetched(app, client, tmp_path, monkeypatch):
+    """Gradio downloads a file whose path is a web address before the app runs: refused first, with the
+    app's sentence; ``read`` and ``predict`` take the image alone (the default model); a request that
+    does not fit an endpoint, or a model that is not a name, is told so."""
+    import gradio.processing_utils
+
+    from webui.guard import NOT_A_URL
+
+    fetched = []
+
+    async def no_download(url, *args, **kwargs):
+        fetched.append(url)
+        raise AssertionError(f"the server fetched {url}")
+
+    monkeypatch.setattr(gradio.processing_utils, "async_ssrf_protected_download", no_download)
+    _, port = client
+    good = _rest_upload(port, digit_png(tmp_path / "d.png"))
+    for url in ("https://example.com/digit.png", "http://1.1.1.1/d.png", "//example.com/d.png"):
+        for api in ("read", "predict"):
+            event, data = _rest(port, api, [{"path": url, "url": url, "meta": {"_type": "gradio.FileData"}}, None])
+            assert event == "error" and data["error"] == NOT_A_URL, (api, url, data)
+    assert not fetched
+    for api in ("read", "predict"):  # the image alone: the default model
+        event, data = _rest(port, api, [good])
+        assert event == "complete", (api, data)
+        answer = next(o for o in data if isinstance(o, dict) and "label" in o)
+        assert answer["model"] == app.DEFAULT
+    event, data = _rest(port, "predict", [5, None])
+    assert event == "error" and "does not fit the predict endpoint" in data["error"] and "/gradio_api/info" in data["error"]
+    event, data = _rest(port, "read", [good, ["wild-affine"]])
+    assert event == "error" and "named by a string" in data["error"] and "list" in data["error"]
+    event, data = _rest(port, "read", [good, "x" * 100_000])
+    assert event == "error" and "Unknown model" in data["error"] and len(data["error"]) < 2_000
 
 
 @pytest.mark.slow

@@ -125,12 +125,21 @@ def test_table_marks_a_guess(files, capsys, monkeypatch):
     main(["predict", "--json", "--cpu", "--model", MODELS[0], str(files["seven"])])
     sure = json.loads(capsys.readouterr().out)["sure"]
     assert ("(unsure: under 60%, a guess)" in line) is (not sure)
-    model = stn.load_model(MODELS[0], device="cpu")
-    monkeypatch.setattr(model, "sure_logit", 1e9)  # no evidence is that strong: a guess for its weak evidence
+    import stn.zoo
+
+    floor = {"logit": 1e9}  # no evidence is that strong: a guess for its weak evidence
+    load = stn.zoo.load_model
+
+    def with_floor(*args, **kwargs):
+        model = load(*args, **kwargs)
+        model.sure_logit = floor["logit"]
+        return model
+
+    monkeypatch.setattr(stn.zoo, "load_model", with_floor)  # each load is a model of its own: set it on the CLI's
     assert main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"])]) == 0
     out = capsys.readouterr().out.splitlines()[1]
     assert "(unsure: weak evidence, unlike the digits it knows; a guess)" in out or "(unsure: under 60%" in out
-    monkeypatch.setattr(model, "sure_logit", None)
+    floor["logit"] = None
     monkeypatch.setattr(stn.model, "SURE", 1.01)  # nothing is that sure: every reading is a guess
     assert main(["predict", "--cpu", "--model", MODELS[0], str(files["seven"])]) == 0
     assert "(unsure: under 101%, a guess)" in capsys.readouterr().out.splitlines()[1]

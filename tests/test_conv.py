@@ -53,6 +53,30 @@ def test_gradients_match_nn_conv2d() -> None:
     torch.testing.assert_close(fast.weight.grad, plain.weight.grad)
 
 
+def test_second_derivatives_match_nn_conv2d() -> None:
+    """With create_graph=True (a gradient penalty, a Hessian-vector product) the gradient is itself
+    differentiable: gradgradcheck in float64, and an ST-CNN's input-gradient penalty backpropagates."""
+    torch.manual_seed(0)
+    fast = InputGradConv2d(1, 3, 3, bias=False).double()
+    x = torch.rand(2, 1, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(_apply, (x, fast.weight))
+    model = STClassifier(ModelConfig("r", (28, 28), transform="affine", localization="fc")).train()
+    image = torch.rand(2, 1, 28, 28, requires_grad=True)
+    (g,) = torch.autograd.grad(model(image).sum(), image, create_graph=True)
+    g.pow(2).sum().backward()
+    first = next(m for m in model.classifier.modules() if isinstance(m, InputGradConv2d))
+    assert first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.st.localization.parameters())
+
+
+def test_unbatched_input_takes_the_plain_path() -> None:
+    conv = InputGradConv2d(1, 4, 3, bias=False)
+    x = torch.rand(1, 7, 7, requires_grad=True)  # (C, H, W), as nn.Conv2d accepts
+    assert not conv._fast(x)
+    conv(x).sum().backward()
+    assert x.grad.shape == (1, 7, 7)
+
+
 def _apply(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     from stn.conv import _Conv
 

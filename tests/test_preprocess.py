@@ -620,6 +620,74 @@ class TestOpenImage:
         assert mine.size == (60, 40) and mine.getexif().get(0x0112) == 6
 
 
+class TestWhatAPictureMayBe:
+    """``stn.preprocess`` takes a picture in the forms a library user has one: a path, bytes, an open
+    file, a PIL image, a numpy array or a torch tensor; each gives the same model input as the PNG
+    file, and anything else gets a sentence (an ``ImageError``), not numpy's or torch's own error."""
+
+    @staticmethod
+    def _digit() -> Image.Image:
+        img = Image.new("L", (90, 90), 0)
+        ImageDraw.Draw(img).line([(30, 20), (62, 20), (42, 72)], fill=255, width=8)  # a 7
+        return img
+
+    def test_every_form_gives_the_files_input(self, tmp_path):
+        import torch
+
+        img = self._digit()
+        path = tmp_path / "seven.png"
+        img.save(path)
+        want = prepare(path, (56, 56), 38.0).tensor
+        grey = np.array(img)
+        forms = {
+            "str": str(path), "bytes": path.read_bytes(), "bytearray": bytearray(path.read_bytes()),
+            "memoryview": memoryview(path.read_bytes()), "open file": open(path, "rb"), "BytesIO": io.BytesIO(path.read_bytes()),
+            "uint8 (H, W)": grey, "float (H, W)": grey / 255.0, "uint8 (H, W, 3)": np.repeat(grey[..., None], 3, -1),
+            "float (H, W, 4)": np.concatenate([np.repeat(grey[..., None], 3, -1) / 255.0, np.ones((90, 90, 1))], -1),
+            "tensor (1, 1, H, W)": torch.from_numpy(grey).float()[None, None] / 255, "tensor (3, H, W) uint8":
+            torch.from_numpy(np.repeat(grey[None], 3, 0)), "int32 (H, W)": grey.astype(np.int32) * 100,
+        }
+        for name, form in forms.items():
+            got = prepare(form, (56, 56), 38.0).tensor
+            torch.testing.assert_close(got, want, atol=2e-3, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+        forms["open file"].close()
+
+    @pytest.mark.parametrize(("source", "phrase"), [
+        (None, "expected a picture .* got NoneType"), (3.5, "got float"), ("", "no file name given"),
+        (np.zeros((4, 5, 6, 7)), r"shape \(4, 5, 6, 7\) is not a picture"), (np.zeros((30, 30), complex), "complex128"),
+        (np.zeros((30, 30, 2)), "is not a picture"),
+    ], ids=["none", "float", "empty-name", "4-d", "complex", "2-channels"])
+    def test_what_is_not_a_picture_is_named(self, source, phrase):
+        with pytest.raises(ImageError, match=phrase):
+            prepare(source, (56, 56), 38.0)
+
+    def test_a_folder_and_a_text_file(self, tmp_path):
+        with pytest.raises(ImageError, match="is a folder, not a picture file"):
+            prepare(tmp_path, (56, 56), 38.0)
+        (tmp_path / "notes.txt").write_text("seven")
+        with open(tmp_path / "notes.txt") as text, pytest.raises(ImageError, match="notes.txt: .*binary mode"):
+            prepare(text, (56, 56), 38.0)
+
+    def test_dead_pixels_in_a_float_picture(self):
+        """A float picture with a NaN or an infinite pixel reads as without it (it was "blank")."""
+        f = np.asarray(self._digit(), dtype=np.float32) / 255
+        want = prepare(Image.fromarray(f, "F"), (56, 56), 38.0).tensor
+        f[5, 5], f[80, 3] = np.nan, np.inf
+        np.testing.assert_allclose(prepare(Image.fromarray(f, "F"), (56, 56), 38.0).tensor.numpy(), want.numpy(), atol=1e-5)
+        with pytest.raises(ImageError, match="no digit found"):
+            prepare(Image.fromarray(np.full((40, 40), np.nan, np.float32), "F"), (56, 56), 38.0)
+
+    def test_preprocess_takes_a_models_name(self):
+        import stn
+        from stn.zoo import list_models
+
+        if "wild-affine" not in list_models():
+            pytest.skip("the zoo has no wild-affine")
+        assert stn.preprocess(self._digit(), "wild-affine").shape == (1, 1, 56, 56)
+        with pytest.raises(TypeError, match="model is a zoo model's name or an STClassifier"):
+            stn.preprocess(self._digit(), 56)
+
+
 class TestJpegDraft:
     """A large JPEG (a phone photo) is decoded at a reduced scale, and reads as the full decode does."""
 

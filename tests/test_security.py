@@ -379,6 +379,9 @@ def test_crafted_event_values_are_refused(app_port):
     rotation, scale_x = "rotation of the grid (° anticlockwise)", "scale x (< 1 zooms in)"
     crafted = [
         ("playground_update", {rotation: 1e308}),
+        ("playground_update", {rotation: float("nan")}),  # a range check lets NaN through
+        ("kernel_view", {"output row": float("nan")}),
+        ("invariance_view", {"shift x (px)": float("inf")}),
         ("playground_update", {rotation: "ninety"}),
         ("playground_update", {scale_x: -1e12}),
         ("playground_update", {"Head": "head 99"}),
@@ -394,9 +397,53 @@ def test_crafted_event_values_are_refused(app_port):
         text = json.dumps(msg.get("output", {}))
         assert msg["success"] is False, f"{name} {values}: accepted: {text[:300]}"
         assert "Traceback" not in text and "root:" not in text, f"{name} {values}: {text[:300]}"
+        assert msg.get("output", {}).get("error"), f"{name} {values}: refused without a word: {text[:300]}"
     # the control: each event, with values its controls can send, works in the same session
     for name, values in [("playground_update", {rotation: 30.0}), ("kernel_view", {"output row": 5}),
                          ("invariance_view", {"rotate the input (° anticlockwise)": 30.0}), ("change_model", {"Model": "r-affine"})]:
         ok = call(name, values)
         assert ok["success"], f"{name} {values} failed after the crafted events: {json.dumps(ok)[:300]}"
     assert _get(app_port, "/gradio_api/info")[0] == 200
+
+
+@pytest.mark.slow
+def test_an_outsized_drawing_is_refused_before_it_is_decoded(app_port, tmp_path):
+    """A drawing's layers come as files the visitor uploads: one of 5000×5000 pixels (a small PNG, mostly
+    transparent) was decoded whole, a quarter of a gigabyte at a time, and stalled other visitors. Now it
+    is refused by its header with a sentence; a drawing of the sketchpad's size is read as before."""
+    from PIL import Image, ImageDraw
+
+    from webui.guard import SKETCH_MAX_PIXELS
+
+    config = json.loads(_get(app_port, "/config")[1])
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == "predict_sketch")
+
+    def layer(size: int) -> dict:
+        img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        ImageDraw.Draw(img).line([(size // 2, size // 5), (size // 2, 4 * size // 5)], fill=(249, 115, 22, 255), width=size // 25)
+        path = tmp_path / f"layer-{size}.png"
+        img.save(path)
+        boundary = uuid.uuid4().hex
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="layer_0.png"\r\n'
+                "Content-Type: image/png\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=60)
+        conn.request("POST", "/gradio_api/upload", body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        server_path = json.loads(conn.getresponse().read())[0]
+        conn.close()
+        return {"path": server_path, "orig_name": "layer_0.png", "meta": {"_type": "gradio.FileData"}}
+
+    big = 5000
+    assert big * big > SKETCH_MAX_PIXELS
+    session = uuid.uuid4().hex
+    sketch = {"background": None, "layers": [layer(big)], "composite": None, "id": None}
+    msg = _queue_call(app_port, session, dep["id"], [sketch, None], None)
+    text = json.dumps(msg.get("output", {}), ensure_ascii=False)
+    assert msg["success"] is False and "larger than any sketchpad" in text and f"{big}×{big}" in text, text[:300]
+    for bad in ([{"path": 12, "meta": {"_type": "gradio.FileData"}}], None):  # not a file; no layers at all
+        msg = _queue_call(app_port, session, dep["id"], [{"background": None, "layers": bad, "composite": None, "id": None},
+                                                         None], None)
+        out = msg.get("output", {})
+        assert msg["success"] is False and out.get("error"), f"{bad}: {json.dumps(out)[:300]}"
+    msg = _queue_call(app_port, session, dep["id"], [{"background": None, "layers": [layer(400)], "composite": None, "id": None},
+                                                     None], None)
+    assert msg["success"], json.dumps(msg.get("output", {}))[:300]

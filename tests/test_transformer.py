@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -179,10 +181,39 @@ class TestSpatialTransformer:
         with pytest.raises(ValueError, match=r"Unknown localisation net 'rnn'\. Known: cnn, fc\."):
             SpatialTransformer((1, 16, 16), localization="rnn")
 
-    def test_wrong_input_size(self):
+    @pytest.mark.parametrize("shape", [(2, 1, 12, 12), (1, 16, 16), (2, 3, 16, 16), (1, 2, 1, 16, 16)],
+                             ids=["size", "unbatched", "channels", "5-d"])
+    def test_wrong_input_shape_is_named(self, shape):
         st = SpatialTransformer((1, 16, 16), localization="fc")
-        with pytest.raises(RuntimeError):
-            st(torch.rand(2, 1, 12, 12))
+        with pytest.raises(ValueError, match=r"built for inputs \(B, 1, 16, 16\).*got " + re.escape(str(shape))):
+            st(torch.rand(*shape))
+
+    def test_wrong_dtype_is_named(self):
+        st = SpatialTransformer((1, 16, 16), localization="fc")
+        with pytest.raises(TypeError, match="float64 but the transformer's weights are torch.float32"):
+            st(torch.rand(2, 1, 16, 16, dtype=torch.float64))
+        with pytest.raises(TypeError, match="uint8: pixels must be floats"):
+            st(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+        y, theta = st.double()(torch.rand(2, 1, 16, 16, dtype=torch.float64))  # converted: it runs
+        assert y.dtype == theta.dtype == torch.float64
+
+    @pytest.mark.parametrize("kwargs,match", [
+        ({"out_size": (0, 5)}, "out_size"), ({"out_size": (-1, 5)}, "out_size"), ({"out_size": (5.5, 5)}, "out_size"),
+        ({"out_size": (5, 5, 5)}, "out_size"), ({"mode": "bicubic"}, "mode"), ({"padding": "reflect"}, "padding"),
+    ])
+    def test_bad_settings_refused_when_built(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            SpatialTransformer((1, 16, 16), **kwargs)
+
+    def test_exports_with_a_dynamic_batch(self):
+        """torch.export with the batch dimension left free: one pooling operation in the graph, whatever the batch."""
+        from torch.export import Dim
+
+        st = SpatialTransformer((1, 28, 28), "affine", loc_options={"channels": 4, "hidden": 8}).eval()
+        program = torch.export.export(st, (torch.rand(4, 1, 28, 28),), dynamic_shapes=({0: Dim("batch")},))
+        x = torch.rand(300, 1, 28, 28)  # large enough for the eager strided pooling
+        for got, want in zip(program.module()(x), st(x)):
+            torch.testing.assert_close(got, want)
 
     @CUDA
     @pytest.mark.parametrize("name", FAMILIES)

@@ -640,3 +640,19 @@ def test_bound_values_and_gradients_entry_by_entry(name):
     torch.testing.assert_close(raw.grad, ref.grad)
     with pytest.raises(ValueError, match=name):
         tf.bound(torch.zeros(2, tf.n_params + 1))
+
+
+def test_constant_caches_keep_to_their_budget():
+    """Grids at large output sizes are made, used and let go: each constant cache holds at most
+    ``CACHE_BYTES`` (it held every size it had seen, 64 of them, hundreds of MB at 2048×2048)."""
+    from stn import transforms
+
+    caches = (transforms._base_grid_cached, transforms._homogeneous_base_t, transforms._grid_matrix)
+    affine = transforms.get("affine")
+    small = affine.grid(affine.identity(2), (12, 9))
+    for side in (700, 900, 1100):
+        grid = affine.grid(affine.identity(1), (side, side))
+        assert grid.shape == (1, side, side, 2)
+        torch.testing.assert_close(grid[0, 0, 0], torch.tensor([-1 + 1 / side, -1 + 1 / side]))
+    assert all(c.cache_bytes() <= transforms.CACHE_BYTES for c in caches)
+    torch.testing.assert_close(affine.grid(affine.identity(2), (12, 9)), small)

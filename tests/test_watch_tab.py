@@ -72,7 +72,10 @@ class TestReplayEvents:
         assert [t["mode"] for t in _figure(probe)["data"]] == ["text"] and "CNN baseline" in info
         assert crops.shape[0] == crops.shape[1]
 
-    def test_no_model(self, zoo) -> None:
+    def test_no_model(self, zoo, monkeypatch) -> None:
+        _slider, *_rest, info = watch_tab.show_replay(None)  # none picked, replays there: pick one
+        assert info == "Choose a model to replay its training."
+        monkeypatch.setattr(watch_tab, "replay_choices", lambda directory=None: [])
         _slider, *_rest, info = watch_tab.show_replay(None)
         assert "No zoo model has a replay yet" in info
         assert watch_tab.render_replay(None, 0) == (None, None, None, "")

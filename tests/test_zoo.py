@@ -85,6 +85,49 @@ def test_the_floor_makes_a_reading_a_guess() -> None:
     assert torch.equal(model.predict(x).sure, model.predict(x).probs.amax(1) >= 0.6)
 
 
+def test_each_load_is_a_model_of_its_own(tmp_path) -> None:
+    """A caller who trains, moves or converts the model it loaded changes nobody else's copy."""
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="affine"))
+    save_model(model, "mine", {"description": "t", "dataset": {"name": "rts"}, "metrics": {}}, tmp_path)
+    first = load_model("mine", device="cpu", directory=tmp_path)
+    first.double().train()
+    with torch.no_grad():
+        first.st.localization.head.bias.add_(1.0)
+    second = load_model("mine", device="cpu", directory=tmp_path)
+    assert second is not first and not second.training
+    assert next(second.parameters()).dtype == torch.float32
+    torch.testing.assert_close(second.st.localization.head.bias, model.st.localization.head.bias)
+    x = torch.rand(2, 1, 42, 42)
+    assert first.predict(x.double()).labels.shape == first.predict(x).labels.shape == (2,)  # the model's own dtype
+    model.st.localization.head.bias.data.add_(0.5)  # new weights written under the same name are read again
+    save_model(model, "mine", {"description": "t", "dataset": {"name": "rts"}, "metrics": {}}, tmp_path)
+    import os
+
+    os.utime(tmp_path / "mine.safetensors", (1e9, 2e9))
+    torch.testing.assert_close(load_model("mine", device="cpu", directory=tmp_path).st.localization.head.bias,
+                               model.st.localization.head.bias)
+
+
+@pytest.mark.parametrize("x,error,match", [
+    (torch.rand(2, 1, 42, 42) * 255, ValueError, "from 0.* to 2[0-9][0-9].*/ 255"),
+    ((torch.rand(2, 1, 42, 42) * 255).to(torch.uint8), TypeError, "float pixels.*uint8"),
+    ((torch.rand(2, 1, 42, 42) - 0.13) / 0.31, ValueError, "no mean/std normalisation"),
+    (torch.full((2, 1, 42, 42), float("nan")), ValueError, "NaN or infinite"),
+], ids=["0-255", "uint8", "normalised", "nan"])
+def test_predict_refuses_pixels_out_of_range(x, error, match) -> None:
+    """Pixels of 0..255 were read as confident nonsense (13% right, every reading "sure"): now a sentence."""
+    model = STClassifier(ModelConfig("rts", (42, 42), transform="affine"))
+    with pytest.raises(error, match=match):
+        model.predict(x)
+    assert model.predict(x.float().clamp(0, 1).nan_to_num(0.0)).labels.shape == (2,)
+
+
+def test_two_heads_predict_an_empty_batch() -> None:
+    model = STClassifier(ModelConfig("pair", (42, 84), transform="affine", heads=2))
+    pred = model.predict(torch.zeros(0, 1, 42, 84))
+    assert pred.labels.shape == (0,) and pred.probs.shape == (0, 100)
+
+
 def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(UnknownModelError, match="Known: .*python -m stn models"):
         load_model("rts-afine")

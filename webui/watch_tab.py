@@ -160,7 +160,8 @@ def _replay_frame(name: str, index: int) -> tuple[PlotData, np.ndarray, PlotData
 def show_replay(name: str | None):
     """Model picked: reset the slider to its snapshots and show the first one."""
     if not name:
-        msg = "No zoo model has a replay yet: they are recorded by `python -m stn train` (models/NAME.replay.safetensors)."
+        msg = ("Choose a model to replay its training." if replay_choices() else
+               "No zoo model has a replay yet: they are recorded by `python -m stn train` (models/NAME.replay.safetensors).")
         return gr.update(value=0, maximum=1), None, None, None, msg
     b = _bundle(name)
     n = len(b.replay.steps)

@@ -1,0 +1,155 @@
+"""What a request may bring, checked before Gradio acts on it.
+
+Gradio handles a request's files before the app's function runs (``Blocks.preprocess_data``): it
+downloads a file whose ``path`` is a web address, refuses a path that was not uploaded, and decodes
+a drawing's layers whatever their size. A refusal there reaches the visitor as a bare
+``{"error": null}``, and the download and the decoding happen at all. :func:`guard_requests` puts
+a check in front: no web address is fetched, a path that was not uploaded gets the app's sentence,
+a request that does not fit its endpoint (or holds NaN, which a slider's range check lets through)
+says so, and the public endpoints' trailing inputs may be left out (``read`` with an image alone
+reads it with the default model). :func:`bounded_sketch` refuses a drawing whose layers are larger
+than a sketchpad's before any is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import gradio as gr
+from gradio.exceptions import InvalidPathError
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["NOT_A_URL", "NOT_UPLOADED", "SKETCH_MAX_PIXELS", "SKETCH_MAX_LAYERS", "guard_requests", "bounded_sketch"]
+
+log = logging.getLogger("stn.app")
+
+NOT_A_URL = ("Send an uploaded file, not a URL: upload the picture (POST /gradio_api/upload) and send the path it returns. "
+             "This server fetches nothing from the web.")
+NOT_UPLOADED = ("This file was not uploaded to this server: upload the picture (POST /gradio_api/upload) and send the path "
+                "it returns.")
+SKETCH_MAX_PIXELS = 4096 * 4096  # a sketchpad's layers are its canvas (400×400 here, at most a few screens' pixels)
+SKETCH_MAX_LAYERS = 8
+
+
+def _web_address(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip().lower().startswith(("http://", "https://", "//", "ftp://"))
+
+
+def _fetches(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` (a request's inputs, as JSON) holds a file whose path is a web address:
+    the one thing Gradio would download."""
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        if _web_address(value.get("path")):
+            return True
+        return any(_fetches(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_fetches(v, depth + 1) for v in value)
+    return False
+
+
+def _not_finite(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds NaN or an infinity: JSON from a browser never does (its NaN is null),
+    and a slider's range check lets NaN through (every comparison with it is false)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(_not_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_not_finite(v, depth + 1) for v in value)
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    if type(exc).__name__ == "ValidationError":  # pydantic's, for a file that is not a file
+        return ('a file goes as {"path": "<the path POST /gradio_api/upload returned>", '
+                '"meta": {"_type": "gradio.FileData"}}')
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
+def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> None:
+    """Check every request to ``blocks`` before Gradio handles its files (see the module's text).
+
+    ``optional_inputs``: API names of endpoints whose missing trailing inputs are ``None`` (the
+    function's default) rather than an error.
+    """
+    stock = blocks.preprocess_data
+    optional = set(optional_inputs)
+
+    async def preprocess_data(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if block_fn.api_name in optional and isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
+            inputs = [*inputs, *[None] * (len(block_fn.inputs) - len(inputs))]
+        if _fetches(inputs):
+            raise gr.Error(NOT_A_URL, title="Cannot read the image")
+        if _not_finite(inputs):
+            raise gr.Error("A number in this request is NaN or infinite: send finite numbers.", title="Cannot read the request")
+        try:
+            return await stock(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except InvalidPathError:
+            raise gr.Error(NOT_UPLOADED, title="Cannot read the image") from None
+        except Exception as exc:  # noqa: BLE001 - a request Gradio cannot take gets a sentence, not {"error": null}
+            name = block_fn.api_name or getattr(block_fn, "name", None) or "this"
+            log.warning("request refused before %s ran: %s", name, _reason(exc))
+            raise gr.Error(f"This request does not fit the {name} endpoint ({_reason(exc)}). The inputs it takes are "
+                           "listed at /gradio_api/info.", title="Cannot read the request") from None
+
+    blocks.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+
+def _pixels(image: Any) -> tuple[int, int]:
+    """Width and height of a drawing's image (a file Gradio stored, or its bytes), from its header alone."""
+    path = getattr(image, "path", None)
+    source = path if isinstance(path, str) else io.BytesIO(bytes(image)) if isinstance(image, (bytes, bytearray, memoryview)) else None
+    if source is None:
+        raise gr.Error("The drawing's layers are not images: send PNG files.", title="Cannot read the drawing")
+    try:
+        with Image.open(source) as img:  # reads the header, decodes nothing
+            return img.size
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        raise gr.Error("The drawing's layers are not images we can read: send PNG files.", title="Cannot read the drawing") from None
+
+
+def bounded_sketch(component: gr.ImageEditor, max_pixels: int = SKETCH_MAX_PIXELS,
+                   max_layers: int = SKETCH_MAX_LAYERS) -> gr.ImageEditor:
+    """Make a Sketchpad (or ImageEditor) refuse, before decoding anything, a drawing of more than
+    ``max_layers`` layers or with an image over ``max_pixels``; a drawing it cannot decode gets a
+    sentence. (The method is replaced on the instance, as ``raw_file_input`` does.)"""
+    stock = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        if payload is None:
+            return None
+        parts = payload
+        if getattr(payload, "id", None) is not None:  # strokes sent ahead as blobs
+            parts = component.blob_storage.get(payload.id) or payload
+        layers = [layer for layer in (getattr(parts, "layers", None) or []) if layer is not None]
+        if len(layers) > max_layers:
+            raise gr.Error(f"The drawing has {len(layers)} layers; a sketch here has at most {max_layers}.",
+                           title="Cannot read the drawing")
+        for image in (getattr(parts, "background", None), *layers, getattr(parts, "composite", None)):
+            if image is None:
+                continue
+            w, h = _pixels(image)
+            if w * h > max_pixels:
+                raise gr.Error(f"The drawing is {w}×{h} pixels, larger than any sketchpad (at most {max_pixels // 1_000_000} "
+                               "megapixels): upload it as a picture instead.", title="Cannot read the drawing")
+        try:
+            return stock(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a layer that is not a picture, a truncated PNG
+            raise gr.Error(f"The drawing could not be read ({type(exc).__name__}): draw it again.",
+                           title="Cannot read the drawing") from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
