@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -267,11 +269,12 @@ class STClassifier(nn.Module):
         if x.numel():
             # Pixels of 0..255 or a mean/std normalisation are read as something else entirely, and confidently.
             lo, hi = torch.aminmax(x)
-            if not (torch.isfinite(lo) and torch.isfinite(hi)):
-                raise ValueError("the input holds NaN or infinite values: expected pixels in [0, 1] (light ink on dark)")
-            if not (lo >= -0.1 and hi <= 1.1):
-                raise ValueError(f"expected pixels in [0, 1] (light ink on dark), got values from {float(lo):.3g} to "
-                                 f"{float(hi):.3g}: scale them to [0, 1] (e.g. / 255, with no mean/std normalisation), "
+            lo, hi = lo.item(), hi.item()
+            if not (-0.1 <= lo and hi <= 1.1):
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    raise ValueError("the input holds NaN or infinite values: expected pixels in [0, 1] (light ink on dark)")
+                raise ValueError(f"expected pixels in [0, 1] (light ink on dark), got values from {lo:.3g} to {hi:.3g}: "
+                                 "scale them to [0, 1] (e.g. / 255, with no mean/std normalisation), "
                                  "or use stn.preprocess(image, model) to prepare an image")
         # The frozen copy (eval mode by construction) first: at batch 1 walking the modules costs
         # a tenth of the forward.
