@@ -34,6 +34,8 @@ def to_normalized(pixel: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _check(input: torch.Tensor, grid: torch.Tensor) -> None:
+    if torch.jit.is_tracing():  # a trace is made for one shape (and its sizes are tensors: no Python tests on them)
+        return
     if input.ndim != 4:
         raise ValueError(f"expected input of shape (B, C, H, W), got {tuple(input.shape)}")
     if grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:

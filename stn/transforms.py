@@ -56,6 +56,8 @@ Size = tuple[int, int]
 
 
 def _check_params(params: torch.Tensor, n: int, name: str) -> None:
+    if torch.jit.is_tracing():  # a trace is made for one shape (and its sizes are tensors: no Python tests on them)
+        return
     if params.ndim != 2 or params.shape[1] != n:
         raise ValueError(f"{name}: expected params of shape (B, {n}), got {tuple(params.shape)}")
 
@@ -77,6 +79,7 @@ def _constant_cache(maxsize: int, max_bytes: int = CACHE_BYTES) -> Callable:
 
     def wrap(fn: Callable) -> Callable:
         entries: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        sizes: dict[tuple, int] = {}
         lock = threading.Lock()
         held = [0]
 
@@ -89,23 +92,34 @@ def _constant_cache(maxsize: int, max_bytes: int = CACHE_BYTES) -> Callable:
                 except KeyError:  # evicted by another thread meanwhile: the value is still good
                     pass
                 return value
-            with torch.inference_mode(False), torch.no_grad():
-                value = fn(*args)
-            size = value.numel() * value.element_size()
-            if size > max_bytes:
+            # Made outside any trace: a constant first built inside torch.jit.trace would be recorded as
+            # the operations that build it, and a second trace (the check trace runs) would differ.
+            tracing = torch._C._get_tracing_state() if hasattr(torch._C, "_get_tracing_state") else None
+            if tracing is not None:
+                torch._C._set_tracing_state(None)
+            try:
+                with torch.inference_mode(False), torch.no_grad():
+                    value = fn(*args)
+                size = value.numel() * value.element_size()
+            finally:
+                if tracing is not None:
+                    torch._C._set_tracing_state(tracing)
+            if size > max_bytes or type(value) is not torch.Tensor:  # too big; or a fake one, made by torch.export
                 return value
             with lock:
                 if args not in entries:
                     entries[args] = value
                     held[0] += size
+                    sizes[args] = size
                     while len(entries) > maxsize or held[0] > max_bytes:
-                        _, old = entries.popitem(last=False)
-                        held[0] -= old.numel() * old.element_size()
+                        key, _ = entries.popitem(last=False)
+                        held[0] -= sizes.pop(key)
                 return entries[args]
 
         def cache_clear() -> None:
             with lock:
                 entries.clear()
+                sizes.clear()
                 held[0] = 0
 
         cached.cache_clear = cache_clear  # type: ignore[attr-defined]

@@ -205,6 +205,22 @@ class TestSpatialTransformer:
         with pytest.raises(ValueError, match=match):
             SpatialTransformer((1, 16, 16), **kwargs)
 
+    @pytest.mark.parametrize("name", FAMILIES)
+    def test_traces_on_the_first_call(self, name):
+        """torch.jit.trace's own check (it traces twice and compares) passes even when the trace is the first
+        call, which builds the cached grids: they are made outside the trace, as constants."""
+        import warnings
+
+        for cached in (T._entry_mask, T._homogeneous_base_t, T._base_grid_cached, T._grid_matrix, T._tps_weights):
+            cached.cache_clear()
+        st = SpatialTransformer((1, 20, 20), name, loc_options={"channels": 4, "hidden": 8}).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", torch.jit.TracerWarning)
+            traced = torch.jit.trace(st, torch.rand(3, 1, 20, 20))
+        x = torch.rand(3, 1, 20, 20)
+        for got, want in zip(traced(x), st(x)):
+            torch.testing.assert_close(got, want)
+
     def test_exports_with_a_dynamic_batch(self):
         """torch.export with the batch dimension left free: one pooling operation in the graph, whatever the batch."""
         from torch.export import Dim
