@@ -732,12 +732,14 @@ def invariance_verdict(session: Session | None, sweep: dict | None) -> tuple:
     here = rotation_followed(sweep["angles"], sweep["recovered"], within) if sweep else None
     acc = ENGINE.accuracy_sweep(info.name) if info.has_transformer and ENGINE.has_sweep(info.name) else None
     upright = None if info.name in UPRIGHT_MODELS else upright_model_for(info.dataset)
+    task = {"trained_on_turns": info.dataset in TRAIN_ROTATION, "can_turn": info.transform != "attention"}
     if acc is not None and acc.get("recovered_median") is not None:
         followed = rotation_followed(acc["angles"], acc["recovered_median"], within)
-        verdict = viz.rotation_verdict(info.name, followed, within, upright, on=f"{acc['n']} test digits", picture=here)
+        verdict = viz.rotation_verdict(info.name, followed, within, upright, on=f"{acc['n']} test digits", picture=here,
+                                       **task)
     else:
         followed = here
-        verdict = viz.rotation_verdict(info.name, followed, within, upright)
+        verdict = viz.rotation_verdict(info.name, followed, within, upright, **task)
     offer = upright is not None and (followed is None or followed < 0.7)
     return verdict, gr.update(visible=offer, value=f"Read this picture with {upright}" if offer else None)
 

@@ -847,30 +847,46 @@ def rotation_figure(
 
 
 def rotation_verdict(model: str, followed: float | None, within: float, upright_model: str | None = None, *,
-                     on: str = "this picture", picture: float | None = None) -> str:
+                     on: str = "this picture", picture: float | None = None, trained_on_turns: bool = True,
+                     can_turn: bool = True) -> str:
     """What a model's transformer does with a turned input, in one to three sentences (Markdown).
 
     ``followed`` is :func:`stn.inference.rotation_followed` over ``±within``°, measured ``on`` some
     inputs (``"this picture"``, or test digits); ``picture`` adds the share measured on this picture
     when ``followed`` comes from test digits. ``upright_model`` names a model whose transformer does
-    turn digits upright, suggested when this one does not.
+    turn digits upright, suggested when this one does not. ``trained_on_turns``: whether its task
+    turns the digits (R, RTS, Wild, Pair); ``can_turn``: whether its family can turn a grid at all
+    (the attention family only moves and scales it).
     """
     if followed is None:
         return f"`{model}` has no transformer: nothing turns the digit back; the classifier reads it as it is."
-    share = f"{max(followed, 0.0):.0%}"
-    if followed >= 0.7:
+
+    def share(v: float) -> str:  # a grid that turns against the input says so
+        return f"{v:.0%} of the turn" if v >= 0 or round(v, 2) == 0 else f"{-v:.0%} of the turn the other way"
+
+    measured = f"{share(followed)}, on {on} turned up to ±{within:.0f}°"
+    if not can_turn:
+        text = (f"**`{model}`'s transformer cannot turn its grid**: its family (attention) only moves and scales it, so a "
+                f"turned digit reaches the classifier turned ({measured}).")
+    elif not trained_on_turns:
+        text = (f"**`{model}` was trained on digits that are not turned**, so neither its transformer nor its classifier "
+                f"learnt what to do with a turn: its grid barely turns ({measured}), and the accuracy chart below falls "
+                "as the turn grows.")
+    elif followed >= 0.7:
         text = (f"**`{model}` turns digits upright**: on {on}, turned up to ±{within:.0f}°, its grid turns with the digit "
-                f"by {share} of the turn, so the crop stays upright while the input turns (the chart's line follows the "
-                "diagonal).")
+                f"by {share(followed)}, so the crop stays upright while the input turns (the chart's line "
+                "follows the diagonal).")
     elif followed >= 0.3:
         text = (f"**`{model}` turns digits part of the way**: on {on}, turned up to ±{within:.0f}°, its grid follows "
-                f"{share} of the turn; its classifier reads the rest.")
+                f"{share(followed)}; its classifier reads the rest.")
     else:
-        text = (f"**`{model}` barely turns its grid** ({share} of the turn on {on}, turned up to ±{within:.0f}°): its "
-                "transformer learnt where the digit is and how big it is, and its classifier learnt to read turned digits "
-                "by itself (the chart's flat line). Trained end to end on turned digits, most transformers of the zoo do this.")
+        how = "barely turns its grid" if abs(followed) < 0.1 else "turns its grid a little"
+        line = " (the chart's line stays near flat)" if abs(followed) < 0.1 else ""
+        text = (f"**`{model}` {how}** ({measured}): its transformer learnt where the digit is and how big it is, and "
+                f"its classifier learnt to read turned digits by itself{line}. Trained end to end on turned digits, most "
+                "transformers of the zoo do this.")
     if picture is not None:
-        text += f" On this picture: {max(picture, 0.0):.0%}."
+        text += f" On this picture: {share(picture).removesuffix(' of the turn')}."
     if followed < 0.7 and upright_model and upright_model != model:
         text += (f" `{upright_model}` was trained with a classifier that had only ever seen upright digits, so turning "
                  "them upright was its transformer's job.")

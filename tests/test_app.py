@@ -359,12 +359,12 @@ def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, m
     reset = tiny.invariance_reset(session)
     postprocess(tiny, tiny.invariance_reset, reset)
     verdict, offer = reset[-2], reset[-1]
-    assert "`wild-affine` barely turns its grid** (0% of the turn on this picture, turned up to ±90°)" in verdict
+    assert "`wild-affine` barely turns its grid** (0% of the turn, on this picture turned up to ±90°)" in verdict
     assert "`p-projective`" in verdict and offer["visible"] is True and offer["value"] == "Read this picture with p-projective"
     tiny.ENGINE.accuracy_sweep("wild-affine")  # as the button computes it
     verdict, offer = tiny.invariance_verdict(session, reset[4])
     postprocess(tiny, tiny.invariance_verdict, (verdict, offer))
-    assert "(0% of the turn on 96 test digits, turned up to ±90°)" in verdict and "On this picture: 0%." in verdict
+    assert "(0% of the turn, on 96 test digits turned up to ±90°)" in verdict and "On this picture: 0%." in verdict
     out = tiny.read_with_upright(session)
     postprocess(tiny, tiny.read_with_upright, out)
     assert out[0] == "p-projective" and out[-1].result.model == "p-projective"
@@ -374,6 +374,10 @@ def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, m
     monkeypatch.setattr(tiny, "UPRIGHT_MODELS", ())  # not in the zoo: nothing offered
     reset = tiny.invariance_reset(session)
     assert reset[-1]["visible"] is False and "was trained with a classifier" not in reset[-2]
+    for name, phrase in (("p-projective", "trained on digits that are not turned"), ("e-tps", "trained on digits that are not turned"),
+                         ("tc-attention", "cannot turn its grid")):
+        other = tiny.predict(str(digit_png(tmp_path / "d.png")), name)[-1]
+        assert phrase in tiny.invariance_reset(other)[-2], name
     cnn = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-cnn")[-1]
     assert "has no transformer" in tiny.invariance_reset(cnn)[-2]
     assert tiny.upright_model_for("r") is None

@@ -324,9 +324,17 @@ class TestCharts:
         text = viz.rotation_verdict("r-half", 0.5, 90, "r-up")
         assert "part of the way**: on this picture" in text and "50%" in text and "`r-up` was trained with" in text
         text = viz.rotation_verdict("wild", -0.04, 90, None)
-        assert "barely turns its grid** (0% of the turn on this picture, turned up to ±90°)" in text
-        assert "was trained with" not in text and "On this picture" not in text
+        assert "barely turns its grid** (4% of the turn the other way, on this picture turned up to ±90°)" in text
+        assert "was trained with" not in text and "On this picture" not in text and "near flat" in text
+        text = viz.rotation_verdict("r", 0.21, 90, "r-up", on="96 test digits", picture=-0.3)
+        assert "turns its grid a little** (21% of the turn, on 96 test digits" in text and "near flat" not in text
+        assert "On this picture: 30% of the turn the other way." in text
         assert "no transformer" in viz.rotation_verdict("wild-cnn", None, 90, "r-up")
+        # a task without turns, and a family that cannot turn: not "its classifier learnt to read turned digits"
+        text = viz.rotation_verdict("p", -0.1, 45, None, on="96 test digits", trained_on_turns=False)
+        assert "trained on digits that are not turned" in text and "learnt to read turned digits" not in text
+        text = viz.rotation_verdict("tc-attention", 0.0, 45, None, can_turn=False, trained_on_turns=False)
+        assert "cannot turn its grid" in text and "only moves and scales it" in text
 
     def test_accuracy_figure(self):
         fig = viz.accuracy_figure([-90, 0, 90], {"st": [0.5, 1.0, 0.5], "cnn": [0.2, 0.9, 0.2]}, n=100)
