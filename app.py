@@ -859,6 +859,16 @@ sampler's output, which the classifier reads.
 """
 
 
+def _training_cell(tr: dict) -> str:
+    """A card's training in a few words: for a fine-tuned model, the epochs of its whole history, then its last run."""
+    epochs, total = tr.get("epochs"), tr.get("total_epochs")
+    run = (f"{float(epochs):g} epochs, " if epochs is not None else "") + \
+        f"{tr.get('steps', '–')} steps, {tr.get('train_seconds', 0):.0f} s"
+    if total is not None and epochs is not None and float(total) != float(epochs):
+        return f"{float(total):g} epochs in all (the last run: {run})"
+    return run
+
+
 def cards_html() -> str:
     """The model cards of the zoo as one table."""
     if not ENGINE.cards:
@@ -873,7 +883,7 @@ def cards_html() -> str:
             "<tr>" + "".join(f"<td>{v}</td>" for v in (
                 f"<b>{name}</b>", info.dataset.upper(), info.transform or "— (CNN)", info.heads,
                 f"{100 * err:.2f}%" if err is not None else "–", f"{c.get('parameters', 0):,}",
-                f"{tr.get('steps', '–')} steps, {tr.get('train_seconds', 0):.0f} s", tr.get("hardware", "–"),
+                _training_cell(tr), str(tr.get("hardware", "–")).replace(", 1 threads", ", 1 thread"),
             )) + "</tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("model", "data", "transform", "heads", "test error", "parameters", "training", "hardware"))

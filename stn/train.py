@@ -38,7 +38,8 @@ def hardware(device: torch.device) -> str:
     """A one-line description of where training ran, for the model card."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"CPU: {cpu_name()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU: {cpu_name()}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 @dataclass

@@ -392,6 +392,11 @@ def test_about_and_config(app):
     html = app.cards_html()
     for name in app.ENGINE.names:
         assert f"<b>{name}</b>" in html
+    # a fine-tuned model's training is its whole history, then its last run (not the last run alone)
+    tuned = {"epochs": 20.0, "total_epochs": 80.0, "steps": 9360, "train_seconds": 2888.0}
+    assert app._training_cell(tuned) == "80 epochs in all (the last run: 20 epochs, 9360 steps, 2888 s)"
+    assert app._training_cell({"epochs": 10.0, "steps": 4680, "train_seconds": 529.4}) == "10 epochs, 4680 steps, 529 s"
+    assert ", 1 threads" not in html
     assert app.demo._queue.default_concurrency_limit == app.CONCURRENCY >= 2
     assert app.LAUNCH_KWARGS["max_file_size"] and app.LAUNCH_KWARGS["allowed_paths"] == [str(REPO / "assets" / "examples")]
     assert not {"server_name", "server_port"} & set(app.LAUNCH_KWARGS)  # GRADIO_SERVER_NAME/PORT decide
