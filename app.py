@@ -850,12 +850,15 @@ to. A small **localisation network** looks at the input and regresses the parame
 transformation; the **grid generator** turns θ into a sampling grid — for each output pixel, the
 point of the input it reads; the **sampler** reads the input there with a differentiable kernel
 (bilinear). Because every step is differentiable, the whole thing trains end to end from the
-classification loss alone: nobody tells it where the digit is. It learns to crop, rotate, scale
+classification loss alone: nobody tells it where the digit is. It can learn to crop, rotate, scale
 and un-warp the digit so that the classifier behind it sees a canonical view, and it beats a
 plain CNN on every distorted-MNIST task of the paper (Table 1 below).
 
 In this app the grid you see over the input is exactly that sampling grid; the crop is the
-sampler's output, which the classifier reads.
+sampler's output, which the classifier reads. What each transformer learns is its own finding:
+trained end to end on turned digits, most of this zoo's find the digit and its size and leave
+most of the turn to their classifier (the *Invariance* tab measures how much of a turn each undoes);
+the `*-upright` models, whose classifier had only ever seen upright digits, turn it upright.
 """
 
 
@@ -1173,11 +1176,13 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
         # ------------------------------------------------------------------ about
         with gr.Tab("About", id="about"):
             gr.Markdown(PAPER)
-            gr.Markdown("### Table 1, reproduced\nTest error (%) on distorted MNIST: **the paper / ours** "
-                        "(ours in bold where a model of that row was trained on that task, green where it is at or below the paper's; "
-                        "hover for the model's name). "
+            gr.Markdown("### Table 1, reproduced\nTest error (%): **the paper / ours** "
+                        "(ours in bold where a model of that row was trained on that task; hover for the model's name). "
                         "R: rotated, RTS: rotated-translated-scaled, P: projective, E: elastic, TC: translated and cluttered "
-                        "(the paper's TC numbers are from §4.1's text).")
+                        "(the paper's TC numbers are from §4.1's text); PAIR, WILD (uploads and sketches) and MNIST (plain, "
+                        "upright digits) are our tasks only. Ours are measured on our own test sets, made afresh from MNIST's "
+                        "test digits with our reading of each distortion, not on the paper's: a number in green, at or below the "
+                        "paper's, says the model is as good as the paper's on its own task, not that it beats it on the same test.")
             gr.HTML(f'<div class="stn-scroll">{viz.table1_html(list(ENGINE.cards.values()))}</div>')
             gr.Markdown("### The model cards\nEvery model of the zoo, as its card in `models/NAME.json` describes it.")
             gr.HTML(cards_html())

@@ -6,19 +6,17 @@ import json
 import re
 from pathlib import Path
 
+from stn.viz import PAPER_TABLE1
 from stn.zoo import list_models, load_card
 
 __all__ = ["PAPER", "zoo_rows", "markdown_table", "chart_figure", "update_readme"]
 
-# Test error (%) in Table 1 of Jaderberg et al. 2015 (arXiv 1506.02025), MNIST distortions;
-# TC from the paper's translated-cluttered experiment.
+# The paper's ST-CNN rows of Table 1 (one source: stn.viz.PAPER_TABLE1, which the app's About tab shows too),
+# keyed by (dataset, transform or "cnn").
+_COLUMN_OF_ROW = {"CNN": "cnn", "ST-CNN Aff": "affine", "ST-CNN Proj": "projective", "ST-CNN TPS": "tps"}
 PAPER: dict[tuple[str, str], float] = {
-    ("r", "cnn"): 1.2, ("r", "affine"): 0.7, ("r", "projective"): 0.8, ("r", "tps"): 0.8,
-    ("rts", "cnn"): 0.8, ("rts", "affine"): 0.5, ("rts", "projective"): 0.6, ("rts", "tps"): 0.5,
-    ("p", "cnn"): 1.5, ("p", "affine"): 0.8, ("p", "projective"): 0.8, ("p", "tps"): 0.8,
-    ("e", "cnn"): 1.4, ("e", "affine"): 1.2, ("e", "projective"): 1.3, ("e", "tps"): 1.1,
-    ("tc", "cnn"): 3.5, ("tc", "attention"): 1.7, ("tc", "affine"): 1.7,
-}  # fmt: skip
+    (ds, col): err for row, col in _COLUMN_OF_ROW.items() for ds, err in PAPER_TABLE1[row].items()
+}
 
 DATASET_ORDER = ["r", "rts", "p", "e", "tc", "pair", "wild"]
 COLUMNS = ["cnn", "affine", "attention", "projective", "tps"]

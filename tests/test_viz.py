@@ -362,6 +362,11 @@ def test_table1_puts_ours_beside_the_paper():
     assert "0.5 / <b" in html and "0.83</b>" in html and "0.8 / <b" in html and "1.76</b>" in html
     assert "<th>WILD</th>" in html
     assert math.isclose(viz.PAPER_TABLE1["ST-CNN TPS"]["e"], 1.1)
+    from stn.table import PAPER  # the README's table reads the same numbers as the About tab's
+
+    assert PAPER[("r", "tps")] == viz.PAPER_TABLE1["ST-CNN TPS"]["r"] == 0.7
+    assert PAPER[("tc", "affine")] == 1.7 and ("tc", "attention") not in PAPER
+    assert all(PAPER[(ds, "cnn")] == err for ds, err in viz.PAPER_TABLE1["CNN"].items())
 
 
 def test_markdown_table_shows_how_a_fine_tuned_model_started(tmp_path):
