@@ -502,7 +502,7 @@ def _playground_view(session: Session, params: list[np.ndarray], point: int | No
     verdict = f"### Through this θ the classifier reads **{reading.label}** ({_pct(reading.probs.max())})"
     if reading.label != res.reading.label:
         verdict += f" — with the predicted θ it read **{res.reading.label}**"
-    return _plot(fig), crops, reading.top(), theta, verdict
+    return _plot(fig), crops, viz.shown_confidences(reading.top()), theta, verdict
 
 
 PG_EMPTY = "Read a digit in the first tab: the playground starts from the θ the transformer predicted for it."
@@ -682,7 +682,7 @@ def invariance_view(session: Session | None, rotation: float, scale: float, dx: 
         if rot is not None and info.transform != "attention":
             text += f"\nThe grid is turned {rot['rotation']:+.0f}° (the input by {rotation:+.0f}°)."
     chart = _rotation_chart(sweep, info, rotation) if sweep is not None else gr.skip()
-    return _plot(fig), _crops(r), r.reading.top(3), text, chart
+    return _plot(fig), _crops(r), viz.shown_confidences(r.reading.top(3)), text, chart
 
 
 def _fit(r: Result) -> np.ndarray:

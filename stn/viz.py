@@ -46,6 +46,7 @@ from stn.transforms import (
 __all__ = [
     "HEAD_COLORS",
     "PAPER_TABLE1",
+    "shown_confidences",
     "accuracy_figure",
     "affine_reading",
     "crops_image",
@@ -461,12 +462,29 @@ def crops_image(
 # --------------------------------------------------------------------------- the reading panel
 
 
-def percent(p: float) -> str:
-    """A probability as a short percentage, rounded down: ``"98%"``, or ``"<1%"`` under one percent.
+def _whole_percent(p: float) -> int:
+    """``p`` as the whole percent the page shows: the nearest (as Gradio's Label rounds), except that a
+    reading under :data:`stn.model.SURE` never shows as SURE's percent, nor one short of certain as 100."""
+    v = round(100 * float(p))
+    sure = round(100 * SURE)
+    if float(p) < SURE and v >= sure:
+        v = sure - 1
+    if v >= 100 and float(p) < 0.9995:
+        v = 99
+    return v
 
-    Down, so that a reading under :data:`stn.model.SURE` (0.6) never shows as "60%", nor an almost
-    certain one as "100%"."""
-    return f"{math.floor(100 * p + 1e-9)}%" if p >= 0.01 else "<1%"
+
+def percent(p: float) -> str:
+    """A probability as a short percentage, ``"98%"``, or ``"<1%"`` where it rounds to 0
+    (see :func:`_whole_percent`: nearest, but 59.7% stays "59%" and 99.9% "99%")."""
+    v = _whole_percent(p)
+    return f"{v}%" if v >= 1 else "<1%"
+
+
+def shown_confidences(probs: Mapping[str, float]) -> dict[str, float]:
+    """``label → probability`` for a ``gr.Label``, moved to the percent :func:`percent` shows, so that a
+    reading reads the same in every tab (the Label rounds to the nearest percent by itself)."""
+    return {k: (_whole_percent(v) / 100 if _whole_percent(v) >= 1 else float(v)) for k, v in probs.items()}
 
 
 def png_data_uri(image: np.ndarray) -> str:

@@ -221,9 +221,15 @@ class TestReadingHtml:
         assert "if it is two digits that touch, the model read them as one" in html
         assert "stn-touching" not in viz.reading_html("4", {"4": 0.9}, [np.zeros((28, 28))])
 
-    def test_percent_rounds_down(self):
-        assert [viz.percent(p) for p in (0.0, 0.009, 0.01, 0.29, 0.597, 0.6, 0.9996, 1.0)] == [
-            "<1%", "<1%", "1%", "29%", "59%", "60%", "99%", "100%"]
+    def test_percent_rounds_to_the_nearest_but_not_across_sure(self):
+        import torch
+
+        assert [viz.percent(p) for p in (0.0, 0.004, 0.009, 0.01, 0.29, 0.296, 0.597, 0.6, 0.994, 0.9994, 0.9996, 1.0)] == [
+            "<1%", "<1%", "1%", "1%", "29%", "30%", "59%", "60%", "99%", "99%", "100%", "100%"]
+        assert viz.percent(float(torch.tensor(0.03))) == "3%"  # 0.0299999993 in float32: was "2%"
+        # the Label of the other tabs rounds by itself: it is given the values the panel shows
+        shown = viz.shown_confidences({"1": 0.0300, "4": 0.0175, "7": 0.597, "0": 0.003})
+        assert [round(100 * v) for v in shown.values()][:3] == [3, 2, 59] and shown["0"] == 0.003
 
     def test_plain_cnn_and_escaping(self):
         html = viz.reading_html("<b>", {"<b>": 1.0}, [np.zeros((42, 42))], transformer=False)
