@@ -630,7 +630,8 @@ def kernel_view(session: Session | None, head: str | None, mode: str, row: float
     ring_px = np.stack([((ring[:, 0] + 1) * info.input_size[1] - 1) / 2, ((ring[:, 1] + 1) * info.input_size[0] - 1) / 2], 1)
     fig = viz.kernel_figure(res.input, (float(pt[0]), float(pt[1])), mode, region=[ring_px], height=_plot_height(info.input_size, 520, 240, 320))
     image = viz.crops_image([crop], target=KN_TARGET, border=KN_BORDER, colors=[viz.head_color(k)], mark=(r, c))
-    formula = viz.kernel_formula(res.input, (float(pt[0]), float(pt[1])), mode, (r, c), k)
+    gradient = viz.kernel_gradient(res.input, t, p, (h, w), (r, c), mode)
+    formula = viz.kernel_formula(res.input, (float(pt[0]), float(pt[1])), mode, (r, c), k, gradient)
     value = float(crop[r, c])
     formula += f"\n\nThe crop's pixel holds **{value:.3f}**, as `grid_sample` computed it."
     return _plot(fig), image, formula
@@ -1118,7 +1119,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
         with gr.Tab("Sampling kernel", id="kernel"):
             gr.Markdown("Each pixel of the crop is read from one **source point** of the input. Pick an output pixel — "
                         "click it on the crop, or use the sliders — to see its source point, the input pixels that feed "
-                        "it and their weights, in the paper's formula. Switch the kernel to see how the crop changes.")
+                        "it and their weights, in the paper's formula, and the gradient that flows back from it to the "
+                        "image and to θ. Switch the kernel to see how the crop changes, and why training needs the bilinear one.")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=260):
                     kn_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)

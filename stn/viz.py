@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stn.model import SURE
 from stn.sampling import bilinear_taps, to_pixel
@@ -47,6 +48,8 @@ __all__ = [
     "HEAD_COLORS",
     "PAPER_TABLE1",
     "shown_confidences",
+    "kernel_gradient",
+    "param_names",
     "accuracy_figure",
     "affine_reading",
     "crops_image",
@@ -762,20 +765,90 @@ def kernel_figure(
         xa, ya = _image_axes((h, w), ring.min(0), ring.max(0))
     else:
         xa, ya = _image_axes((h, w))
-    xa2 = {**xa, "range": [c0 - 0.5, c1 - 0.5], "domain": [0.52, 1.0], "anchor": "y2"}
-    ya2 = {**ya, "range": [r1 - 0.5, r0 - 0.5], "scaleanchor": "x2", "anchor": "x2"}
+    # the zoom's columns and rows numbered, so that U_{n,m} of the formula can be found in it
+    ticks = {"showticklabels": True, "tickfont": {"size": 10, "color": FONT_COLOR}, "ticks": ""}
+    xa2 = {**xa, **ticks, "range": [c0 - 0.5, c1 - 0.5], "domain": [0.52, 1.0], "anchor": "y2", "side": "top",
+           "tickvals": list(range(c0, c1)), "ticktext": [f"col {v}" if v == c0 else str(v) for v in range(c0, c1)]}
+    ya2 = {**ya, **ticks, "range": [r1 - 0.5, r0 - 0.5], "scaleanchor": "x2", "anchor": "x2", "side": "right",
+           "tickvals": list(range(r0, r1)), "ticktext": [f"row {v}" if v == r0 else str(v) for v in range(r0, r1)]}
     xa = {**xa, "domain": [0.0, 0.46]}
     layout = _layout(height, xaxis=xa, yaxis=ya, xaxis2=xa2, yaxis2=ya2, hovermode="closest",
-                     margin={"l": 6, "r": 6, "t": 34, "b": 6})
+                     margin={"l": 6, "r": 46, "t": 34, "b": 6})  # room for the zoom's row numbers
     return {"data": data, "layout": layout, "config": PLOT_CONFIG}
 
 
+def param_names(transform: str | Transform) -> list[str]:
+    """Short names of a family's parameters, in θ's order (LaTeX): θ's entries, or a TPS control point's x and y."""
+    t = _transform(transform)
+    if isinstance(t, Attention):
+        return ["s", "t_x", "t_y"]
+    if isinstance(t, Projective):
+        return ["h_{11}", "h_{12}", "h_{13}", "h_{21}", "h_{22}", "h_{23}", "h_{31}", "h_{32}"]
+    if isinstance(t, ThinPlateSpline):
+        return [f"{axis}_{{{k + 1}}}" for k in range(t.grid_size**2) for axis in ("x", "y")]
+    return ["\\theta_{11}", "\\theta_{12}", "\\theta_{13}", "\\theta_{21}", "\\theta_{22}", "\\theta_{23}"]
+
+
+def kernel_gradient(
+    image: np.ndarray, transform: str | Transform, params: Sequence[float] | np.ndarray | torch.Tensor,
+    out_size: tuple[int, int], pixel: tuple[int, int], mode: str = "bilinear",
+) -> dict[str, object]:
+    """How one output pixel's value ``V`` moves with where it reads: the paper's eq. 6-7 and θ's share.
+
+    Autograd through the library's own grid generator and ``grid_sample`` (float64), for the output
+    pixel ``(row, col)`` of a crop of ``out_size`` made with ``params`` (one image's θ, ``(n_params,)``).
+
+    Returns:
+        ``value`` (V), ``dx`` and ``dy`` (∂V/∂x^s, ∂V/∂y^s per input pixel), ``dtheta`` (``(n_params,)``,
+        ∂V/∂θ) and ``names`` (:func:`param_names`).
+    """
+    t = _transform(transform)
+    img = torch.as_tensor(np.asarray(image, dtype=np.float64))
+    h, w = img.shape
+    theta = torch.as_tensor(np.asarray(params, dtype=np.float64)).reshape(1, -1).clone().requires_grad_(True)
+    row, col = pixel
+    grid = t.grid(theta, tuple(out_size))[:, row : row + 1, col : col + 1]  # (1, 1, 1, 2): this pixel's source point
+    grid.retain_grad()
+    v = F.grid_sample(img[None, None], grid, mode=mode, padding_mode="zeros", align_corners=False)
+    v.sum().backward()
+    v = v.detach()
+    gx, gy = (float(g) for g in grid.grad.reshape(2))
+    # normalised → pixel units: x_px = ((x + 1) W - 1) / 2, so ∂V/∂x_px = ∂V/∂x · 2 / W
+    return {"value": v.item(), "dx": gx * 2 / w, "dy": gy * 2 / h, "dtheta": theta.grad.reshape(-1).numpy(),
+            "names": param_names(t)}
+
+
+def _gradient_markdown(g: dict, mode: str) -> str:
+    """The gradient section of :func:`kernel_formula`."""
+    if mode != "bilinear":
+        return ("\n\n**The gradient.** The integer kernel is flat between pixel centres: "
+                "$\\partial V/\\partial x^s = \\partial V/\\partial y^s = 0$, so nothing reaches θ from this pixel. "
+                "The bilinear kernel's gradient (eq. 6-7) is what lets the localisation net learn.")
+    d = np.asarray(g["dtheta"], dtype=np.float64)
+    names = list(g["names"])
+    order = range(len(d)) if len(d) <= 8 else sorted(np.argsort(-np.abs(d))[:4])
+    theta = ", ".join(f"${names[i]}$: {d[i]:+.3f}" for i in order)
+    which = "" if len(d) <= 8 else f" (the 4 largest of {len(d)}: the control points' $x$ and $y$)"
+    return (
+        "\n\n**The gradient that trains it** (the paper's eq. 6 and 7). To the image: "
+        "$\\partial V/\\partial U_{nm}$ is each tap's weight above, so this pixel's error reaches only the pixels it read. "
+        "To the source point: $\\partial V/\\partial x^s = \\sum_n\\sum_m U_{nm}\\max(0, 1-|y^s-n|)\\,"
+        "\\mathrm{sign}(m-x^s)$ over the taps"
+        f" $= {g['dx']:+.3f}$ per pixel, and $\\partial V/\\partial y^s = {g['dy']:+.3f}$: moving the source point "
+        "right or down changes V that much. To θ, through the grid generator: "
+        f"$\\partial V/\\partial\\theta$ = ({theta}){which}. Summed over every pixel of the crop and the loss, "
+        "this is the localisation net's training signal."
+    )
+
+
 def kernel_formula(
-    image: np.ndarray, point: tuple[float, float], mode: str, pixel: tuple[int, int], head: int = 0
+    image: np.ndarray, point: tuple[float, float], mode: str, pixel: tuple[int, int], head: int = 0,
+    gradient: dict | None = None,
 ) -> str:
     """The paper's sampling formula and its value for one output pixel, as Markdown with LaTeX.
 
-    ``pixel`` is the output pixel ``(row, col)``; ``point`` its source point, normalised.
+    ``pixel`` is the output pixel ``(row, col)``; ``point`` its source point, normalised;
+    ``gradient`` (:func:`kernel_gradient`) adds how V changes with the image, the point and θ.
     """
     img = np.asarray(image, dtype=np.float64)
     h, w = img.shape
@@ -791,16 +864,19 @@ def kernel_formula(
         general = r"$$V_i = \sum_{n}^{H}\sum_{m}^{W} U_{nm}\,\delta(\lfloor x_i^s + 0.5\rfloor - m)\,\delta(\lfloor y_i^s + 0.5\rfloor - n)$$"
         name = "integer (nearest) kernel (the paper's eq. 4)"
     value = sum(wt * img[r, c] for r, c, wt in taps)
-    terms = " + ".join(rf"{wt:.2f}\cdot {img[r, c]:.2f}" for r, c, wt in taps) or "0"
+    terms = " + ".join(rf"{wt:.3f}\cdot {img[r, c]:.3f}" for r, c, wt in taps) or "0"
+    # the printed factors, summed, may miss the value in the last digit: then say "≈"
+    printed = sum(round(wt, 3) * round(float(img[r, c]), 3) for r, c, wt in taps)
+    equals = "=" if round(printed, 3) == round(value, 3) else r"\approx"
     outside = "" if taps else " The source point lies outside the input, so it reads zero padding."
     short = (sum(wt for _, _, wt in taps) < 0.999 and taps)
     edge = " Part of the kernel falls outside the input and reads zeros." if short else ""
     return (
         f"**Output pixel** (row {row}, col {col}) of head {head + 1} reads the input at "
         f"$(x^s, y^s) = ({sx:.2f}, {sy:.2f})$ px, with the {name}:\n\n{general}\n\n"
-        f"$$V = {terms} = {value:.3f}$$\n\n"
-        + "".join(f"- $U_{{{r},{c}}} = {img[r, c]:.3f}$, weight ${wt:.3f}$\n" for r, c, wt in taps)
-        + outside + edge
+        f"$$V = {terms} {equals} {value:.3f}$$\n\n"
+        + "".join(f"- $U_{{{r},{c}}} = {img[r, c]:.3f}$ (row {r}, column {c}), weight ${wt:.3f}$\n" for r, c, wt in taps)
+        + outside + edge + (_gradient_markdown(gradient, mode) if gradient is not None else "")
     )
 
 

@@ -288,7 +288,7 @@ class TestKernel:
             recon = sum(w * float(img[0, 0, rr, cc]) for rr, cc, w in taps)
             assert recon == pytest.approx(float(out[0, 0, r, c]), abs=1e-5)
             text = viz.kernel_formula(img[0, 0].numpy(), pt, mode, (r, c))
-            value = float(re.search(r"= (-?[0-9.]+)\$\$", text).group(1))
+            value = float(re.search(r"(?:=|\\approx) (-?[0-9.]+)\$\$", text).group(1))
             assert value == pytest.approx(float(out[0, 0, r, c]), abs=2e-3)
             assert f"row {r}, col {c}" in text
 
@@ -302,6 +302,42 @@ class TestKernel:
         assert "xaxis2" in fig["layout"]
         nearest = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "nearest")
         assert sum(1 for t in nearest["data"] if t.get("name") == "weight") == 1
+
+    @pytest.mark.parametrize("family", ["affine", "attention", "projective", "tps"])
+    def test_gradient_is_the_papers_eq_7_and_moves_v_as_theta_moves(self, family):
+        """∂V/∂x^s and ∂V/∂y^s are eq. 7 over the four taps; ∂V/∂θ is what a small change of θ does to V
+        (central differences through the grid generator and grid_sample); the nearest kernel has none."""
+        from stn.transforms import get
+
+        t = get(family)
+        rng = np.random.default_rng(1)
+        img = rng.random((24, 20))
+        theta = t.identity(1)[0].double().numpy() * 0.8 + rng.normal(0, 0.05, t.n_params)
+        out, pixel = (10, 9), (4, 6)
+        g = viz.kernel_gradient(img, t, theta, out, pixel)
+        r, c = pixel
+        pt = viz.map_points(t, theta, np.array([[(2 * c + 1) / out[1] - 1, (2 * r + 1) / out[0] - 1]]))[0]
+        x, y = ((pt[0] + 1) * 20 - 1) / 2, ((pt[1] + 1) * 24 - 1) / 2
+        m0, n0 = int(np.floor(x)), int(np.floor(y))
+        fx, fy = x - m0, y - n0
+        u = lambda n, m: img[n, m] if 0 <= n < 24 and 0 <= m < 20 else 0.0  # noqa: E731 - zero padding
+        dx = (1 - fy) * (u(n0, m0 + 1) - u(n0, m0)) + fy * (u(n0 + 1, m0 + 1) - u(n0 + 1, m0))
+        dy = (1 - fx) * (u(n0 + 1, m0) - u(n0, m0)) + fx * (u(n0 + 1, m0 + 1) - u(n0, m0 + 1))
+        assert g["dx"] == pytest.approx(dx, abs=1e-9) and g["dy"] == pytest.approx(dy, abs=1e-9)
+
+        def v(th):
+            return viz.kernel_gradient(img, t, th, out, pixel)["value"]
+
+        for i in range(t.n_params):
+            e = np.zeros(t.n_params)
+            e[i] = 1e-6
+            assert g["dtheta"][i] == pytest.approx((v(theta + e) - v(theta - e)) / 2e-6, abs=1e-5)
+        assert len(g["names"]) == t.n_params
+        text = viz.kernel_formula(img, tuple(pt), "bilinear", pixel, 0, g)
+        assert "The gradient that trains it" in text and f"{g['dx']:+.3f}" in text
+        nearest = viz.kernel_gradient(img, t, theta, out, pixel, "nearest")
+        assert nearest["dx"] == nearest["dy"] == 0 and not np.any(nearest["dtheta"])
+        assert "flat between pixel centres" in viz.kernel_formula(img, tuple(pt), "nearest", pixel, 0, nearest)
 
     def test_outside_reads_padding(self):
         assert viz.nearest_tap((5.0, 5.0), (10, 10)) == []
