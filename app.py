@@ -1085,7 +1085,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
         # ------------------------------------------------------------------ θ playground
         with gr.Tab("θ playground", id="playground"):
             gr.Markdown("Change θ by hand and watch the grid, the crop and the classifier's answer follow. Which θ makes "
-                        "the digit readable, and which loses it? The sliders start from the θ the transformer predicted.")
+                        "the digit readable, and which loses it? The sliders start from the θ the transformer predicted. "
+                        "θ maps each pixel of the crop to the point of the input it reads (a backward mapping): a scale "
+                        "under 1 reads a smaller window, so the crop zooms in; shear slants the grid's columns "
+                        "(θ = R·[[s_x, s_x·shear], [0, s_y]]). Another model's family shows other sliders.")
             pg_params = gr.State(None)
             pg_verdict = gr.Markdown(PG_EMPTY)
             with gr.Row(equal_height=False):
@@ -1148,7 +1151,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=260):
                     inv_rot = gr.Slider(-180, 180, value=0, step=5, label="rotate the input (° anticlockwise)")
-                    inv_scale = gr.Slider(0.5, 1.6, value=1.0, step=0.05, label="scale the input")
+                    inv_scale = gr.Slider(0.5, 1.6, value=1.0, step=0.05, label="scale the input (× factor)")
                     inv_dx = gr.Slider(-18, 18, value=0, step=1, label="shift x (px)")
                     inv_dy = gr.Slider(-18, 18, value=0, step=1, label="shift y (px)")
                     inv_text = gr.Markdown()
