@@ -341,6 +341,20 @@ def _queue_call(port: int, session: str, fn_index: int, data: list, trigger: int
     raise AssertionError(f"event {fn_index} did not complete within {timeout:.0f} s")
 
 
+def _upload(port: int, data: bytes, name: str) -> dict:
+    """POST ``data`` to ``/gradio_api/upload`` as the page does → the FileData a request sends."""
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("POST", "/gradio_api/upload", body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        path = json.loads(conn.getresponse().read())[0]
+    finally:
+        conn.close()
+    return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
 @pytest.mark.slow
 def test_crafted_event_values_are_refused(app_port):
     """The page's events take only what their controls can send: values a crafted request puts out of a
@@ -366,14 +380,7 @@ def test_crafted_event_values_are_refused(app_port):
         return _queue_call(app_port, session, dep["id"], data, trigger)
 
     example = min((REPO / "assets" / "examples").glob("*.png"))
-    boundary = uuid.uuid4().hex
-    upload = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{example.name}"\r\n'
-              "Content-Type: image/png\r\n\r\n").encode() + example.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=60)
-    conn.request("POST", "/gradio_api/upload", body=upload, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    path = json.loads(conn.getresponse().read())[0]
-    conn.close()
-    image = {"path": path, "orig_name": example.name, "meta": {"_type": "gradio.FileData"}}
+    image = _upload(app_port, example.read_bytes(), example.name)
     assert call("predict", {"A picture of a digit": image})["success"], "the example was not read"
 
     rotation, scale_x = "rotation of the grid (° anticlockwise)", "scale x (< 1 zooms in)"
@@ -423,14 +430,7 @@ def test_an_outsized_drawing_is_refused_before_it_is_decoded(app_port, tmp_path)
         ImageDraw.Draw(img).line([(size // 2, size // 5), (size // 2, 4 * size // 5)], fill=(249, 115, 22, 255), width=size // 25)
         path = tmp_path / f"layer-{size}.png"
         img.save(path)
-        boundary = uuid.uuid4().hex
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="layer_0.png"\r\n'
-                "Content-Type: image/png\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-        conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=60)
-        conn.request("POST", "/gradio_api/upload", body=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        server_path = json.loads(conn.getresponse().read())[0]
-        conn.close()
-        return {"path": server_path, "orig_name": "layer_0.png", "meta": {"_type": "gradio.FileData"}}
+        return _upload(app_port, path.read_bytes(), "layer_0.png")
 
     big = 5000
     assert big * big > SKETCH_MAX_PIXELS
