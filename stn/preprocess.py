@@ -97,32 +97,41 @@ def _name(source: object) -> str:
 
 def _from_array(source: object, label: str) -> Image.Image:
     """A numpy array or a torch tensor as a PIL image: grey ``(H, W)``, colour ``(H, W, 3|4)`` or
-    ``(3|4, H, W)``, leading axes of size 1 dropped (a ``(1, 1, H, W)`` model input reads too)."""
-    if isinstance(source, torch.Tensor):
-        t = source.detach().cpu()
-        a = (t.float() if t.is_floating_point() else t).numpy()
-    else:
-        a = np.asarray(source)
-    shape = tuple(a.shape)
-    while a.ndim > 2 and a.shape[0] == 1 and (a.ndim > 3 or a.shape[-1] not in (1, 3, 4)):
-        a = a[0]
-    if a.ndim == 3 and a.shape[0] in (1, 3, 4) and a.shape[-1] not in (1, 3, 4):
-        a = np.moveaxis(a, 0, -1)  # channels first
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] not in (3, 4)):
+    ``(3|4, H, W)``, leading axes of size 1 dropped (a ``(1, 1, H, W)`` model input reads too).
+    The layout and the size are checked on the shape, before any pixel is copied."""
+    shape = tuple(int(n) for n in source.shape)  # type: ignore[attr-defined]
+    dims = list(shape)
+    while len(dims) > 2 and dims[0] == 1 and (len(dims) > 3 or dims[-1] not in (1, 3, 4)):
+        dims.pop(0)
+    first = len(dims) == 3 and dims[0] in (1, 3, 4) and dims[-1] not in (1, 3, 4)  # channels first
+    if len(dims) not in (2, 3) or (len(dims) == 3 and (dims[0] if first else dims[-1]) not in (1, 3, 4)):
         raise ImageError(f"{label}: an array of shape {shape} is not a picture: send (H, W) grey, (H, W, 3) RGB or "
                          "(H, W, 4) RGBA.")
+    h, w = (dims[1], dims[2]) if first else (dims[0], dims[1])
+    if h * w > MAX_PIXELS:
+        raise ImageError(f"{label}: {w}×{h} pixels is too large (limit {MAX_PIXELS // 1_000_000} megapixels). "
+                         "Send a smaller image.")
+    lead = (0,) * (len(shape) - len(dims))
+    if isinstance(source, torch.Tensor):
+        t = source.detach().cpu()[lead]
+        t = t.movedim(0, -1) if first else t
+        a = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t).numpy()
+    else:
+        a = np.asarray(source)[lead]
+        a = np.moveaxis(a, 0, -1) if first else a
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     if a.dtype == bool:
         a = a.astype(np.uint8) * 255
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ImageError(f"{label}: an array of {a.dtype} is not a picture: send numbers (uint8 0-255, or floats).")
     if a.ndim == 2:  # grey: floats and wide integers keep their own range (as a 16-bit or float TIFF does)
         return Image.fromarray(a, "L") if a.dtype == np.uint8 else Image.fromarray(a.astype(np.float32), "F")
-    if a.dtype != np.uint8:  # colour: floats in [0, 1] or 0-255; integers 0-255 or wider
-        a = np.nan_to_num(a.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        top = float(a.max(initial=0.0))
-        a = np.clip(a * (255.0 if top <= 1.0 else 255.0 / top if top > 255 else 1.0), 0, 255).round().astype(np.uint8)
+    if a.dtype != np.uint8:  # colour: floats in [0, 1] or 0-255; integers 0-255 or wider (one float32 copy)
+        f = np.nan_to_num(a.astype(np.float32), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(f.max(initial=0.0))
+        f *= 255.0 if top <= 1.0 else 255.0 / top if top > 255 else 1.0
+        a = np.rint(np.clip(f, 0, 255, out=f)).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(a), "RGB" if a.shape[-1] == 3 else "RGBA")
 
 

@@ -17,7 +17,7 @@ def _positive_ints(values, n: int, what: str) -> tuple[int, ...]:
     try:
         out = tuple(int(v) for v in values)
         exact = all(int(v) == v for v in values)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         out, exact = (), False
     if len(out) != n or not exact or min(out) < 1:
         raise ValueError(f"{what} must be {n} positive whole numbers, got {values!r}")
@@ -130,7 +130,7 @@ class SpatialTransformer(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"the input is {x.dtype}: pixels must be floats, e.g. in [0, 1] (x.to({weight.dtype}) / 255 "
                             "for 8-bit images)")
-        if x.dtype != weight.dtype:
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast mixes them by design
             raise TypeError(f"the input is {x.dtype} but the transformer's weights are {weight.dtype}: convert one to "
                             f"the other (x.to({weight.dtype}) or module.to({x.dtype}))")
 

@@ -956,7 +956,7 @@ def rotation_verdict(model: str, followed: float | None, within: float, upright_
         return f"`{model}` has no transformer: nothing turns the digit back; the classifier reads it as it is."
 
     def share(v: float) -> str:  # a grid that turns against the input says so
-        return f"{v:.0%} of the turn" if v >= 0 or round(v, 2) == 0 else f"{-v:.0%} of the turn the other way"
+        return f"{max(v, 0.0):.0%} of the turn" if v >= -0.005 else f"{-v:.0%} of the turn the other way"
 
     measured = f"{share(followed)}, on {on} turned up to ±{within:.0f}°"
     if not can_turn:

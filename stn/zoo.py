@@ -55,8 +55,8 @@ def load_card(name: str, directory: Path | None = None) -> dict:
 
 
 @lru_cache(maxsize=64)
-def _read(name: str, directory: str, mtime: float) -> tuple[dict, dict[str, torch.Tensor]]:
-    """A model's card and weights (CPU), read once per file version."""
+def _read(name: str, directory: str, versions: tuple[float, float]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A model's card and weights (CPU), read once per version of the two files (``versions``: their mtimes)."""
     d = Path(directory)
     return load_card(name, d), load_file(str(d / f"{name}.safetensors"), device="cpu")
 
@@ -76,7 +76,7 @@ def load_model(name: str = DEFAULT_MODEL, device: torch.device | str | None = No
     if not weights.exists():
         load_card(name, d)  # an unknown name: its message lists the known ones
         raise UnknownModelError(f"Model {name!r} has a card in {d} but no weights ({weights.name}).")
-    card, state = _read(name, str(d), weights.stat().st_mtime)
+    card, state = _read(name, str(d), (weights.stat().st_mtime, (d / f"{name}.json").stat().st_mtime))
     model = STClassifier(ModelConfig.from_dict(card["config"]))
     model.load_state_dict(state)
     model.name = name  # type: ignore[attr-defined]

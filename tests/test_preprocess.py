@@ -661,6 +661,14 @@ class TestWhatAPictureMayBe:
         with pytest.raises(ImageError, match=phrase):
             prepare(source, (56, 56), 38.0)
 
+    def test_a_huge_array_is_refused_by_its_shape(self):
+        """As a file of that size is: before a pixel is copied (a 7000×7000 float array took 5.5 s and 4 GB)."""
+        import torch
+
+        for huge in (np.broadcast_to(np.float32(0.5), (7000, 7000, 3)), torch.zeros(1, 3, 7000, 7000).expand(1, 3, 7000, 7000)):
+            with pytest.raises(ImageError, match="7000×7000 pixels is too large"):
+                prepare(huge, (56, 56), 38.0)
+
     def test_a_folder_and_a_text_file(self, tmp_path):
         with pytest.raises(ImageError, match="is a folder, not a picture file"):
             prepare(tmp_path, (56, 56), 38.0)

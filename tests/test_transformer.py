@@ -200,6 +200,7 @@ class TestSpatialTransformer:
     @pytest.mark.parametrize("kwargs,match", [
         ({"out_size": (0, 5)}, "out_size"), ({"out_size": (-1, 5)}, "out_size"), ({"out_size": (5.5, 5)}, "out_size"),
         ({"out_size": (5, 5, 5)}, "out_size"), ({"mode": "bicubic"}, "mode"), ({"padding": "reflect"}, "padding"),
+        ({"out_size": (float("inf"), 5)}, "out_size"),
     ])
     def test_bad_settings_refused_when_built(self, kwargs, match):
         with pytest.raises(ValueError, match=match):
@@ -220,6 +221,13 @@ class TestSpatialTransformer:
         x = torch.rand(3, 1, 20, 20)
         for got, want in zip(traced(x), st(x)):
             torch.testing.assert_close(got, want)
+
+    def test_runs_under_autocast(self):
+        """Under autocast a bfloat16 input meets float32 weights by design: no dtype complaint then."""
+        st = SpatialTransformer((1, 16, 16), localization="fc")
+        with torch.autocast("cpu", torch.bfloat16):
+            y, theta = st(torch.rand(2, 1, 16, 16).bfloat16())
+        assert y.shape == (2, 1, 16, 16) and theta.shape == (2, 6)
 
     def test_exports_with_a_dynamic_batch(self):
         """torch.export with the batch dimension left free: one pooling operation in the graph, whatever the batch."""

@@ -644,7 +644,8 @@ def test_bound_values_and_gradients_entry_by_entry(name):
 
 def test_constant_caches_keep_to_their_budget():
     """Grids at large output sizes are made, used and let go: each constant cache holds at most
-    ``CACHE_BYTES`` (it held every size it had seen, 64 of them, hundreds of MB at 2048×2048)."""
+    ``CACHE_BYTES`` besides its newest entry (it held every size it had seen, 64 of them, hundreds of MB
+    at 2048×2048)."""
     from stn import transforms
 
     caches = (transforms._base_grid_cached, transforms._homogeneous_base_t, transforms._grid_matrix)
@@ -654,5 +655,23 @@ def test_constant_caches_keep_to_their_budget():
         grid = affine.grid(affine.identity(1), (side, side))
         assert grid.shape == (1, side, side, 2)
         torch.testing.assert_close(grid[0, 0, 0], torch.tensor([-1 + 1 / side, -1 + 1 / side]))
+    torch.testing.assert_close(affine.grid(affine.identity(2), (12, 9)), small)  # the newest now: the large ones go
     assert all(c.cache_bytes() <= transforms.CACHE_BYTES for c in caches)
-    torch.testing.assert_close(affine.grid(affine.identity(2), (12, 9)), small)
+
+
+def test_the_newest_constant_stays_however_large():
+    """A constant over the budget is kept while it is the newest: calls at one large size (a TPS's weights at
+    600×600 took a 0.35 s solve on every call when it was not cached) find it; the next one replaces it."""
+    from stn.transforms import _constant_cache
+
+    made = []
+
+    @_constant_cache(maxsize=4, max_bytes=1000)
+    def big(n: int) -> torch.Tensor:
+        made.append(n)
+        return torch.zeros(n)
+
+    assert big(500) is big(500) and made == [500]  # 2,000 bytes: over the budget, kept as the newest
+    big(10)
+    big(500)
+    assert made == [500, 10, 500] and big.cache_bytes() == 2000  # evicted by a newer one, then made again

@@ -371,6 +371,8 @@ class TestCharts:
         text = viz.rotation_verdict("r", 0.21, 90, "r-up", on="96 test digits", picture=-0.3)
         assert "turns its grid a little** (21% of the turn, on 96 test digits" in text and "near flat" not in text
         assert "On this picture: 30% of the turn the other way." in text
+        text = viz.rotation_verdict("r", -0.004, 45, None, picture=-0.003)  # a hair the other way is 0%, not "-0%"
+        assert "(0% of the turn, on" in text and "On this picture: 0%." in text and "-0%" not in text
         assert "no transformer" in viz.rotation_verdict("wild-cnn", None, 90, "r-up")
         # a task without turns, and a family that cannot turn: not "its classifier learnt to read turned digits"
         text = viz.rotation_verdict("p", -0.1, 45, None, on="96 test digits", trained_on_turns=False)

@@ -106,6 +106,12 @@ def test_each_load_is_a_model_of_its_own(tmp_path) -> None:
     os.utime(tmp_path / "mine.safetensors", (1e9, 2e9))
     torch.testing.assert_close(load_model("mine", device="cpu", directory=tmp_path).st.localization.head.bias,
                                model.st.localization.head.bias)
+    card = json.loads((tmp_path / "mine.json").read_text())  # a card rewritten alone (stn calibrate --write)
+    card["calibration"] = {"sure_logit": 99.0}
+    (tmp_path / "mine.json").write_text(json.dumps(card))
+    os.utime(tmp_path / "mine.json", (1e9, 3e9))
+    again = load_model("mine", device="cpu", directory=tmp_path)
+    assert again.sure_logit == 99.0 and again.card["calibration"]["sure_logit"] == 99.0
 
 
 @pytest.mark.parametrize("x,error,match", [

@@ -39,32 +39,28 @@ def _web_address(value: Any) -> bool:
     return isinstance(value, str) and value.lstrip().lower().startswith(("http://", "https://", "//", "ftp://"))
 
 
-def _fetches(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` (a request's inputs, as JSON) holds a file whose path is a web address:
-    the one thing Gradio would download."""
-    if depth > 8:
-        return False
-    if isinstance(value, dict):
-        if _web_address(value.get("path")):
-            return True
-        return any(_fetches(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_fetches(v, depth + 1) for v in value)
-    return False
+def _values(inputs: Any) -> Any:
+    """Every dict, list and leaf value in ``inputs`` (a request's JSON), at any depth: Gradio walks files
+    at any depth too. Iterative, so a deeply nested request cannot exhaust the stack."""
+    stack = [inputs]
+    while stack:
+        value = stack.pop()
+        yield value
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
 
 
-def _not_finite(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` holds NaN or an infinity: JSON from a browser never does (its NaN is null),
+def _fetches(inputs: Any) -> bool:
+    """Whether ``inputs`` hold a file whose path is a web address: the one thing Gradio would download."""
+    return any(isinstance(v, dict) and _web_address(v.get("path")) for v in _values(inputs))
+
+
+def _not_finite(inputs: Any) -> bool:
+    """Whether ``inputs`` hold NaN or an infinity: JSON from a browser never does (its NaN is null),
     and a slider's range check lets NaN through (every comparison with it is false)."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if depth > 8:
-        return False
-    if isinstance(value, dict):
-        return any(_not_finite(v, depth + 1) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_not_finite(v, depth + 1) for v in value)
-    return False
+    return any(isinstance(v, float) and not math.isfinite(v) for v in _values(inputs))
 
 
 def _reason(exc: BaseException) -> str:
@@ -100,8 +96,11 @@ def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> No
         except Exception as exc:  # noqa: BLE001 - a request Gradio cannot take gets a sentence, not {"error": null}
             name = block_fn.api_name or getattr(block_fn, "name", None) or "this"
             log.warning("request refused before %s ran: %s", name, _reason(exc))
-            raise gr.Error(f"This request does not fit the {name} endpoint ({_reason(exc)}). The inputs it takes are "
-                           "listed at /gradio_api/info.", title="Cannot read the request") from None
+            listed = str(getattr(block_fn, "api_visibility", "public")) == "public"
+            where = ("The inputs it takes are listed at /gradio_api/info." if listed else
+                     "It is one of the page's own events, not an API endpoint: reload the page.")
+            raise gr.Error(f"This request does not fit the {name} endpoint ({_reason(exc)}). {where}",
+                           title="Cannot read the request") from None
 
     blocks.preprocess_data = preprocess_data  # type: ignore[method-assign]
 
