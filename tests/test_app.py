@@ -750,7 +750,7 @@ def test_client_read(app, client, tmp_path):
 
 @pytest.mark.slow
 def test_rest_read_refuses_paths_not_uploaded(app, client, tmp_path):
-    from webui.guard import NOT_A_URL, NOT_UPLOADED
+    from webui.guard import NOT_UPLOADED
 
     _, port = client
     good = digit_png(tmp_path / "d.png")

@@ -9,7 +9,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from webui.guard import NOT_A_URL, guard_requests  # noqa: E402
+from webui.guard import NOT_A_URL, guard_requests
 
 
 def _nest(value: object, depth: int) -> object:

@@ -639,18 +639,18 @@ class TestWhatAPictureMayBe:
         img.save(path)
         want = prepare(path, (56, 56), 38.0).tensor
         grey = np.array(img)
-        forms = {
-            "str": str(path), "bytes": path.read_bytes(), "bytearray": bytearray(path.read_bytes()),
-            "memoryview": memoryview(path.read_bytes()), "open file": open(path, "rb"), "BytesIO": io.BytesIO(path.read_bytes()),
-            "uint8 (H, W)": grey, "float (H, W)": grey / 255.0, "uint8 (H, W, 3)": np.repeat(grey[..., None], 3, -1),
-            "float (H, W, 4)": np.concatenate([np.repeat(grey[..., None], 3, -1) / 255.0, np.ones((90, 90, 1))], -1),
-            "tensor (1, 1, H, W)": torch.from_numpy(grey).float()[None, None] / 255, "tensor (3, H, W) uint8":
-            torch.from_numpy(np.repeat(grey[None], 3, 0)), "int32 (H, W)": grey.astype(np.int32) * 100,
-        }
-        for name, form in forms.items():
-            got = prepare(form, (56, 56), 38.0).tensor
-            torch.testing.assert_close(got, want, atol=2e-3, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
-        forms["open file"].close()
+        with open(path, "rb") as opened:
+            forms = {
+                "str": str(path), "bytes": path.read_bytes(), "bytearray": bytearray(path.read_bytes()),
+                "memoryview": memoryview(path.read_bytes()), "open file": opened, "BytesIO": io.BytesIO(path.read_bytes()),
+                "uint8 (H, W)": grey, "float (H, W)": grey / 255.0, "uint8 (H, W, 3)": np.repeat(grey[..., None], 3, -1),
+                "float (H, W, 4)": np.concatenate([np.repeat(grey[..., None], 3, -1) / 255.0, np.ones((90, 90, 1))], -1),
+                "tensor (1, 1, H, W)": torch.from_numpy(grey).float()[None, None] / 255, "tensor (3, H, W) uint8":
+                torch.from_numpy(np.repeat(grey[None], 3, 0)), "int32 (H, W)": grey.astype(np.int32) * 100,
+            }
+            for name, form in forms.items():
+                got = prepare(form, (56, 56), 38.0).tensor
+                torch.testing.assert_close(got, want, atol=2e-3, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
 
     @pytest.mark.parametrize(("source", "phrase"), [
         (None, "expected a picture .* got NoneType"), (3.5, "got float"), ("", "no file name given"),

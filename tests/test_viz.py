@@ -320,7 +320,7 @@ class TestKernel:
         x, y = ((pt[0] + 1) * 20 - 1) / 2, ((pt[1] + 1) * 24 - 1) / 2
         m0, n0 = int(np.floor(x)), int(np.floor(y))
         fx, fy = x - m0, y - n0
-        u = lambda n, m: img[n, m] if 0 <= n < 24 and 0 <= m < 20 else 0.0  # noqa: E731 - zero padding
+        u = lambda n, m: img[n, m] if 0 <= n < 24 and 0 <= m < 20 else 0.0  # zero padding
         dx = (1 - fy) * (u(n0, m0 + 1) - u(n0, m0)) + fy * (u(n0 + 1, m0 + 1) - u(n0 + 1, m0))
         dy = (1 - fx) * (u(n0 + 1, m0) - u(n0, m0)) + fx * (u(n0 + 1, m0 + 1) - u(n0, m0 + 1))
         assert g["dx"] == pytest.approx(dx, abs=1e-9) and g["dy"] == pytest.approx(dy, abs=1e-9)

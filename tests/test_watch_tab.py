@@ -156,6 +156,9 @@ def test_tab_served_and_driven_by_gradio_client(zoo, tmp_path, monkeypatch) -> N
 
         probe, _crops, _curve, info = client.predict("w-affine", 6, api_name="/replay_frame")
         assert "step 6 of 6" in info and json.loads(probe["plot"])["layout"]["height"] == 380
+        # past the slider's first maximum (another model may have more snapshots): its last snapshot, no error
+        probe, _crops, _curve, info = client.predict("w-affine", 500, api_name="/replay_frame")
+        assert "step 6 of 6" in info
 
         job = client.submit("affine", "rts", 50, "3e-3", 0, api_name="/train_live")
         outs = job.result(timeout=600) and job.outputs()

@@ -23,7 +23,7 @@ import gradio as gr
 from gradio.exceptions import InvalidPathError
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["NOT_A_URL", "NOT_UPLOADED", "SKETCH_MAX_PIXELS", "SKETCH_MAX_LAYERS", "guard_requests", "bounded_sketch"]
+__all__ = ["NOT_A_URL", "NOT_UPLOADED", "SKETCH_MAX_LAYERS", "SKETCH_MAX_PIXELS", "bounded_sketch", "guard_requests"]
 
 log = logging.getLogger("stn.app")
 
@@ -108,14 +108,16 @@ def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> No
 def _pixels(image: Any) -> tuple[int, int]:
     """Width and height of a drawing's image (a file Gradio stored, or its bytes), from its header alone."""
     path = getattr(image, "path", None)
-    source = path if isinstance(path, str) else io.BytesIO(bytes(image)) if isinstance(image, (bytes, bytearray, memoryview)) else None
+    source = (path if isinstance(path, str) else
+              io.BytesIO(bytes(image)) if isinstance(image, (bytes, bytearray, memoryview)) else None)
     if source is None:
         raise gr.Error("The drawing's layers are not images: send PNG files.", title="Cannot read the drawing")
     try:
         with Image.open(source) as img:  # reads the header, decodes nothing
             return img.size
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-        raise gr.Error("The drawing's layers are not images we can read: send PNG files.", title="Cannot read the drawing") from None
+        raise gr.Error("The drawing's layers are not images we can read: send PNG files.",
+                       title="Cannot read the drawing") from None
 
 
 def bounded_sketch(component: gr.ImageEditor, max_pixels: int = SKETCH_MAX_PIXELS,

@@ -157,6 +157,11 @@ def _replay_frame(name: str, index: int) -> tuple[PlotData, np.ndarray, PlotData
     return probe, mosaic, curve, " · ".join(parts)
 
 
+def _from_zero(payload: float | None) -> float | None:
+    """The snapshot slider's value as sent, from 0 up: :func:`render_replay` stops at the model's last snapshot."""
+    return None if payload is None else max(float(payload), 0.0)
+
+
 def show_replay(name: str | None):
     """Model picked: reset the slider to its snapshots and show the first one."""
     if not name:
@@ -333,6 +338,9 @@ def build_watch_tab() -> None:
             except Exception:  # noqa: BLE001 -- a broken replay must not keep the app from starting
                 n_snap = 2
             slider = gr.Slider(0, max(n_snap - 1, 1), value=0, step=1, label="Snapshot", scale=4)
+            # The maximum the page shows is the model's own snapshot count; a script calling replay_frame for
+            # another model, with no session, would meet the first model's. Past the end reads the last snapshot.
+            slider.preprocess = _from_zero  # type: ignore[method-assign]
             play = gr.Button("▶ Play", scale=1, min_width=90)
             pause = gr.Button("⏸ Pause", scale=1, min_width=90)
         replay_info = gr.Markdown(
