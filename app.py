@@ -1208,6 +1208,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     ]
     # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
     draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
+    # "Clear canvas" leaves no tool selected ("select the draw tool to start"): the next stroke would draw nothing
+    sketch.clear(None, None, None, js="() => { window.__stnBrush = false; (" + SELECT_BRUSH_JS + ")(); }")
     reads.append(model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private"))
     for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it
         read.failure(cleared_views, None, main_outputs, api_visibility="private", show_progress="hidden")

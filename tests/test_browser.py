@@ -8,6 +8,7 @@ the page at phone width and in dark mode, a number uploaded at phone width (its 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -163,6 +164,18 @@ def test_upload_and_draw(url, browser_context):
     _wait_for_views(page, expect, 2 if has_st else 0)
     assert stats["started"] == started, stats  # the sketchpad's own uploads are not read ahead
     _shot(page, "03-drawn")
+    # "Clear canvas" left no tool selected, so the next stroke drew nothing: the brush is picked again
+    page.locator('#stn-sketch button[aria-label="Clear canvas"]').click()
+    expect(page.locator('#stn-sketch button[aria-label="Brush"]')).to_have_class(re.compile(r"\bhighlight\b"))
+    expect(page.locator("#stn-sketch")).not_to_contain_text("select the draw tool")
+    before = crops.get_attribute("src")
+    x1 = box["x"] + box["width"] * 0.3
+    page.mouse.move(x1, y0)
+    page.mouse.down()
+    for i in range(1, 21):
+        page.mouse.move(x1 + i * 3, y0 + i * box["height"] * 0.03, steps=2)
+    page.mouse.up()
+    expect(crops).not_to_have_attribute("src", before)
     assert not errors, errors
 
 
