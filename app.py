@@ -61,6 +61,7 @@ from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
 from webui.guard import NOT_A_URL, NOT_UPLOADED, bounded_sketch, guard_requests
 from webui.read_ahead import ReadAhead
+from webui.refusal import refusal
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
     import spaces  # type: ignore[import-not-found]
@@ -164,7 +165,7 @@ def raw_file_input(component: gr.Image) -> gr.Image:
         try:
             return stock(payload)
         except Exception:  # noqa: BLE001 - any failure to decode is the same answer to the user
-            raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
+            raise refusal("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
 
     component.preprocess = preprocess  # type: ignore[method-assign]
     return component
@@ -185,12 +186,12 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except ImageError as exc:
-            raise gr.Error(str(exc), title="Cannot read the image") from None
+            raise refusal(str(exc), title="Cannot read the image") from None
         except UnknownModelError as exc:
-            raise gr.Error(str(exc), title="Unknown model") from None
+            raise refusal(str(exc), title="Unknown model") from None
         except Exception as exc:  # noqa: BLE001 - never a traceback in the browser
             log.error("%s failed: %s", fn.__name__, traceback.format_exc())
-            raise gr.Error(f"Something went wrong while reading this image ({type(exc).__name__}); please try another one.") from None
+            raise refusal(f"Something went wrong while reading this image ({type(exc).__name__}); please try another one.") from None
 
     return wrapper
 
@@ -301,11 +302,11 @@ def _infer(source: Any, model: str) -> Result:
 
 def _resolve_model(model: str | None) -> str:
     if model is not None and not isinstance(model, str):
-        raise gr.Error(f"The model is named by a string (e.g. {DEFAULT!r}), not a {type(model).__name__}; "
+        raise refusal(f"The model is named by a string (e.g. {DEFAULT!r}), not a {type(model).__name__}; "
                        "GET /gradio_api/call/models lists them.", title="Unknown model")
     if not model:
         if DEFAULT is None:
-            raise gr.Error(DEFAULT_NOTE)
+            raise refusal(DEFAULT_NOTE)
         return DEFAULT
     return ENGINE.resolve(model)
 
@@ -321,7 +322,7 @@ def read_file(image: str | None, model: str | None) -> tuple:
     HTML, θ as HTML, the JSON (``label``, ``probs``, ``theta``, ``model``, ...), and the session state.
     """
     if image is None or (isinstance(image, str) and not image.strip()):
-        raise gr.Error("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
+        raise refusal("No image: upload a picture of a digit, or draw one in the Draw tab.", title="Nothing to read")
     name = _resolve_model(model)
     global _last_model
     _last_model = name
@@ -347,7 +348,7 @@ def _upload_path(image: Any) -> str | None:
     try:
         payload = image if isinstance(image, FileData) else FileData(**image)
     except (TypeError, ValueError):  # not a dict, or not an upload's fields (pydantic's errors are ValueErrors)
-        raise gr.Error("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
+        raise refusal("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
     return upload.preprocess(payload)  # the Upload tab's image component (raw_file_input)
 
 
@@ -390,7 +391,7 @@ def sketch_image(value: dict | None) -> Image.Image:
         if comp.ndim == 3 and comp.shape[2] == 4 and comp[..., 3].min() < 255:
             alpha = comp[..., 3]
     if alpha is None or int(alpha.max()) < 32:
-        raise gr.Error("The sketchpad is empty: draw a digit first.", title="Nothing to read")
+        raise refusal("The sketchpad is empty: draw a digit first.", title="Nothing to read")
     rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
     rgba[..., 3] = alpha.astype(np.uint8)
     return Image.fromarray(rgba, "RGBA")
@@ -406,12 +407,16 @@ def predict_sketch(value: dict | None, model: str | None) -> tuple:
 
 
 def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
-    """:func:`predict_sketch` after each stroke: quietly nothing while the pad is empty."""
+    """:func:`predict_sketch` after each stroke; a pad left empty ("Clear canvas") empties the views.
+
+    The clearing's own event comes after any reading still in flight (``trigger_mode="always_last"``),
+    so the wiped drawing's reading never stays beside the empty pad.
+    """
     try:
         return predict_sketch(value, model)
     except gr.Error as exc:
         if "empty" in str(exc):
-            return tuple(gr.skip() for _ in range(N_MAIN + 1))
+            return cleared_pad()
         raise
 
 
@@ -425,6 +430,15 @@ def cleared_views() -> tuple:
     return (None, NOT_READ_HTML, "", None)
 
 
+PAD_CLEARED_HTML = ('<div id="stn-pad-cleared">The pad is clear: draw a digit, and it is read after each stroke.</div>')
+
+
+def cleared_pad() -> tuple:
+    """The main view and the session once the pad is cleared: emptied, since the reading beside the pad
+    was of the drawing just wiped (the teaching tabs, fed by the session, say there is no digit)."""
+    return (None, PAD_CLEARED_HTML, "", None, None)
+
+
 @user_errors
 def change_model(model: str | None, session: Session | None) -> tuple:
     """A new model: its note, and the current picture read again with it."""
@@ -434,7 +448,7 @@ def change_model(model: str | None, session: Session | None) -> tuple:
         # emptied, so that the last model's reading is not shown under the new model's name
         return (note, *cleared_views(), None)
     if isinstance(session.source, str) and not Path(session.source).is_file():  # deleted with Gradio's cache
-        raise gr.Error(UPLOAD_GONE, title="Read the digit again")
+        raise refusal(UPLOAD_GONE, title="Read the digit again")
     name = _resolve_model(model)
     result = _infer(session.picture(), name)
     return (note, *_main_outputs(result), Session.of(result, session.source))
@@ -792,15 +806,15 @@ def _uploaded_file(image: FileData | dict | str | None) -> str:
     """
     path = image.get("path") if isinstance(image, dict) else getattr(image, "path", image)
     if not isinstance(path, str) or not path.strip():
-        raise gr.Error("No image: upload a picture of a digit (POST /gradio_api/upload) and send its path.", title="Nothing to read")
+        raise refusal("No image: upload a picture of a digit (POST /gradio_api/upload) and send its path.", title="Nothing to read")
     if "://" in path:
-        raise gr.Error(NOT_A_URL, title="Cannot read the image")
+        raise refusal(NOT_A_URL, title="Cannot read the image")
     folder = os.path.realpath(get_upload_folder())
     real = os.path.realpath(path)
     if os.path.commonpath([folder, real]) != folder:
-        raise gr.Error(NOT_UPLOADED, title="Cannot read the image")
+        raise refusal(NOT_UPLOADED, title="Cannot read the image")
     if not os.path.isfile(real):
-        raise gr.Error(UPLOAD_GONE, title="Cannot read the image")
+        raise refusal(UPLOAD_GONE, title="Cannot read the image")
     return real
 
 
@@ -959,7 +973,7 @@ def load_example(evt: gr.SelectData) -> tuple:
     the cached outputs shown at once."""
     index = int(evt.index if not isinstance(evt.index, (list, tuple)) else evt.index[0])
     if not 0 <= index < len(EXAMPLES):
-        raise gr.Error("There is no such example.")
+        raise refusal("There is no such example.")
     path, model = EXAMPLES[index]
     return (path, model, model_note(model), *example_outputs(index), gr.Tabs(selected="upload"))
 
@@ -1209,6 +1223,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
     draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
     # "Clear canvas" leaves no tool selected ("select the draw tool to start"): the next stroke would draw nothing
+    # (the views are emptied by the .change the clearing fires: see predict_sketch_live)
     sketch.clear(None, None, None, js="() => { window.__stnBrush = false; (" + SELECT_BRUSH_JS + ")(); }")
     reads.append(model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private"))
     for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it

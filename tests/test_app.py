@@ -197,9 +197,13 @@ def test_sketch(tiny):
     out = tiny.predict_sketch(_sketch(), "wild-affine")
     assert out[3]["model"] == "wild-affine"
     postprocess(tiny, tiny.predict_sketch, out)
-    live = tiny.predict_sketch_live(_sketch(False), "wild-affine")  # quietly nothing while the pad is empty
-    assert len(live) == 5
+    # "Clear canvas" sends the empty pad: the wiped drawing's reading and its session go with it
+    live = tiny.predict_sketch_live(_sketch(False), "wild-affine")
+    assert live == tiny.cleared_pad() and len(live) == 5
+    assert live[0] is None and live[-1] is None and "pad is clear" in live[1] and live[3] is None
     postprocess(tiny, tiny.predict_sketch_live, live)
+    drawn = tiny.predict_sketch_live(_sketch(), "wild-affine")
+    assert drawn[3]["model"] == "wild-affine" and drawn[-1] is not None
 
 
 def test_change_model(tiny, tmp_path):

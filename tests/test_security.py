@@ -211,6 +211,9 @@ def _get(port: int, path: str, timeout: float = 30) -> tuple[int, bytes]:
         conn.close()
 
 
+_SERVER_LOGS: dict[int, Path] = {}  # app_port's port → the file its server logs to
+
+
 @pytest.fixture(scope="module")
 def app_port(tmp_path_factory):
     """``python app.py`` in a subprocess, as deployed, on a free port."""
@@ -222,6 +225,7 @@ def app_port(tmp_path_factory):
     log = tmp_path_factory.mktemp("log") / "app.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    _SERVER_LOGS[port] = log
     try:
         deadline = time.monotonic() + 240
         while True:
@@ -411,6 +415,48 @@ def test_crafted_event_values_are_refused(app_port):
         ok = call(name, values)
         assert ok["success"], f"{name} {values} failed after the crafted events: {json.dumps(ok)[:300]}"
     assert _get(app_port, "/gradio_api/info")[0] == 200
+
+
+def test_a_refusal_is_one_log_line_not_a_traceback(app_port):
+    """A refused upload, an empty sketchpad or an unknown model is the visitor's input, not a fault of the
+    server: each is logged as one line saying what was refused. Gradio printed each one's traceback, so
+    that the log of a Space that turns away junk looked like a server failing."""
+    log = _SERVER_LOGS[app_port]
+    start = log.stat().st_size
+    status, body = _get(app_port, "/config")
+    assert status == 200
+    config = json.loads(body)
+    deps = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
+    comps = {c["id"]: c for c in config["components"]}
+    session = uuid.uuid4().hex
+
+    def call(name: str, first: object, model: object = "r-affine") -> dict:
+        dep = deps[name]
+        data = [first, model] + [None] * (len(dep["inputs"]) - 2)
+        assert comps[dep["inputs"][1]]["type"] == "dropdown"
+        return _queue_call(app_port, session, dep["id"], data, dep["targets"][0][0] if dep.get("targets") else None)
+
+    text = _upload(app_port, b"this is not a picture", "digit.png")
+    example = min((REPO / "assets" / "examples").glob("*.png"))
+    refused = [
+        ("predict", text, "r-affine"),
+        ("predict", _upload(app_port, example.read_bytes(), example.name), "no-such-model"),
+        ("predict_sketch", {"background": None, "composite": None, "layers": []}, "r-affine"),
+    ]
+    for name, first, model in refused:
+        msg = call(name, first, model)
+        assert msg["success"] is False and msg["output"].get("error"), f"{name}: not refused: {json.dumps(msg)[:300]}"
+    deadline = time.monotonic() + 10
+    while True:  # the log is written by another process
+        with open(log, "rb") as f:
+            f.seek(start)
+            written = f.read().decode("utf-8", "replace")
+        if written.count("refused (") >= len(refused) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "Traceback" not in written, f"a refusal printed a traceback:\n{written[-3000:]}"
+    for phrase in ("digit.png: this is not an image", "no-such-model", "sketchpad is empty"):
+        assert phrase in written, f"no log line for the refusal ({phrase!r}):\n{written[-2000:]}"
 
 
 @pytest.mark.slow

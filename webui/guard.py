@@ -23,6 +23,8 @@ import gradio as gr
 from gradio.exceptions import InvalidPathError
 from PIL import Image, UnidentifiedImageError
 
+from webui.refusal import refusal
+
 __all__ = ["NOT_A_URL", "NOT_UPLOADED", "SKETCH_MAX_LAYERS", "SKETCH_MAX_PIXELS", "bounded_sketch", "guard_requests"]
 
 log = logging.getLogger("stn.app")
@@ -84,22 +86,22 @@ def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> No
         if block_fn.api_name in optional and isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
             inputs = [*inputs, *[None] * (len(block_fn.inputs) - len(inputs))]
         if _fetches(inputs):
-            raise gr.Error(NOT_A_URL, title="Cannot read the image")
+            raise refusal(NOT_A_URL, title="Cannot read the image")
         if _not_finite(inputs):
-            raise gr.Error("A number in this request is NaN or infinite: send finite numbers.", title="Cannot read the request")
+            raise refusal("A number in this request is NaN or infinite: send finite numbers.", title="Cannot read the request")
         try:
             return await stock(block_fn, inputs, *args, **kwargs)
         except gr.Error:
             raise
         except InvalidPathError:
-            raise gr.Error(NOT_UPLOADED, title="Cannot read the image") from None
+            raise refusal(NOT_UPLOADED, title="Cannot read the image") from None
         except Exception as exc:  # noqa: BLE001 - a request Gradio cannot take gets a sentence, not {"error": null}
             name = block_fn.api_name or getattr(block_fn, "name", None) or "this"
             log.warning("request refused before %s ran: %s", name, _reason(exc))
             listed = str(getattr(block_fn, "api_visibility", "public")) == "public"
             where = ("The inputs it takes are listed at /gradio_api/info." if listed else
                      "It is one of the page's own events, not an API endpoint: reload the page.")
-            raise gr.Error(f"This request does not fit the {name} endpoint ({_reason(exc)}). {where}",
+            raise refusal(f"This request does not fit the {name} endpoint ({_reason(exc)}). {where}",
                            title="Cannot read the request") from None
 
     blocks.preprocess_data = preprocess_data  # type: ignore[method-assign]
@@ -111,12 +113,12 @@ def _pixels(image: Any) -> tuple[int, int]:
     source = (path if isinstance(path, str) else
               io.BytesIO(bytes(image)) if isinstance(image, (bytes, bytearray, memoryview)) else None)
     if source is None:
-        raise gr.Error("The drawing's layers are not images: send PNG files.", title="Cannot read the drawing")
+        raise refusal("The drawing's layers are not images: send PNG files.", title="Cannot read the drawing")
     try:
         with Image.open(source) as img:  # reads the header, decodes nothing
             return img.size
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
-        raise gr.Error("The drawing's layers are not images we can read: send PNG files.",
+        raise refusal("The drawing's layers are not images we can read: send PNG files.",
                        title="Cannot read the drawing") from None
 
 
@@ -135,21 +137,21 @@ def bounded_sketch(component: gr.ImageEditor, max_pixels: int = SKETCH_MAX_PIXEL
             parts = component.blob_storage.get(payload.id) or payload
         layers = [layer for layer in (getattr(parts, "layers", None) or []) if layer is not None]
         if len(layers) > max_layers:
-            raise gr.Error(f"The drawing has {len(layers)} layers; a sketch here has at most {max_layers}.",
+            raise refusal(f"The drawing has {len(layers)} layers; a sketch here has at most {max_layers}.",
                            title="Cannot read the drawing")
         for image in (getattr(parts, "background", None), *layers, getattr(parts, "composite", None)):
             if image is None:
                 continue
             w, h = _pixels(image)
             if w * h > max_pixels:
-                raise gr.Error(f"The drawing is {w}×{h} pixels, larger than any sketchpad (at most {max_pixels // 1_000_000} "
+                raise refusal(f"The drawing is {w}×{h} pixels, larger than any sketchpad (at most {max_pixels // 1_000_000} "
                                "megapixels): upload it as a picture instead.", title="Cannot read the drawing")
         try:
             return stock(payload)
         except gr.Error:
             raise
         except Exception as exc:  # noqa: BLE001 - a layer that is not a picture, a truncated PNG
-            raise gr.Error(f"The drawing could not be read ({type(exc).__name__}): draw it again.",
+            raise refusal(f"The drawing could not be read ({type(exc).__name__}): draw it again.",
                            title="Cannot read the drawing") from None
 
     component.preprocess = preprocess  # type: ignore[method-assign]

@@ -28,6 +28,7 @@ from stn.replay import Replay, load_replay
 from stn.training_viz import ProbeView, crops_mosaic, curve_figure, with_step_marker
 from stn.transforms import names as transform_names
 from stn.zoo import list_models, load_card, load_model, models_dir
+from webui.refusal import refusal
 
 __all__ = [
     "MANAGER",
@@ -99,7 +100,7 @@ def _bundle(name: str) -> _ReplayBundle:
     d = models_dir()
     path = _replay_path(name, d)
     if path is None:
-        raise gr.Error(
+        raise refusal(
             f"No replay for {name!r}: the zoo has replays for {', '.join(replay_choices()) or 'no model yet'}."
         )
     key = (str(d), name, path.stat().st_mtime)
