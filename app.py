@@ -1076,6 +1076,13 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                                 layers=False, transforms=(),
                             ))
                             sketch_btn = gr.Button("Read my drawing", variant="primary")
+                            # What the sketchpad sends, relayed by page-side events (see the events below): never shown,
+                            # and sharing the sketchpad's blob storage, so a stroke's blob id reads as the sketchpad's.
+                            sketch_sent, sketch_btn_sent = (bounded_sketch(gr.Sketchpad(
+                                label="Draw a digit", visible=False, type="numpy", image_mode="RGBA", canvas_size=(400, 400),
+                                layers=False, transforms=(),
+                            )) for _ in range(2))
+                            sketch_sent.blob_storage = sketch_btn_sent.blob_storage = sketch.blob_storage
                     model_dd = gr.Dropdown(choices=model_choices(), value=DEFAULT, label="Model", elem_id="stn-model", interactive=True)
                     model_md = gr.Markdown(model_note(DEFAULT), elem_id="stn-model-note")
                 with gr.Column(scale=7, min_width=320):
@@ -1215,11 +1222,17 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     reads = [
         upload.upload(predict, [upload, model_dd], main_all, api_name="predict", preprocess=False, postprocess=False,
                       api_description="Read an image file with a model: returns the views and a JSON with label, probs, theta."),
-        sketch_btn.click(predict_sketch, [sketch, model_dd], main_all, api_visibility="private"),
+        # The sketchpad is the input of page-side (js) events only, which pass its value on to a hidden copy that the
+        # server reads. Gradio 6.31's page keeps a loading status for every input of a server event once it has run,
+        # and asks each such component for its value at every status message of every event on the page: the
+        # sketchpad answers by uploading its three images again (about 45 uploads a stroke, more from other tabs).
+        sketch_btn.click(None, [sketch], [sketch_btn_sent], js="(v) => v", api_visibility="private").then(
+            predict_sketch, [sketch_btn_sent, model_dd], main_all, api_visibility="private"),
         # .change carries the strokes (.input fires as a stroke starts, with an empty value)
-        sketch.change(predict_sketch_live, [sketch, model_dd], main_all, api_visibility="private", trigger_mode="always_last",
-                      show_progress="hidden"),
+        sketch_sent.change(predict_sketch_live, [sketch_sent, model_dd], main_all, api_visibility="private",
+                           trigger_mode="always_last", show_progress="hidden"),
     ]
+    sketch.change(None, [sketch], [sketch_sent], js="(v) => v", api_visibility="private")
     # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
     draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
     # "Clear canvas" leaves no tool selected ("select the draw tool to start"): the next stroke would draw nothing
