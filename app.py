@@ -1028,6 +1028,13 @@ CSS = """
 .stn-ours-good b { color: #1f9d55; }
 .dark .stn-ours-good b { color: #4ade80; }
 #stn-summary h3 { margin: 0 0 4px; }
+/* Sketchpad: the tool column at the pad's left edge, the canvas 16 px in from the left and the top: neither the tool
+   column nor the buttons above sit on or beside the picture (at phone width Gradio put the column 15 px over it,
+   and a touch near a button goes to the button) */
+#stn-sketch .toolbar-wrap { left: 0; }
+#stn-sketch .pixi-target { top: 16px; left: 16px; width: calc(100% - 16px); height: calc(100% - 16px); }
+#stn-verdict-mini { font-size: 1.05rem; min-height: 1.6em; padding: 2px 4px; }
+@media (min-width: 1024px) { #stn-verdict-mini { display: none; } }  /* the reading itself is beside the pad */
 @media (max-width: 640px) {
   .stn-matrix td { padding: 2px 5px; }
   #stn-header p { font-size: 0.9rem; }
@@ -1044,6 +1051,45 @@ SELECT_BRUSH_JS = """() => {
     if (b) { b.click(); window.__stnBrush = true; } else if (tries > 0) { setTimeout(() => pick(tries - 1), 200); }
   };
   setTimeout(() => pick(10), 150);
+}"""
+
+# Gradio's brush starts a stroke only on a pointerdown over the picture (BrushTool.on_pointer_down): a stroke
+# begun in the pad's margin drew nothing, even where most of it crossed the picture. This starts it where the
+# pointer enters the picture (mouse, pen or finger), with a pointerdown there. `window.editor` is Gradio's image
+# editor (the page shows one); without it the pad behaves as before.
+MARGIN_STROKES_JS = """(() => {
+  let pending = null;
+  const inside = (c, x, y) => {
+    const ed = window.editor, b = ed && ed.image_container && ed.image_container.getBounds();
+    if (!b) return null;
+    const r = c.getBoundingClientRect(), px = x - r.left, py = y - r.top;
+    return px >= b.x && px <= b.x + b.width && py >= b.y && py <= b.y + b.height;
+  };
+  document.addEventListener('pointerdown', (ev) => {
+    pending = null;
+    const c = ev.isTrusted && ev.button === 0 && ev.target instanceof HTMLCanvasElement && ev.target.closest('#stn-sketch .pixi-target') ? ev.target : null;
+    if (c && inside(c, ev.clientX, ev.clientY) === false) pending = {c, id: ev.pointerId};
+  }, true);
+  window.addEventListener('pointermove', (ev) => {  // after the editor's own listener: it knows the pointer is over the picture
+    if (!pending || ev.pointerId !== pending.id) return;
+    if (!(ev.buttons & 1)) { pending = null; return; }
+    if (!inside(pending.c, ev.clientX, ev.clientY)) return;
+    const c = pending.c, tools = window.editor.tools, brush = tools && (tools.get ? tools.get('brush') : tools.brush);
+    pending = null;
+    if (brush && brush.is_drawing) return;  // the editor began this stroke itself
+    c.dispatchEvent(new PointerEvent('pointerdown', {bubbles: true, cancelable: true, composed: true, clientX: ev.clientX,
+      clientY: ev.clientY, screenX: ev.screenX, screenY: ev.screenY, pointerId: ev.pointerId, pointerType: ev.pointerType,
+      isPrimary: ev.isPrimary, button: 0, buttons: 1, pressure: ev.pressure || 0.5, width: ev.width, height: ev.height}));
+  });
+  const end = (ev) => { if (pending && ev.pointerId === pending.id) pending = null; };
+  window.addEventListener('pointerup', end, true);
+  window.addEventListener('pointercancel', end, true);
+})();"""
+
+# The reading's verdict (its first line) copied under the pad, in the page: on a phone the reading is a screen below.
+VERDICT_MINI_JS = """(html) => {
+  const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h3, #stn-not-read, #stn-pad-cleared');
+  return h ? h.innerHTML : '';
 }"""
 
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate")
@@ -1083,6 +1129,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                                 layers=False, transforms=(),
                             )) for _ in range(2))
                             sketch_sent.blob_storage = sketch_btn_sent.blob_storage = sketch.blob_storage
+                    verdict_mini = gr.HTML(elem_id="stn-verdict-mini")  # the reading's verdict (VERDICT_MINI_JS)
                     model_dd = gr.Dropdown(choices=model_choices(), value=DEFAULT, label="Model", elem_id="stn-model", interactive=True)
                     model_md = gr.Markdown(model_note(DEFAULT), elem_id="stn-model-note")
                 with gr.Column(scale=7, min_width=320):
@@ -1238,6 +1285,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     # "Clear canvas" leaves no tool selected ("select the draw tool to start"): the next stroke would draw nothing
     # (the views are emptied by the .change the clearing fires: see predict_sketch_live)
     sketch.clear(None, None, None, js="() => { window.__stnBrush = false; (" + SELECT_BRUSH_JS + ")(); }")
+    reading_out.change(None, reading_out, verdict_mini, js=VERDICT_MINI_JS, show_progress="hidden")
     reads.append(model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private"))
     for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it
         read.failure(cleared_views, None, main_outputs, api_visibility="private", show_progress="hidden")
@@ -1300,6 +1348,7 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
+    "head": f"<script>{MARGIN_STROKES_JS}</script>",
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,

@@ -242,6 +242,52 @@ def test_teaching_tabs_render(url, browser_context):
     _shot(page, "05-invariance-upright")
 
 
+@pytest.mark.parametrize("width", [390, 1280])
+def test_drawing_on_a_phone(url, browser_context, width):
+    """The pad as a person on a phone uses it. Gradio's tool column sat 15 px over the picture's left edge at
+    390 px, and a stroke begun in the pad's margin drew nothing however much of it crossed the picture: both
+    lost strokes. And the reading came a screen below the pad: its verdict is now repeated under the pad."""
+    expect = sync_api.expect
+    base, app = url
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": width, "height": 844 if width < 500 else 900})
+    page.goto(base)
+    crops = page.locator("#stn-crops img")
+    expect(crops.first).to_be_visible()
+    page.get_by_role("tab", name="Draw").click()
+    page.wait_for_function("() => window.__stnBrush === true && window.editor && window.editor.image_container")
+    picture = page.evaluate("""() => {
+        const b = window.editor.image_container.getBounds();
+        const r = document.querySelector('#stn-sketch .pixi-target canvas').getBoundingClientRect();
+        return {x: r.left + b.x, y: r.top + b.y, width: b.width, height: b.height};
+    }""")
+    tools = page.locator("#stn-sketch .toolbar-wrap").bounding_box()
+    assert tools["x"] + tools["width"] <= picture["x"], f"the tool column {tools} covers the picture {picture}"
+    before = crops.first.get_attribute("src")
+    # a "7"'s bar begun 8 px left of the picture, and its stem
+    x0, y0 = picture["x"] - 8, picture["y"] + picture["height"] * 0.25
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 16):
+        page.mouse.move(x0 + 8 + picture["width"] * 0.05 * i, y0, steps=2)
+    for i in range(1, 16):
+        page.mouse.move(x0 + 8 + picture["width"] * (0.75 - 0.025 * i), y0 + picture["height"] * 0.04 * i, steps=2)
+    page.mouse.up()
+    expect(crops.first).not_to_have_attribute("src", before)
+    _wait_for_views(page, expect, 2 if app.ENGINE.info[app.DEFAULT].has_transformer else 0)
+    mini = page.locator("#stn-verdict-mini")
+    if width >= 1024:  # the reading is beside the pad
+        expect(mini).to_be_hidden()
+        return
+    expect(mini).to_contain_text("reads")
+    verdict = page.locator("#stn-summary h3").inner_text()
+    assert mini.inner_text().strip() == verdict.strip()
+    pad = page.locator("#stn-sketch").bounding_box()
+    top = mini.bounding_box()["y"]
+    assert 0 <= top - (pad["y"] + pad["height"]) <= 150, "the verdict is not just under the pad"
+    _shot(page, f"06-drawn-at-{width}px")
+
+
 @pytest.mark.parametrize("width,scheme", [(390, "light"), (1280, "dark")])
 def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
     expect = sync_api.expect
