@@ -164,7 +164,9 @@ def raw_file_input(component: gr.Image) -> gr.Image:
             return str(payload.path)
         try:
             return stock(payload)
-        except Exception:  # noqa: BLE001 - any failure to decode is the same answer to the user
+        except Exception as exc:  # any failure to decode is the same answer to the user
+            if not isinstance(exc, (OSError, ValueError, Image.DecompressionBombError)):  # not the picture: the server
+                log.warning("an upload sent as data could not be decoded", exc_info=True)
             raise refusal("This upload is not an image we can read. Send a PNG or JPEG of a digit.", title="Cannot read the image") from None
 
     component.preprocess = preprocess  # type: ignore[method-assign]
@@ -370,11 +372,11 @@ def predict(image: Any, model: str | None) -> tuple:
     return _sent(read_file(_upload_path(image), model))
 
 
-def sketch_image(value: dict | None) -> Image.Image:
-    """The Sketchpad's strokes as a transparent RGBA image whose alpha is the ink.
+def sketch_alpha(value: dict | None) -> np.ndarray | None:
+    """The Sketchpad's ink: the alpha plane of its strokes, ``(H, W)`` uint8, or None when nothing is drawn.
 
     Strokes live in the layers' alpha channel (the composite's background follows the theme,
-    so it is not used). Raises ``gr.Error`` when nothing is drawn.
+    so it is used only when there are no layers).
     """
     layers = [] if not value else [np.asarray(layer) for layer in (value.get("layers") or []) if layer is not None]
     alpha = None
@@ -390,34 +392,58 @@ def sketch_image(value: dict | None) -> Image.Image:
         comp = np.asarray(value["composite"])
         if comp.ndim == 3 and comp.shape[2] == 4 and comp[..., 3].min() < 255:
             alpha = comp[..., 3]
-    if alpha is None or int(alpha.max()) < 32:
+    return None if alpha is None or int(alpha.max()) < 32 else alpha.astype(np.uint8)
+
+
+def sketch_image(value: dict | None) -> Image.Image:
+    """The Sketchpad's strokes as a transparent RGBA image whose alpha is the ink (:func:`sketch_alpha`).
+    Raises ``gr.Error`` when nothing is drawn."""
+    alpha = sketch_alpha(value)
+    if alpha is None:
         raise refusal("The sketchpad is empty: draw a digit first.", title="Nothing to read")
     rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
-    rgba[..., 3] = alpha.astype(np.uint8)
+    rgba[..., 3] = alpha
     return Image.fromarray(rgba, "RGBA")
 
 
+@dataclass
+class Pad:
+    """A page's sketchpad as the server follows it. A ``gr.State`` hands each event the session's own
+    object, so a clear is seen by a reading already under way: one that began before it is dropped
+    (the button's and a model change's readings run beside the per-stroke ones)."""
+
+    clears: int = 0  # how many times the pad was found empty
+    clear: bool = False  # empty now: a model change then has no picture, and says nothing of a session
+
+
+def _unless_cleared(pad: Pad | None, start: int, outputs: tuple) -> tuple:
+    """``outputs``, or no change at all when the pad was cleared since the reading began."""
+    if pad is not None and pad.clears != start:
+        return tuple(gr.skip() for _ in outputs)
+    return outputs
+
+
 @user_errors
-def predict_sketch(value: dict | None, model: str | None) -> tuple:
+def predict_sketch(value: dict | None, model: str | None, pad: Pad | None = None) -> tuple:
     """Read the drawing on the sketchpad (same outputs as :func:`predict`)."""
+    start = pad.clears if pad is not None else 0
     img = sketch_image(value)
+    if pad is not None:
+        pad.clear = False
     name = _resolve_model(model)
     result = _infer(img, name)
-    return (*_main_outputs(result), Session.of(result, Drawing.of(img)))
+    return _unless_cleared(pad, start, (*_main_outputs(result), Session.of(result, Drawing.of(img))))
 
 
-def predict_sketch_live(value: dict | None, model: str | None) -> tuple:
-    """:func:`predict_sketch` after each stroke; a pad left empty ("Clear canvas") empties the views.
-
-    The clearing's own event comes after any reading still in flight (``trigger_mode="always_last"``),
-    so the wiped drawing's reading never stays beside the empty pad.
-    """
-    try:
-        return predict_sketch(value, model)
-    except gr.Error as exc:
-        if "empty" in str(exc):
-            return cleared_pad()
-        raise
+def predict_sketch_live(value: dict | None, model: str | None, pad: Pad | None = None) -> tuple:
+    """:func:`predict_sketch` after each stroke; a pad left empty ("Clear canvas", Undo) empties the
+    views, and a reading of the wiped drawing still under way is dropped (:class:`Pad`)."""
+    if sketch_alpha(value) is None:
+        if pad is not None:
+            pad.clears += 1
+            pad.clear = True
+        return cleared_pad()
+    return predict_sketch(value, model, pad)
 
 
 NOT_READ_HTML = ('<div id="stn-not-read">Not read: the message at the top of the page says why. '
@@ -440,9 +466,11 @@ def cleared_pad() -> tuple:
 
 
 @user_errors
-def change_model(model: str | None, session: Session | None) -> tuple:
+def change_model(model: str | None, session: Session | None, pad: Pad | None = None) -> tuple:
     """A new model: its note, and the current picture read again with it."""
     note = model_note(model)
+    if session is None and pad is not None and pad.clear:  # the pad was cleared: nothing to read, nothing lost
+        return (note, *cleared_pad())
     if session is None:  # evicted: the view shows a picture this server no longer has
         gr.Warning(SESSION_GONE.replace("*", ""), title="Read the digit again")
         # emptied, so that the last model's reading is not shown under the new model's name
@@ -450,8 +478,11 @@ def change_model(model: str | None, session: Session | None) -> tuple:
     if isinstance(session.source, str) and not Path(session.source).is_file():  # deleted with Gradio's cache
         raise refusal(UPLOAD_GONE, title="Read the digit again")
     name = _resolve_model(model)
+    start = pad.clears if pad is not None else 0
     result = _infer(session.picture(), name)
-    return (note, *_main_outputs(result), Session.of(result, session.source))
+    if not isinstance(session.source, Drawing):
+        return (note, *_main_outputs(result), Session.of(result, session.source))
+    return (note, *_unless_cleared(pad, start, (*_main_outputs(result), Session.of(result, session.source))))
 
 
 def initial_view() -> tuple:
@@ -1103,6 +1134,7 @@ finds it, and you see **where it looked** (the sampling grid over the input), **
 
 with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=DELETE_CACHE) as demo:
     session = gr.State(None)
+    pad = gr.State(Pad())
     gr.Markdown(HEADER, elem_id="stn-header")
     with gr.Tabs(overflow_behavior="wrap", elem_id="stn-tabs") as main_tabs:  # on a phone every lesson shows, not hidden in a menu
         # ------------------------------------------------------------------ main view
@@ -1274,19 +1306,19 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
         # and asks each such component for its value at every status message of every event on the page: the
         # sketchpad answers by uploading its three images again (about 45 uploads a stroke, more from other tabs).
         sketch_btn.click(None, [sketch], [sketch_btn_sent], js="(v) => v", api_visibility="private").then(
-            predict_sketch, [sketch_btn_sent, model_dd], main_all, api_visibility="private"),
+            predict_sketch, [sketch_btn_sent, model_dd, pad], main_all, api_visibility="private"),
         # .change carries the strokes (.input fires as a stroke starts, with an empty value)
-        sketch_sent.change(predict_sketch_live, [sketch_sent, model_dd], main_all, api_visibility="private",
+        sketch_sent.change(predict_sketch_live, [sketch_sent, model_dd, pad], main_all, api_visibility="private",
                            trigger_mode="always_last", show_progress="hidden"),
     ]
     sketch.change(None, [sketch], [sketch_sent], js="(v) => v", api_visibility="private")
     # Gradio 6's Sketchpad opens with no tool selected: pick the brush the first time the Draw tab opens.
     draw_tab.select(None, None, None, js=SELECT_BRUSH_JS)
     # "Clear canvas" leaves no tool selected ("select the draw tool to start"): the next stroke would draw nothing
-    # (the views are emptied by the .change the clearing fires: see predict_sketch_live)
+    # (the views are emptied by the .change the clearing fires, and a reading under way dropped: see Pad)
     sketch.clear(None, None, None, js="() => { window.__stnBrush = false; (" + SELECT_BRUSH_JS + ")(); }")
     reading_out.change(None, reading_out, verdict_mini, js=VERDICT_MINI_JS, show_progress="hidden")
-    reads.append(model_dd.input(change_model, [model_dd, session], [model_md, *main_all], api_visibility="private"))
+    reads.append(model_dd.input(change_model, [model_dd, session, pad], [model_md, *main_all], api_visibility="private"))
     for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it
         read.failure(cleared_views, None, main_outputs, api_visibility="private", show_progress="hidden")
     ex_gallery.select(load_example, None, [upload, model_dd, model_md, *main_all, input_tabs], api_visibility="private",

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from pathlib import Path
 from urllib.parse import quote
 
@@ -185,6 +186,43 @@ def _sketch(strokes: bool = True, size: int = 400) -> dict:
         layer[80:320, 190:215, :3] = (249, 115, 22)
     composite = np.full((size, size, 4), 255, dtype=np.uint8)  # the theme's background, opaque
     return {"background": None, "layers": [layer], "composite": composite}
+
+
+def _skipped(outputs) -> bool:
+    import gradio as gr
+
+    return all(isinstance(o, dict) and o == gr.skip() for o in outputs)
+
+
+def test_a_clear_drops_the_wiped_drawings_reading(tiny, monkeypatch):
+    """The button's and a model change's readings run beside the per-stroke ones: one of the wiped drawing
+    that ends after a clear came back beside the empty pad. And a model change after a clear said the page's
+    session had expired."""
+    pad = tiny.Pad()
+    assert tiny.predict_sketch_live(_sketch(False), "wild-affine", pad) == tiny.cleared_pad()
+    assert (pad.clears, pad.clear) == (1, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no toast: nothing was lost, the visitor wiped the pad
+        changed = tiny.change_model("wild-cnn", None, pad)
+    assert changed[1:] == tiny.cleared_pad() and "tiny wild-cnn" in changed[0]
+    drawn = tiny.predict_sketch_live(_sketch(), "wild-affine", pad)
+    assert drawn[3]["model"] == "wild-affine" and pad.clear is False
+
+    infer = tiny._infer
+
+    def cleared_meanwhile(image, name):  # the visitor clears the pad while this reading runs
+        out = infer(image, name)
+        tiny.predict_sketch_live(_sketch(False), "wild-affine", pad)
+        return out
+
+    monkeypatch.setattr(tiny, "_infer", cleared_meanwhile)
+    assert _skipped(tiny.predict_sketch(_sketch(), "wild-affine", pad))
+    assert pad.clear is True  # the late reading did not mark the pad as drawn on
+    changed = tiny.change_model("wild-cnn", drawn[-1], pad)
+    assert "tiny wild-cnn" in changed[0] and _skipped(changed[1:])
+    assert _skipped(tiny.predict_sketch_live(_sketch(), "wild-affine", pad))
+    monkeypatch.setattr(tiny, "_infer", infer)
+    assert tiny.predict_sketch(_sketch(), "wild-affine", pad)[3]["model"] == "wild-affine"  # and then reads again
 
 
 def test_sketch(tiny):

@@ -63,3 +63,47 @@ def test_missing_inputs_and_what_a_refusal_points_to(demo):
     with pytest.raises(gr.Error, match="page's own events, not an API endpoint: reload the page") as err:
         _run(demo, 1, [])  # a private event: not padded, and not pointed to the API's list
     assert "/gradio_api/info" not in err.value.message
+
+
+def test_strokes_sent_ahead_are_bounded():
+    """Gradio keeps a stroke's images, sent ahead of its reading, until a reading takes them: one whose reading
+    never came (a closed page, a newer stroke read first) stayed for the server's life."""
+    from webui.guard import BlobStore, bounded_sketch
+
+    pad = bounded_sketch(gr.Sketchpad())
+    assert isinstance(pad.blob_storage, BlobStore)
+    store = BlobStore(limit=4)
+    for i in range(10):
+        store[f"stroke {i}"] = i
+    assert list(store) == ["stroke 6", "stroke 7", "stroke 8", "stroke 9"]  # the oldest went first
+    store["stroke 7"] = 70  # a stroke whose images come in parts is the newest at each
+    store["stroke 10"] = 10
+    assert list(store) == ["stroke 8", "stroke 9", "stroke 7", "stroke 10"]
+    assert store.pop("stroke 10") == 10 and "stroke 10" not in store  # a reading takes its stroke
+
+
+def test_a_fault_reading_a_drawing_is_logged_with_its_traceback(caplog):
+    """A drawing that is not a picture is the visitor's; anything else is the server's, and is logged as such."""
+    import logging
+
+    from webui import guard
+
+    def broken(payload):
+        raise RuntimeError("the disk is full")
+
+    stock = gr.Sketchpad()
+    stock.preprocess = broken  # type: ignore[method-assign]
+    wrapped = guard.bounded_sketch(stock)
+    with caplog.at_level(logging.INFO, logger="stn.app"), pytest.raises(gr.Error, match="could not be read"):
+        wrapped.preprocess({"background": None, "layers": [], "composite": None})
+    assert any(r.levelno == logging.WARNING and r.exc_info for r in caplog.records), caplog.text
+
+    def not_a_picture(payload):
+        raise OSError("cannot identify image file")
+
+    stock = gr.Sketchpad()
+    stock.preprocess = not_a_picture  # type: ignore[method-assign]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="stn.app"), pytest.raises(gr.Error, match="could not be read"):
+        guard.bounded_sketch(stock).preprocess({"background": None, "layers": [], "composite": None})
+    assert [r.levelno for r in caplog.records] == [logging.INFO] and "refused" in caplog.text

@@ -470,6 +470,7 @@ def test_an_outsized_drawing_is_refused_before_it_is_decoded(app_port, tmp_path)
 
     config = json.loads(_get(app_port, "/config")[1])
     dep = next(d for d in config["dependencies"] if d.get("api_name") == "predict_sketch")
+    rest = [None] * (len(dep["inputs"]) - 1)  # the model (the default) and the page's states
 
     def layer(size: int) -> dict:
         img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
@@ -482,14 +483,14 @@ def test_an_outsized_drawing_is_refused_before_it_is_decoded(app_port, tmp_path)
     assert big * big > SKETCH_MAX_PIXELS
     session = uuid.uuid4().hex
     sketch = {"background": None, "layers": [layer(big)], "composite": None, "id": None}
-    msg = _queue_call(app_port, session, dep["id"], [sketch, None], None)
+    msg = _queue_call(app_port, session, dep["id"], [sketch, *rest], None)
     text = json.dumps(msg.get("output", {}), ensure_ascii=False)
     assert msg["success"] is False and "larger than any sketchpad" in text and f"{big}×{big}" in text, text[:300]
     for bad in ([{"path": 12, "meta": {"_type": "gradio.FileData"}}], None):  # not a file; no layers at all
         msg = _queue_call(app_port, session, dep["id"], [{"background": None, "layers": bad, "composite": None, "id": None},
-                                                         None], None)
+                                                         *rest], None)
         out = msg.get("output", {})
         assert msg["success"] is False and out.get("error"), f"{bad}: {json.dumps(out)[:300]}"
     msg = _queue_call(app_port, session, dep["id"], [{"background": None, "layers": [layer(400)], "composite": None, "id": None},
-                                                     None], None)
+                                                     *rest], None)
     assert msg["success"], json.dumps(msg.get("output", {}))[:300]

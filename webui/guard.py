@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +36,7 @@ NOT_UPLOADED = ("This file was not uploaded to this server: upload the picture (
                 "it returns.")
 SKETCH_MAX_PIXELS = 4096 * 4096  # a sketchpad's layers are its canvas (400×400 here, at most a few screens' pixels)
 SKETCH_MAX_LAYERS = 8
+SKETCH_MAX_PENDING = 256  # strokes sent ahead and not yet read, over all visitors (~15 kB each)
 
 
 def _web_address(value: Any) -> bool:
@@ -150,9 +152,28 @@ def bounded_sketch(component: gr.ImageEditor, max_pixels: int = SKETCH_MAX_PIXEL
             return stock(payload)
         except gr.Error:
             raise
-        except Exception as exc:  # noqa: BLE001 - a layer that is not a picture, a truncated PNG
+        except Exception as exc:  # a layer that is not a picture, a truncated PNG
+            if not isinstance(exc, (OSError, ValueError, Image.DecompressionBombError)):  # not the drawing: the server
+                log.warning("a drawing could not be read", exc_info=True)
             raise refusal(f"The drawing could not be read ({type(exc).__name__}): draw it again.",
                            title="Cannot read the drawing") from None
 
     component.preprocess = preprocess  # type: ignore[method-assign]
+    component.blob_storage = BlobStore()
     return component
+
+
+class BlobStore(OrderedDict):
+    """A Sketchpad's strokes sent ahead of a reading (Gradio's ``blob_storage``, id → the stroke's images), at most
+    ``limit`` of them: Gradio drops an entry only when a reading takes it, and a stroke whose reading never comes
+    (the page closed, a newer stroke read first) stayed for the server's life. The oldest go first."""
+
+    def __init__(self, limit: int = SKETCH_MAX_PENDING) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
