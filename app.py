@@ -1059,11 +1059,12 @@ CSS = """
 .stn-ours-good b { color: #1f9d55; }
 .dark .stn-ours-good b { color: #4ade80; }
 #stn-summary h3 { margin: 0 0 4px; }
-/* Sketchpad: the tool column at the pad's left edge, the canvas 16 px in from the left and the top: neither the tool
-   column nor the buttons above sit on or beside the picture (at phone width Gradio put the column 15 px over it,
-   and a touch near a button goes to the button) */
+/* Sketchpad: the tool column at the pad's left edge, the canvas 24 px in from the left and 16 from the top: neither
+   the tool column nor the buttons above sit on or beside the picture (at phone width Gradio put the column 15 px
+   over it, and Chromium gives a touch near a button to the button: at 16 px a finger begun 8 px left of the
+   picture drew nothing) */
 #stn-sketch .toolbar-wrap { left: 0; }
-#stn-sketch .pixi-target { top: 16px; left: 16px; width: calc(100% - 16px); height: calc(100% - 16px); }
+#stn-sketch .pixi-target { top: 16px; left: 24px; width: calc(100% - 24px); height: calc(100% - 16px); }
 #stn-verdict-mini { font-size: 1.05rem; min-height: 1.6em; padding: 2px 4px; }
 @media (min-width: 1024px) { #stn-verdict-mini { display: none; } }  /* the reading itself is beside the pad */
 @media (max-width: 640px) {
