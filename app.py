@@ -1118,6 +1118,24 @@ MARGIN_STROKES_JS = """(() => {
   window.addEventListener('pointercancel', end, true);
 })();"""
 
+# Gradio draws a plot with Plotly.react at once, also in a hidden tab; there its width is 0 and Plotly falls back to
+# 700 px, which stays when the tab is shown (its responsive mode listens to window resizes only): on a phone the
+# playground's grid was cut in half. This resizes a plot when the width it is drawn at and its box's differ.
+PLOT_RESIZE_JS = """(() => {
+  const fit = (gd) => {
+    const w = gd.clientWidth, fl = gd._fullLayout;
+    if (w > 0 && fl && Math.abs(fl.width - w) > 1 && window.Plotly) window.Plotly.Plots.resize(gd);
+  };
+  const seen = new WeakSet(), ro = new ResizeObserver((entries) => entries.forEach((e) => fit(e.target)));
+  let queued = false;
+  const watch = () => {  // once a frame at most: a plot's own drawing mutates the page too
+    queued = false;
+    document.querySelectorAll('.js-plotly-plot').forEach((gd) => { if (!seen.has(gd)) { seen.add(gd); ro.observe(gd); } });
+  };
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(watch); } })
+    .observe(document.documentElement, {childList: true, subtree: true});
+})();"""
+
 # The reading's verdict (its first line) copied under the pad, in the page: on a phone the reading is a screen below.
 VERDICT_MINI_JS = """(html) => {
   const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h3, #stn-not-read, #stn-pad-cleared');
@@ -1381,7 +1399,7 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
-    "head": f"<script>{MARGIN_STROKES_JS}</script>",
+    "head": f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script>",
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,

@@ -355,6 +355,44 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
         assert abs(crops["y"] - probe["y"]) < 2 and crops["x"] > probe["x"]
 
 
+PLOTS_OFF_THEIR_BOX_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter((gd) => gd.clientWidth > 0)
+    .map((gd) => ({id: gd.closest('[id]').id, box: gd.clientWidth, drawn: gd._fullLayout.width,
+                   svg: gd.querySelector('.main-svg').getBoundingClientRect().width}))
+    .filter((p) => Math.abs(p.drawn - p.box) > 2 || p.svg > p.box + 2)"""
+
+
+def test_plots_fit_their_box_after_a_hidden_update(url, browser_context):
+    """A plot redrawn while its tab is hidden is drawn at Plotly's 700 px default: at 390 px the playground's grid,
+    after a two-digit example and then a square one, was cut in half. Every plot shown fits its box."""
+    expect = sync_api.expect
+    base, app = url
+    pair = next((i for i, (_, m) in enumerate(app.EXAMPLES) if app.ENGINE.info[m].input_size[0] != app.ENGINE.info[m].input_size[1]), None)
+    square = next((i for i, (_, m) in enumerate(app.EXAMPLES) if app.ENGINE.info[m].has_transformer
+                   and app.ENGINE.info[m].input_size[0] == app.ENGINE.info[m].input_size[1]), None)
+    if pair is None or square is None:
+        pytest.skip("no example of a wide canvas and a square one")
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base)
+    expect(page.locator("#stn-grid .js-plotly-plot")).to_be_visible()
+    page.get_by_role("tab", name="θ playground").click()
+    expect(page.locator("#pg-grid .js-plotly-plot")).to_be_visible()
+    page.get_by_role("tab", name="Read a digit").click()
+    for index in (pair, square):  # the playground's figure changes height, then back, while it is hidden
+        before = page.locator("#stn-crops img").first.get_attribute("src")
+        page.locator("#stn-examples .thumbnail-item").nth(index).click()
+        expect(page.locator("#stn-crops img").first).not_to_have_attribute("src", before or "")
+        page.wait_for_timeout(1000)  # the hidden tabs' figures follow the session
+    for tab, plot in (("θ playground", "#pg-grid"), ("Sampling kernel", "#kn-plot"), ("Invariance", "#inv-grid"),
+                      ("Read a digit", "#stn-grid")):
+        page.get_by_role("tab", name=tab).click()
+        expect(page.locator(f"{plot} .js-plotly-plot")).to_be_visible()
+        page.wait_for_timeout(500)  # a resize is a frame or two after the tab is shown
+        off = page.evaluate(PLOTS_OFF_THEIR_BOX_JS)
+        assert not off, f"plots drawn wider than their box in the {tab} tab at 390 px: {off}"
+    _shot(page, "05-390px-plots-fit")
+
+
 def test_a_number_gets_its_sentence(url, browser_context, tmp_path):
     """An upload the model cannot read as one digit (a number) shows its sentence, in a toast, at phone width,
     and the views are emptied (the page's earlier reading would read as this picture's answer)."""
