@@ -687,6 +687,9 @@ def _arrow(d: np.ndarray) -> str:
 # --------------------------------------------------------------------------- sampling kernel
 
 
+WEIGHT_HALO = "0 0 2px #000, 0 0 3px #000, 0 0 4px #000"  # CSS text-shadow (Plotly ≥ 2.31)
+
+
 def nearest_tap(point: tuple[float, float], in_size: tuple[int, int]) -> list[tuple[int, int, float]]:
     """The one input pixel that nearest sampling reads for a source point (none if outside)."""
     h, w = in_size
@@ -739,6 +742,11 @@ def kernel_figure(
     # zoom panel
     zoom = img[r0:r1, c0:c1]
     data.append({**_heatmap(zoom, "zoom", "x2", "y2"), "x": list(range(c0, c1)), "y": list(range(r0, r1))})
+    # The source point lies within half a pixel of its heaviest tap, often on that tap's weight or value: the
+    # numbers are drawn over the marker, with a dark halo, so that they stay legible.
+    data.append({"type": "scatter", "mode": "markers", "xaxis": "x2", "yaxis": "y2", "x": [round(sx, 3)], "y": [round(sy, 3)],
+                 "marker": {"color": "#ff2d2d", "size": 12, "symbol": "x"},
+                 "hovertemplate": "source point (%{x:.2f}, %{y:.2f}) px<extra></extra>"})
     texts_x, texts_y, texts = [], [], []
     for rr in range(r0, r1):
         for cc in range(c0, c1):
@@ -746,7 +754,8 @@ def kernel_figure(
             texts_y.append(rr + 0.28)
             texts.append(f"{img[rr, cc]:.2f}")
     data.append({"type": "scatter", "mode": "text", "xaxis": "x2", "yaxis": "y2", "x": texts_x, "y": texts_y, "text": texts,
-                 "textfont": {"size": 10, "color": [("#000000" if img[round(y - 0.28), x] > 0.55 else "#d0d4da") for x, y in zip(texts_x, texts_y)]},
+                 "textfont": {"size": 10, "color": [("#000000" if img[round(y - 0.28), x] > 0.55 else "#d0d4da") for x, y in zip(texts_x, texts_y)],
+                              "shadow": [("0 0 3px #fff" if img[round(y - 0.28), x] > 0.55 else WEIGHT_HALO) for x, y in zip(texts_x, texts_y)]},
                  "hoverinfo": "skip"})
     for row, col, wgt in taps:
         data.append({"type": "scatter", "mode": "lines", "xaxis": "x2", "yaxis": "y2", "hoverinfo": "skip",
@@ -754,12 +763,10 @@ def kernel_figure(
                      "line": {"color": "#ff2d2d", "width": 1 + 4 * wgt}})
         data.append({"type": "scatter", "mode": "lines", "xaxis": "x2", "yaxis": "y2", "hoverinfo": "skip",
                      "x": [round(sx, 3), col], "y": [round(sy, 3), row], "line": {"color": "#ff2d2d", "width": 1, "dash": "dot"}})
+    for row, col, wgt in taps:
         data.append({"type": "scatter", "mode": "text", "xaxis": "x2", "yaxis": "y2", "x": [col], "y": [row - 0.2],
-                     "text": [f"<b>{wgt:.2f}</b>"], "textfont": {"size": 11, "color": "#ff5a5a"}, "name": "weight",
-                     "hovertemplate": f"U[{row},{col}] = {img[row, col]:.3f}, weight {wgt:.3f}<extra></extra>"})
-    data.append({"type": "scatter", "mode": "markers", "xaxis": "x2", "yaxis": "y2", "x": [round(sx, 3)], "y": [round(sy, 3)],
-                 "marker": {"color": "#ff2d2d", "size": 12, "symbol": "x"},
-                 "hovertemplate": "source point (%{x:.2f}, %{y:.2f}) px<extra></extra>"})
+                     "text": [f"<b>{wgt:.2f}</b>"], "textfont": {"size": 11, "color": "#ff7070", "shadow": WEIGHT_HALO},
+                     "name": "weight", "hovertemplate": f"U[{row},{col}] = {img[row, col]:.3f}, weight {wgt:.3f}<extra></extra>"})
     if region is not None and len(region):
         ring = np.concatenate([np.asarray(r) for r in region])
         xa, ya = _image_axes((h, w), ring.min(0), ring.max(0))
@@ -814,14 +821,27 @@ def kernel_gradient(
     v = v.detach()
     gx, gy = (float(g) for g in grid.grad.reshape(2))
     # normalised → pixel units: x_px = ((x + 1) W - 1) / 2, so ∂V/∂x_px = ∂V/∂x · 2 / W
+    x, y = (float(to_pixel(c, n)) for c, n in zip(grid.detach().reshape(2), (w, h)))
     return {"value": v.item(), "dx": gx * 2 / w, "dy": gy * 2 / h, "dtheta": theta.grad.reshape(-1).numpy(),
-            "names": param_names(t)}
+            "names": param_names(t), "on_column": x == math.floor(x), "on_row": y == math.floor(y)}
+
+
+def _kink_note(g: dict) -> str:
+    """A sentence for a source point on a pixel centre's row or column, where the kernel has a kink."""
+    axes = [a for a, k in (("x", "on_column"), ("y", "on_row")) if g.get(k)]
+    if not axes:
+        return ""
+    where = {("x",): "a column of pixel centres", ("y",): "a row of pixel centres", ("x", "y"): "a pixel centre"}[tuple(axes)]
+    return (f" The source point lies exactly on {where}, where the kernel has a kink and no derivative: PyTorch takes "
+            "the one to the right (below, for $y$), so the next pixel, not listed because its weight is 0, enters "
+            "the sum, and $\\mathrm{sign}(0)$ counts as $-1$.")
 
 
 def _gradient_markdown(g: dict, mode: str) -> str:
     """The gradient section of :func:`kernel_formula`."""
     if mode != "bilinear":
-        return ("\n\n**The gradient.** The integer kernel is flat between pixel centres: "
+        return ("\n\n**The gradient.** The integer kernel is a step: constant around each pixel centre, it jumps "
+                "halfway between two. Moving the source point a little changes nothing, "
                 "$\\partial V/\\partial x^s = \\partial V/\\partial y^s = 0$, so nothing reaches θ from this pixel. "
                 "The bilinear kernel's gradient (eq. 6-7) is what lets the localisation net learn.")
     d = np.asarray(g["dtheta"], dtype=np.float64)
@@ -835,7 +855,7 @@ def _gradient_markdown(g: dict, mode: str) -> str:
         "To the source point: $\\partial V/\\partial x^s = \\sum_n\\sum_m U_{nm}\\max(0, 1-|y^s-n|)\\,"
         "\\mathrm{sign}(m-x^s)$ over the taps"
         f" $= {g['dx']:+.3f}$ per pixel, and $\\partial V/\\partial y^s = {g['dy']:+.3f}$: moving the source point "
-        "right or down changes V that much. To θ, through the grid generator: "
+        "right or down changes V that much." + _kink_note(g) + " To θ, through the grid generator: "
         f"$\\partial V/\\partial\\theta$ = ({theta}){which}. Summed over every pixel of the crop and the loss, "
         "this is the localisation net's training signal."
     )
@@ -855,26 +875,34 @@ def kernel_formula(
     sx = float(to_pixel(torch.tensor(float(point[0])), w))
     sy = float(to_pixel(torch.tensor(float(point[1])), h))
     row, col = pixel
+    # Each display formula is broken over lines (aligned) so that it fits a phone's 320 px.
     if mode == "bilinear":
         taps = bilinear_taps(point, (h, w))
-        general = (r"$$V_i = \sum_{n}^{H}\sum_{m}^{W} U_{nm}\,\max(0, 1-|x_i^s-m|)\,\max(0, 1-|y_i^s-n|)$$")
+        general = (r"$$\begin{aligned} V_i = \sum_{n}^{H}\sum_{m}^{W} U_{nm}\, & \max(0, 1-|x_i^s-m|) \\"
+                   r" & \cdot\max(0, 1-|y_i^s-n|) \end{aligned}$$")
         name = "bilinear kernel (the paper's eq. 5)"
+        note = ""
     else:
         taps = nearest_tap(point, (h, w))
-        general = r"$$V_i = \sum_{n}^{H}\sum_{m}^{W} U_{nm}\,\delta(\lfloor x_i^s + 0.5\rfloor - m)\,\delta(\lfloor y_i^s + 0.5\rfloor - n)$$"
+        general = (r"$$\begin{aligned} V_i = \sum_{n}^{H}\sum_{m}^{W} U_{nm}\, & \delta(\operatorname{round}(x_i^s) - m) \\"
+                   r" & \cdot\delta(\operatorname{round}(y_i^s) - n) \end{aligned}$$")
         name = "integer (nearest) kernel (the paper's eq. 4)"
+        note = (r"(The paper writes $\lfloor x^s + 0.5\rfloor$; PyTorch's `grid_sample` rounds a tie, $x^s$ = 10.5, to the "
+                "even pixel, and so does this page.)\n\n")
     value = sum(wt * img[r, c] for r, c, wt in taps)
-    terms = " + ".join(rf"{wt:.3f}\cdot {img[r, c]:.3f}" for r, c, wt in taps) or "0"
+    products = [rf"{wt:.3f}\cdot {img[r, c]:.3f}" for r, c, wt in taps] or ["0"]
     # the printed factors, summed, may miss the value in the last digit: then say "≈"
     printed = sum(round(wt, 3) * round(float(img[r, c]), 3) for r, c, wt in taps)
     equals = "=" if round(printed, 3) == round(value, 3) else r"\approx"
+    lines = [" + ".join(products[k : k + 2]) for k in range(0, len(products), 2)]  # two products a line
+    terms = r" \\ & + ".join(lines)
     outside = "" if taps else " The source point lies outside the input, so it reads zero padding."
     short = (sum(wt for _, _, wt in taps) < 0.999 and taps)
     edge = " Part of the kernel falls outside the input and reads zeros." if short else ""
     return (
         f"**Output pixel** (row {row}, col {col}) of head {head + 1} reads the input at "
-        f"$(x^s, y^s) = ({sx:.2f}, {sy:.2f})$ px, with the {name}:\n\n{general}\n\n"
-        f"$$V = {terms} {equals} {value:.3f}$$\n\n"
+        f"$(x^s, y^s) = ({sx:.2f}, {sy:.2f})$ px, with the {name}:\n\n{general}\n\n{note}"
+        f"$$\\begin{{aligned}} V & = {terms} \\\\ & {equals} {value:.3f} \\end{{aligned}}$$\n\n"
         + "".join(f"- $U_{{{r},{c}}} = {img[r, c]:.3f}$ (row {r}, column {c}), weight ${wt:.3f}$\n" for r, c, wt in taps)
         + outside + edge + (_gradient_markdown(gradient, mode) if gradient is not None else "")
     )

@@ -288,7 +288,7 @@ class TestKernel:
             recon = sum(w * float(img[0, 0, rr, cc]) for rr, cc, w in taps)
             assert recon == pytest.approx(float(out[0, 0, r, c]), abs=1e-5)
             text = viz.kernel_formula(img[0, 0].numpy(), pt, mode, (r, c))
-            value = float(re.search(r"(?:=|\\approx) (-?[0-9.]+)\$\$", text).group(1))
+            value = float(re.search(r"(?:=|\\approx) (-?[0-9.]+) \\end\{aligned\}\$\$", text).group(1))
             assert value == pytest.approx(float(out[0, 0, r, c]), abs=2e-3)
             assert f"row {r}, col {c}" in text
 
@@ -302,6 +302,43 @@ class TestKernel:
         assert "xaxis2" in fig["layout"]
         nearest = viz.kernel_figure(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "nearest")
         assert sum(1 for t in nearest["data"] if t.get("name") == "weight") == 1
+        # the source point sits within half a pixel of its heaviest tap's weight: the weights are drawn over it, haloed
+        marker = max(i for i, t in enumerate(fig["data"]) if t.get("mode") == "markers" and t.get("xaxis") == "x2")
+        numbers = [i for i, t in enumerate(fig["data"]) if t.get("mode") == "text" and t.get("xaxis") == "x2"]
+        assert len(numbers) == 5 and all(i > marker and fig["data"][i]["textfont"].get("shadow") for i in numbers)
+
+    def test_kernel_formula_fits_a_phone(self):
+        """Each display line of the formula holds at most two products (four did not fit 326 px)."""
+        img, grid = self._setup()
+        text = viz.kernel_formula(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "bilinear", (3, 3))
+        displays = re.findall(r"\$\$(.*?)\$\$", text, flags=re.S)
+        assert len(displays) == 2 and all("aligned" in d for d in displays)
+        for line in re.split(r"\\\\", displays[1]):
+            assert line.count("\\cdot") <= 2, line
+
+    def test_nearest_kernel_rounds_a_tie_to_even_as_grid_sample_does(self):
+        img = np.arange(20 * 30, dtype=np.float64).reshape(20, 30) / 600
+        w, h = 30, 20
+        point = ((2 * 10.5 + 1) / w - 1, (2 * 12.0 + 1) / h - 1)  # x^s = 10.5 px: a tie
+        out = F.grid_sample(torch.tensor(img)[None, None], torch.tensor([[[point]]], dtype=torch.float64).view(1, 1, 1, 2), mode="nearest", align_corners=False)
+        text = viz.kernel_formula(img, point, "nearest", (0, 0))
+        assert "U_{12,10}" in text and float(out) == pytest.approx(img[12, 10])  # 10, the even one, not ⌊10.5 + 0.5⌋
+        assert "even pixel" in text and "\\operatorname{round}" in text
+        assert "is a step" in viz.kernel_formula(img, point, "nearest", (0, 0), gradient={})
+
+    def test_a_source_point_on_a_pixel_centre_says_which_derivative_is_shown(self):
+        """On a pixel centre the bilinear kernel has a kink: one tap is listed, and the derivative is PyTorch's one-sided
+        one, which reads the next pixel (weight 0): the text says so, and the number is that difference."""
+        rng = np.random.default_rng(3)
+        img = rng.random((20, 30))
+        g = viz.kernel_gradient(img, "affine", [1, 0, 0, 0, 1, 0], (20, 30), (12, 10))  # identity: x^s = 10, y^s = 12
+        assert g["on_column"] and g["on_row"]
+        assert g["dx"] == pytest.approx(img[12, 11] - img[12, 10]) and g["dy"] == pytest.approx(img[13, 10] - img[12, 10])
+        point = ((2 * 10 + 1) / 30 - 1, (2 * 12 + 1) / 20 - 1)
+        text = viz.kernel_formula(img, point, "bilinear", (12, 10), gradient=g)
+        assert text.count("weight $") == 1 and "on a pixel centre" in text and "counts as $-1$" in text
+        off = viz.kernel_gradient(img, "affine", [0.9, 0, 0.01, 0, 0.9, 0.02], (20, 30), (12, 10))
+        assert "kink" not in viz.kernel_formula(img, point, "bilinear", (12, 10), gradient=off)
 
     @pytest.mark.parametrize("family", ["affine", "attention", "projective", "tps"])
     def test_gradient_is_the_papers_eq_7_and_moves_v_as_theta_moves(self, family):
@@ -337,7 +374,7 @@ class TestKernel:
         assert "The gradient that trains it" in text and f"{g['dx']:+.3f}" in text
         nearest = viz.kernel_gradient(img, t, theta, out, pixel, "nearest")
         assert nearest["dx"] == nearest["dy"] == 0 and not np.any(nearest["dtheta"])
-        assert "flat between pixel centres" in viz.kernel_formula(img, tuple(pt), "nearest", pixel, 0, nearest)
+        assert "constant around each pixel centre" in viz.kernel_formula(img, tuple(pt), "nearest", pixel, 0, nearest)
 
     def test_outside_reads_padding(self):
         assert viz.nearest_tap((5.0, 5.0), (10, 10)) == []
