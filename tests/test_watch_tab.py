@@ -61,6 +61,8 @@ class TestReplayEvents:
         assert slider["maximum"] == 6 and slider["value"] == 0 and "every 1 training steps" in slider["label"]
         assert len(_figure(probe)["data"]) == 4 and crops.dtype == np.uint8
         assert "step 0 of 6" in info and "centring" in info
+        assert "trained from the identity grid" in info  # the throwaway zoo's models start from the identity
+        assert "centred window 70% of the image's side (`--start-scale 0.7`)" in watch_tab._start_window(0.7)
         probe, crops, curve, info = watch_tab.render_replay("w-affine", 6)
         assert "step 6 of 6" in info and "training loss" in info
         assert _figure(curve)["layout"]["shapes"][0]["x0"] == 6

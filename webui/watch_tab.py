@@ -153,9 +153,17 @@ def _replay_frame(name: str, index: int) -> tuple[PlotData, np.ndarray, PlotData
         parts.append(
             f"centring {ink_offset(crops):.2f} (identity: {b.centring_start:.2f}; 0 = digit centred in its crop)"
         )
+        parts.append(_start_window(b.model.config.start_scale))
     else:
         parts.append("CNN baseline: no transformer, the classifier sees the whole image")
     return probe, mosaic, curve, " · ".join(parts)
+
+
+def _start_window(scale: float) -> str:
+    """Where a model's grid began training (its card's ``start_scale``), in words."""
+    if scale >= 1.0:
+        return "trained from the identity grid (the whole image)"
+    return f"trained from a centred window {scale:.0%} of the image's side (`--start-scale {scale:g}`)"
 
 
 def _from_zero(payload: float | None) -> float | None:
@@ -320,8 +328,9 @@ def build_watch_tab() -> None:
         "## Watch a spatial transformer learn where to look\n"
         "Each probe image shows the **sampling grid** of the transformer: the region that becomes the "
         "crop the classifier reads (one colour per head; the cross is where the crop's centre reads). At the "
-        "start of training the grid is the whole image (the identity; `tc-attention` and `rts-affine` start from a "
-        "centred window instead, `--start-scale`); as the network learns, it moves and shrinks onto the digit (and turns with it, for `r-affine-upright` and `rts-affine-upright`), and the crops on the right fill up. Labels in the corners "
+        "start of training the grid is the whole image (the identity), or, for a model trained with `--start-scale` "
+        "(most RTS and TC models and the `-crop20` ones: the replay's line below says which), a centred window; "
+        "as the network learns, it moves and shrinks onto the digit (and turns with it, for `r-affine-upright` and `rts-affine-upright`), and the crops on the right fill up. Labels in the corners "
         "are the model's readings (green right, red wrong)."
     )
     with gr.Group():
