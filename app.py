@@ -1066,8 +1066,14 @@ CSS = """
 #stn-sketch .toolbar-wrap { left: 0; }
 #stn-sketch .pixi-target { top: 16px; left: 24px; width: calc(100% - 24px); height: calc(100% - 16px); }
 #stn-verdict-mini { font-size: 1.05rem; min-height: 1.6em; padding: 2px 4px; }
+/* an output picture's label above it, not over its top-left corner (it hid the crop's strokes there); the same for
+   the invariance charts, whose legend is at their top */
+.stn-pixelated label.float, #inv-rot-chart label.float, #inv-acc-chart label.float { position: static; margin-bottom: 6px; }
+.stn-pixelated:has(> label.float) { display: flex; flex-direction: column; }  /* the picture in the height left */
+.stn-pixelated:has(> label.float) > .image-container { flex: 1 1 0; min-height: 0; }
 @media (min-width: 1024px) { #stn-verdict-mini { display: none; } }  /* the reading itself is beside the pad */
 @media (max-width: 640px) {
+  button.sm { min-height: 44px; }  /* a fingertip's size ("Identity θ", "Back to the predicted θ" were 26 px) */
   .stn-matrix td { padding: 2px 5px; }
   #stn-header p { font-size: 0.9rem; }
   #kn-formula .katex-display { font-size: 0.78em; }

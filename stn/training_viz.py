@@ -25,6 +25,10 @@ import torch
 
 from stn.transforms import Transform, control_points
 
+# Plotly's toolbar (zoom, lasso, camera) covered the legend and the plot's label on a phone, and the figures are
+# not for exploring: no toolbar, as in stn.viz.
+PLOT_CONFIG = {"displayModeBar": False, "responsive": True, "scrollZoom": False}
+
 __all__ = [
     "HEAD_COLORS",
     "ProbeView",
@@ -319,7 +323,7 @@ class ProbeView:
         if title:
             layout["title"] = {"text": title, "font": {"size": 13}, "x": 0.01, "y": 0.99}
             layout["margin"] = {**layout["margin"], "t": 24}
-        return {"data": data, "layout": layout}
+        return {"data": data, "layout": layout, "config": PLOT_CONFIG}
 
     def _hover(self, head: int, theta: torch.Tensor, pred: np.ndarray | None) -> list[str]:
         out = []
@@ -458,6 +462,7 @@ def curve_figure(
             ],
         },
     }
+    fig["config"] = PLOT_CONFIG
     if title:
         fig["layout"]["title"] = {"text": title, "font": {"size": 13}, "x": 0.01}
     return with_step_marker(fig, current) if current is not None else fig
@@ -499,4 +504,4 @@ def with_step_marker(fig: dict, step: int) -> dict:
     }
     runs = [sh for sh in fig["layout"].get("shapes", []) if sh.get("name") == "run-start"]
     layout = {**fig["layout"], "shapes": [shape, *runs]}
-    return {"data": [loss_t, acc_t, *dots], "layout": layout}
+    return {"data": [loss_t, acc_t, *dots], "layout": layout, "config": PLOT_CONFIG}

@@ -384,7 +384,9 @@ def grid_figure(
                 data.append({
                     "type": "scatter", "mode": "markers+text", "name": f"head {k + 1} corners",
                     "x": np.round(corners[:, 0], 3).tolist(), "y": np.round(corners[:, 1], 3).tolist(),
-                    "text": ["TL", "TR", "BR", "BL"], "textposition": "top center", "textfont": {"color": color, "size": 11},
+                    # each label inside its corner: above it, the top ones fell outside the plot's range
+                    "text": ["TL", "TR", "BR", "BL"], "textposition": ["bottom right", "bottom left", "top left", "top right"],
+                    "textfont": {"color": color, "size": 11},
                     "marker": {"color": color, "size": 8},
                     "hovertemplate": "%{text} corner reads (%{x:.1f}, %{y:.1f}) px" + f"<extra>head {k + 1}</extra>",
                 })
@@ -915,9 +917,10 @@ def _chart_layout(height: int, xtitle: str, ytitle: str, **extra: object) -> dic
     axis = {"gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, "linecolor": GRID_COLOR, "fixedrange": True}
     return _layout(
         height,
-        margin={"l": 56, "r": 12, "t": 52, "b": 100},
+        margin={"l": 56, "r": 12, "t": 20, "b": 56},
         showlegend=True,
-        legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 11}},
+        # above the plot: below it, the x axis's title and its tick labels (turned on a phone) ran into it
+        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
         xaxis={**axis, "title": {"text": xtitle}},
         yaxis={**axis, "title": {"text": ytitle}},
         hovermode="x unified",

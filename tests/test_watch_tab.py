@@ -69,6 +69,15 @@ class TestReplayEvents:
         probe, crops, curve, info = watch_tab.render_replay("w-affine", 99)  # clamped to the last snapshot
         assert "snapshot 7/7" in info
 
+    def test_dataset_picker_names_fit_and_the_pick_is_described(self) -> None:
+        """Short names in the picker (the descriptions were cut off in it at phone width), the picked one's in full below."""
+        from stn.data import DATASETS
+        from stn.live import LIVE_DATASETS
+
+        assert all(len(watch_tab.LIVE_DATASET_NAMES[d]) <= 4 for d in LIVE_DATASETS)
+        assert watch_tab.dataset_info("rts")["info"] == DATASETS["rts"].description
+        assert watch_tab.dataset_info("nonsense")["info"] is None
+
     def test_cnn_baseline_has_no_grid(self, zoo) -> None:
         probe, crops, _curve, info = watch_tab.render_replay("w-cnn", 1)
         assert [t["mode"] for t in _figure(probe)["data"]] == ["text"] and "CNN baseline" in info

@@ -44,6 +44,7 @@ __all__ = [
 MANAGER = LiveManager()  # the server's live runs (cap: stn.live.default_max_runs())
 PLAY_INTERVAL = 0.3  # seconds per replay frame
 LOC_LRS = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"]
+LIVE_DATASET_NAMES = {"rts": "RTS", "tc": "TC", "r": "R", "p": "P", "e": "E", "pair": "Pair"}  # the paper's names
 DEFAULT_LIVE = LiveSettings()
 
 BUNDLED_NOTE = (
@@ -157,6 +158,11 @@ def _replay_frame(name: str, index: int) -> tuple[PlotData, np.ndarray, PlotData
     else:
         parts.append("CNN baseline: no transformer, the classifier sees the whole image")
     return probe, mosaic, curve, " · ".join(parts)
+
+
+def dataset_info(name: str | None) -> dict:
+    """The live-training dataset picker's line under it: the picked dataset's distortion in full."""
+    return gr.update(info=DATASETS[name].description if name in DATASETS else None)
 
 
 def _start_window(scale: float) -> str:
@@ -352,7 +358,7 @@ def build_watch_tab() -> None:
             # another model, with no session, would meet the first model's. Past the end reads the last snapshot.
             slider.preprocess = _from_zero  # type: ignore[method-assign]
             play = gr.Button("▶ Play", scale=1, min_width=90)
-            pause = gr.Button("⏸ Pause", scale=1, min_width=90)
+            pause = gr.Button("Pause", scale=1, min_width=90)  # "⏸" has no glyph in the page's fonts on some phones
         replay_info = gr.Markdown(
             "" if choices else "No zoo model has a replay yet: they appear as `python -m stn train` finishes."
         )
@@ -410,10 +416,11 @@ def build_watch_tab() -> None:
         )
         with gr.Row():
             transform = gr.Dropdown(transform_names(), value=DEFAULT_LIVE.transform, label="Transform family")
-            dataset = gr.Dropdown(
-                [(f"{d.upper()}: {DATASETS[d].description}", d) for d in LIVE_DATASETS],
+            dataset = gr.Dropdown(  # short names (the full ones were cut off); the picked one's description below
+                [(LIVE_DATASET_NAMES.get(d, d.upper()), d) for d in LIVE_DATASETS],
                 value=DEFAULT_LIVE.dataset,
                 label="Dataset",
+                info=DATASETS[DEFAULT_LIVE.dataset].description,
             )
             steps = gr.Slider(
                 50,
@@ -423,7 +430,7 @@ def build_watch_tab() -> None:
                 label=f"Training steps (batches of {DEFAULT_LIVE.batch_size})",
             )
             loc_lr = gr.Dropdown(
-                LOC_LRS, value="1e-3", label="Localisation-net learning rate", info="the zoo trains it at 3e-4"
+                LOC_LRS, value="1e-3", label="Localisation-net learning rate", info="the zoo trains it at 0.0003 (3e-4)"
             )
             seed = gr.Number(0, precision=0, label="Seed", minimum=0)
         with gr.Row():
@@ -448,6 +455,7 @@ def build_watch_tab() -> None:
         concurrency_id="stn-live-training",
         show_progress="hidden",
     )
+    dataset.input(dataset_info, dataset, dataset, api_visibility="private", show_progress="hidden", concurrency_limit=None)
     stop.click(
         stop_live,
         [run_state],
