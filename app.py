@@ -23,6 +23,7 @@ import importlib.util
 import io
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -702,7 +703,10 @@ def kernel_click(session: Session | None, head: str | None, mode: str, evt: gr.S
         return (gr.skip(),) * 5
     h, w = session.result.info.crop_size
     f = max(1, round(KN_TARGET / max(h, w)))
-    x, y = evt.index[0], evt.index[1]
+    index = evt.index
+    if not (isinstance(index, (list, tuple)) and len(index) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in index)):
+        raise refusal("A click on the crop gives the pixel's (x, y): send two numbers.", title="Cannot read the request")
+    x, y = index
     c = int(min(max((x - KN_BORDER) // f, 0), w - 1))
     r = int(min(max((y - KN_BORDER) // f, 0), h - 1))
     return (gr.update(value=r), gr.update(value=c), *kernel_view(session, head, mode, r, c))
@@ -1002,8 +1006,8 @@ def cache_examples() -> None:
 def load_example(evt: gr.SelectData) -> tuple:
     """A click on the examples gallery: the picture into the Upload tab, its model selected, and
     the cached outputs shown at once."""
-    index = int(evt.index if not isinstance(evt.index, (list, tuple)) else evt.index[0])
-    if not 0 <= index < len(EXAMPLES):
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) and evt.index else evt.index
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(EXAMPLES):
         raise refusal("There is no such example.")
     path, model = EXAMPLES[index]
     return (path, model, model_note(model), *example_outputs(index), gr.Tabs(selected="upload"))

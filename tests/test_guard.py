@@ -9,7 +9,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from webui.guard import NOT_A_URL, guard_requests
+from webui.guard import NOT_A_URL, NOT_UPLOADED, guard_requests
 
 
 def _nest(value: object, depth: int) -> object:
@@ -25,6 +25,8 @@ def demo():
         button = gr.Button()
         button.click(lambda f, n: "ok", [file, number], out, api_name="read")
         button.click(lambda f, n: "ok", [file, number], out, api_visibility="private")
+        button.click(lambda f, n: f, [gr.Image(type="filepath"), number], out, api_name="raw", preprocess=False)
+        button.click(lambda a, b: "ok", [gr.Slider(0, 10), gr.Dropdown(["a", "b"])], out, api_name="controls")
     guard_requests(blocks, optional_inputs=["read"])
     return blocks
 
@@ -63,6 +65,57 @@ def test_missing_inputs_and_what_a_refusal_points_to(demo):
     with pytest.raises(gr.Error, match="page's own events, not an API endpoint: reload the page") as err:
         _run(demo, 1, [])  # a private event: not padded, and not pointed to the API's list
     assert "/gradio_api/info" not in err.value.message
+
+
+def test_only_uploaded_files_are_named(demo, tmp_path):
+    """Gradio checks a file's path only where the request marks it as a file ("meta"): a path without the mark,
+    or a bare string to an event that skips pre-processing (the app's ``predict``), read any file on the
+    server and sent its pixels back. A file in the upload folder still goes through."""
+    from gradio.utils import get_upload_folder
+
+    outside = tmp_path / "d.png"
+    outside.write_bytes(b"\x89PNG")
+    for inputs in ([{"path": str(outside)}, 1], [str(outside), 1], ["/etc/passwd", 1], [{"path": "../../etc/passwd"}, 1],
+                   [_nest({"path": "/proc/self/environ"}, 5), 1]):
+        with pytest.raises(gr.Error) as err:
+            _run(demo, 2, inputs)
+        assert err.value.message == NOT_UPLOADED, inputs
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "d.png").write_bytes(b"\x89PNG")
+    import os
+
+    old = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        assert str(get_upload_folder()) == str(folder)
+        sent = _run(demo, 2, [{"path": str(folder / "d.png"), "meta": {"_type": "gradio.FileData"}}, 1])[0]
+        assert sent["path"].endswith("d.png")  # went through (Gradio copies it into its cache)
+        link = folder / "link.png"
+        link.symlink_to(outside)  # a link in the folder to a file outside it
+        with pytest.raises(gr.Error, match="not uploaded"):
+            _run(demo, 2, [{"path": str(link)}, 1])
+    finally:
+        if old is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old
+
+
+def test_gradios_own_checks_are_refusals_of_a_line(demo, caplog):
+    """A value a control could not send (out of a slider's range, not among a dropdown's choices) was refused by
+    Gradio with a traceback in the log and the value echoed back whole in a Python repr (a 1 MB string: a 1 MB
+    error). Now it is the app's refusal: one line, naming the endpoint, the value cut short."""
+    import logging
+
+    assert _run(demo, 3, [5, "a"]) == [5, "a"]
+    for inputs in ([1e308, "a"], [5, "abc" * 300_000], [5, {"x": 1, "path": None}]):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="stn.app"), pytest.raises(gr.Error) as err:
+            _run(demo, 3, inputs)
+        assert err.value.print_exception is False and "does not fit the controls endpoint" in err.value.message
+        assert len(err.value.message) < 400
+        assert [r.getMessage()[:9] for r in caplog.records if r.name == "stn.app"] == ["refused ("]
 
 
 def test_strokes_sent_ahead_are_bounded():

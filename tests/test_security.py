@@ -318,10 +318,11 @@ def test_uploads_are_size_capped(app_port):
     assert resp.status == 413, f"an upload of {len(payload) / 2**20:.0f} MB was accepted ({resp.status}: {text[:200]})"
 
 
-def _queue_call(port: int, session: str, fn_index: int, data: list, trigger: int | None, timeout: float = 60) -> dict:
+def _queue_call(port: int, session: str, fn_index: int, data: list, trigger: int | None, timeout: float = 60,
+                event_data: object = None) -> dict:
     """One event as the page sends it (``/gradio_api/queue/join``, then the session's event stream)
     → the ``process_completed`` message."""
-    body = json.dumps({"data": data, "event_data": None, "fn_index": fn_index, "trigger_id": trigger,
+    body = json.dumps({"data": data, "event_data": event_data, "fn_index": fn_index, "trigger_id": trigger,
                        "session_hash": session}).encode()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -415,6 +416,65 @@ def test_crafted_event_values_are_refused(app_port):
         ok = call(name, values)
         assert ok["success"], f"{name} {values} failed after the crafted events: {json.dumps(ok)[:300]}"
     assert _get(app_port, "/gradio_api/info")[0] == 200
+
+
+@pytest.mark.slow
+def test_requests_the_page_never_sends_get_a_sentence(app_port, tmp_path):
+    """Found by a hostile-traffic review. ``predict`` read any file on the server when the request did not mark its
+    path as a file (no "meta"), or sent it as a bare string, and sent its pixels back in the plot; a click event
+    without its click data, a page-only event, a null or "NaN" snapshot and a value out of a control's range
+    answered {"error": null} or Gradio's repr of the value, each with a traceback in the log. Each now gets a
+    sentence and one log line."""
+    from PIL import Image
+
+    log = _SERVER_LOGS[app_port]
+    start = log.stat().st_size
+    config = json.loads(_get(app_port, "/config")[1])
+    deps = config["dependencies"]
+    by_name = {d["api_name"]: d for d in deps if d.get("api_name")}
+    comps = {c["id"]: c for c in config["components"]}
+    session = uuid.uuid4().hex
+
+    def call(dep: dict, data: list, event_data: object = None) -> dict:
+        trigger = dep["targets"][0][0] if dep.get("targets") else None
+        return _queue_call(app_port, session, dep["id"], data, trigger, event_data=event_data)
+
+    outside = tmp_path / "outside.png"  # a readable digit, outside the upload folder
+    Image.open(min((REPO / "assets" / "examples").glob("*.png"))).save(outside)
+    predict = by_name["predict"]
+    for sent in ({"path": str(outside)}, str(outside), {"path": str(outside), "orig_name": "d.png"}, "/etc/passwd",
+                 {"path": "/proc/self/environ"}):
+        msg = call(predict, [sent, None])
+        assert msg["success"] is False and "not uploaded to this server" in msg["output"]["error"], (sent, msg)
+    # click events without their click data
+    for fn in ("load_example", "kernel_click"):
+        dep = next(d for d in deps if d.get("name") == fn or (d.get("api_name") or "").endswith(fn))
+        data = [None if comps[i]["type"] == "state" else comps[i].get("props", {}).get("value") for i in dep["inputs"]]
+        for event_data in (None, {"index": 5}, {"value": 1}):
+            msg = call(dep, data, event_data)
+            assert msg["success"] is False and "click" in (msg["output"].get("error") or ""), (fn, event_data, msg)
+    # a page-only event (its function runs in the browser)
+    js_only = next(d for d in deps if not d.get("backend_fn", True))
+    msg = call(js_only, [None] * len(js_only["inputs"]))
+    assert msg["success"] is False and "runs in the page only" in (msg["output"].get("error") or ""), msg
+    # the snapshot of a replay: none is the first, "NaN" a sentence
+    frame = by_name["replay_frame"]
+    model = comps[frame["inputs"][0]]["props"]["value"]
+    if model:
+        assert call(frame, [model, None])["success"]
+        msg = call(frame, [model, "NaN"])
+        assert msg["success"] is False and "snapshot must be a number" in msg["output"]["error"], msg
+    # Gradio's own range check: a sentence of a line, not the value echoed back
+    msg = call(frame, [model, 1e12]) if model else None
+    huge = call(by_name["replay_model"], ["x" * 200_000])
+    assert huge["success"] is False and len(huge["output"]["error"]) < 400, huge["output"]["error"][:300]
+    assert msg is None or msg["success"]  # past the end reads the last snapshot
+    time.sleep(1)
+    with open(log, "rb") as f:
+        f.seek(start)
+        written = f.read().decode("utf-8", "replace")
+    assert "Traceback" not in written, f"a refusal printed a traceback:\n{written[-3000:]}"
+    assert len(written) < 20_000, "the refusals wrote the values sent into the log"
 
 
 def test_a_refusal_is_one_log_line_not_a_traceback(app_port):

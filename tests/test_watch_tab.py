@@ -78,6 +78,15 @@ class TestReplayEvents:
         assert watch_tab.dataset_info("rts")["info"] == DATASETS["rts"].description
         assert watch_tab.dataset_info("nonsense")["info"] is None
 
+    def test_a_snapshot_that_is_not_a_number_is_refused(self) -> None:
+        """``replay_frame`` with a null snapshot answered ``{"error": null}`` (a TypeError in the log), and "NaN" a
+        ValueError: none is the first snapshot, anything but a finite number a sentence."""
+        assert watch_tab._from_zero(None) == 0.0 and watch_tab._from_zero(-3) == 0.0 and watch_tab._from_zero("4") == 4.0
+        for bad in ("NaN", "inf", "abc", [1], {"x": 1}):
+            with pytest.raises(gr.Error, match="snapshot must be a number") as err:
+                watch_tab._from_zero(bad)
+            assert err.value.print_exception is False
+
     def test_cnn_baseline_has_no_grid(self, zoo) -> None:
         probe, crops, _curve, info = watch_tab.render_replay("w-cnn", 1)
         assert [t["mode"] for t in _figure(probe)["data"]] == ["text"] and "CNN baseline" in info

@@ -13,15 +13,20 @@ than a sketchpad's before any is decoded.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
 import logging
 import math
+import os
+import typing
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import gradio as gr
 from gradio.exceptions import InvalidPathError
+from gradio.utils import get_upload_folder
 from PIL import Image, UnidentifiedImageError
 
 from webui.refusal import refusal
@@ -61,6 +66,23 @@ def _fetches(inputs: Any) -> bool:
     return any(isinstance(v, dict) and _web_address(v.get("path")) for v in _values(inputs))
 
 
+def _file_paths(block_fn: Any, inputs: list[Any]) -> Iterable[str]:
+    """The server paths a request names: every ``{"path": ...}`` at any depth, and a bare string sent
+    for an image or file input (an event with ``preprocess=False`` hands it to the app as it is)."""
+    for v in _values(inputs):
+        if isinstance(v, dict) and isinstance(v.get("path"), str):
+            yield v["path"]
+    if not getattr(block_fn, "preprocess", True):
+        for comp, v in zip(getattr(block_fn, "inputs", ()), inputs):
+            if isinstance(comp, (gr.Image, gr.File, gr.ImageEditor)) and isinstance(v, str) and v:
+                yield v
+
+
+def _outside(path: str, folders: list[str]) -> bool:
+    real = os.path.realpath(path)
+    return not any(os.path.commonpath([f, real]) == f for f in folders)
+
+
 def _not_finite(inputs: Any) -> bool:
     """Whether ``inputs`` hold NaN or an infinity: JSON from a browser never does (its NaN is null),
     and a slider's range check lets NaN through (every comparison with it is false)."""
@@ -71,8 +93,37 @@ def _reason(exc: BaseException) -> str:
     if type(exc).__name__ == "ValidationError":  # pydantic's, for a file that is not a file
         return ('a file goes as {"path": "<the path POST /gradio_api/upload returned>", '
                 '"meta": {"_type": "gradio.FileData"}}')
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = exc.message if isinstance(exc, gr.Error) else str(exc)
+    first = (str(text).strip().splitlines() or [type(exc).__name__])[0]
     return first if len(first) <= 160 else first[:157] + "..."
+
+
+@functools.lru_cache(maxsize=None)
+def _select_params(fn: Callable) -> bool:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: Gradio then passes no event data either
+        return False
+    return any(isinstance(h, type) and issubclass(h, gr.SelectData) for h in hints.values())
+
+
+def _takes_select_data(block_fn: Any) -> bool:
+    """Whether ``block_fn``'s function takes a ``gr.SelectData`` (a click on a gallery or an image)."""
+    fn = getattr(block_fn, "fn", None)
+    return fn is not None and _select_params(inspect.unwrap(fn))
+
+
+def _name(block_fn: Any) -> str:
+    return block_fn.api_name or getattr(block_fn, "name", None) or "this"
+
+
+def _does_not_fit(block_fn: Any, exc: BaseException) -> gr.Error:
+    """The refusal of a request that Gradio could not take for ``block_fn``, naming what it said was wrong."""
+    listed = str(getattr(block_fn, "api_visibility", "public")) == "public"
+    where = ("The inputs it takes are listed at /gradio_api/info." if listed else
+             "It is one of the page's own events, not an API endpoint: reload the page.")
+    return refusal(f"This request does not fit the {_name(block_fn)} endpoint ({_reason(exc)}). {where}",
+                   title="Cannot read the request")
 
 
 def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> None:
@@ -85,28 +136,50 @@ def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> No
     optional = set(optional_inputs)
 
     async def preprocess_data(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if block_fn.fn is None:  # a page-side (js) event: Gradio answered {"error": null} with a traceback
+            raise refusal(f"The {_name(block_fn)} event runs in the page only: there is nothing to call on the server.",
+                          title="Cannot read the request")
         if block_fn.api_name in optional and isinstance(inputs, list) and len(inputs) < len(block_fn.inputs):
             inputs = [*inputs, *[None] * (len(block_fn.inputs) - len(inputs))]
         if _fetches(inputs):
             raise refusal(NOT_A_URL, title="Cannot read the image")
         if _not_finite(inputs):
             raise refusal("A number in this request is NaN or infinite: send finite numbers.", title="Cannot read the request")
+        # Gradio checks a file's path only where the request marks it as a file ("meta"); without that mark,
+        # or as a bare string to an event that skips pre-processing, any file on the server would be read
+        folders = [os.path.realpath(f) for f in (get_upload_folder(), *(getattr(blocks, "allowed_paths", None) or ()))]
+        if any(_outside(p, folders) for p in _file_paths(block_fn, inputs)):
+            raise refusal(NOT_UPLOADED, title="Cannot read the image")
         try:
             return await stock(block_fn, inputs, *args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as exc:
+            if not getattr(exc, "print_exception", True):  # the app's own refusal: a sentence, logged
+                raise
+            # Gradio's range and choice checks: a traceback in the log, and the value sent (of any size)
+            # echoed back in a Python repr
+            raise _does_not_fit(block_fn, exc) from None
         except InvalidPathError:
             raise refusal(NOT_UPLOADED, title="Cannot read the image") from None
         except Exception as exc:  # noqa: BLE001 - a request Gradio cannot take gets a sentence, not {"error": null}
-            name = block_fn.api_name or getattr(block_fn, "name", None) or "this"
-            log.warning("request refused before %s ran: %s", name, _reason(exc))
-            listed = str(getattr(block_fn, "api_visibility", "public")) == "public"
-            where = ("The inputs it takes are listed at /gradio_api/info." if listed else
-                     "It is one of the page's own events, not an API endpoint: reload the page.")
-            raise refusal(f"This request does not fit the {name} endpoint ({_reason(exc)}). {where}",
-                           title="Cannot read the request") from None
+            log.warning("request refused before %s ran: %s", _name(block_fn), _reason(exc))
+            raise _does_not_fit(block_fn, exc) from None
 
     blocks.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+    stock_api = blocks.process_api
+
+    async def process_api(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        fn = blocks.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        if _takes_select_data(fn):  # a click's data: Gradio reads its "index" and "value" before the app runs
+            event = kwargs["event_data"] if "event_data" in kwargs else (args[5] if len(args) > 5 else None)
+            data = getattr(event, "_data", None)
+            if not (isinstance(data, dict) and "index" in data and "value" in data):
+                raise refusal(f"The {_name(fn)} event needs the page's click (event_data with its index and value): "
+                              "it is one of the page's own events, not an API endpoint; reload the page.",
+                              title="Cannot read the request")
+        return await stock_api(block_fn, inputs, *args, **kwargs)
+
+    blocks.process_api = process_api  # type: ignore[method-assign]
 
 
 def _pixels(image: Any) -> tuple[int, int]:

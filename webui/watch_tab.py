@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -172,9 +173,18 @@ def _start_window(scale: float) -> str:
     return f"trained from a centred window {scale:.0%} of the image's side (`--start-scale {scale:g}`)"
 
 
-def _from_zero(payload: float | None) -> float | None:
-    """The snapshot slider's value as sent, from 0 up: :func:`render_replay` stops at the model's last snapshot."""
-    return None if payload is None else max(float(payload), 0.0)
+def _from_zero(payload: float | str | None) -> float:
+    """The snapshot slider's value as sent, from 0 up (none: the first): :func:`render_replay` stops at the
+    model's last snapshot. Anything but a finite number is refused with a sentence."""
+    if payload is None:
+        return 0.0
+    try:
+        value = float(payload)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise refusal(f"The snapshot must be a number from 0 up, not {str(payload)[:40]!r}.", title="Cannot read the request")
+    return max(value, 0.0)
 
 
 def show_replay(name: str | None):
