@@ -28,6 +28,7 @@ __all__ = [
     "DATASETS",
     "DatasetSpec",
     "DataNotFoundError",
+    "DataFileError",
     "data_root",
     "load_mnist",
     "make_batch",
@@ -42,14 +43,24 @@ class DataNotFoundError(FileNotFoundError):
     """MNIST is not where we were told to look."""
 
 
+class DataFileError(ValueError):
+    """An MNIST file is there but cannot be read: truncated, corrupt, or not an IDX file."""
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """Resolve the MNIST root: the argument, else ``$STN_DATA``, else ``./data``."""
     return Path(root or os.environ.get("STN_DATA") or "data").expanduser()
 
 
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_FETCH = "torchvision.datasets.MNIST(ROOT, download=True) fetches all four into ROOT/MNIST/raw"
+
+
 def _find_raw(root: Path) -> Path:
+    """The folder under ``root`` that holds MNIST's files (any of them: :func:`_mnist_file` names a missing one)."""
     for cand in (root / "MNIST" / "raw", root / "raw", root):
-        if any((cand / f"train-images-idx3-ubyte{ext}").exists() for ext in ("", ".gz")):
+        if any((cand / f"{stem}{ext}").exists() for stem in MNIST_FILES for ext in ("", ".gz")):
             return cand
     raise DataNotFoundError(
         f"MNIST not found under {root}: expected {root}/MNIST/raw/train-images-idx3-ubyte "
@@ -57,13 +68,41 @@ def _find_raw(root: Path) -> Path:
     )
 
 
+def _mnist_file(raw: Path, stem: str) -> Path:
+    """``raw/stem``, or ``raw/stem.gz``, or a :class:`DataNotFoundError` that names the missing file."""
+    for path in (raw / stem, raw / f"{stem}.gz"):
+        if path.exists():
+            return path
+    have = [p.name for p in sorted(raw.iterdir()) if p.name.split(".")[0] in MNIST_FILES] if raw.is_dir() else []
+    held = ", ".join(have) or "no MNIST file"
+    raise DataNotFoundError(f"{raw / stem}: no such file (nor {stem}.gz); {raw} holds {held}: "
+                            f"put all four MNIST files there ({', '.join(MNIST_FILES)}; .gz accepted): {_FETCH}.")
+
+
 def _read_idx(path: Path) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format) as an array of its shape, or a :class:`DataFileError`
+    naming the file: a truncated download reads as a short buffer, not as an error of its own."""
+    again = f"download it again ({_FETCH})"
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:  # a .gz cut short, or not gzip at all
+        raise DataFileError(f"{path}: could not be read ({exc}): {again}.") from None
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08" or not 1 <= data[3] <= 3:
+        raise DataFileError(f"{path}: not an MNIST IDX file (it starts with {data[:4].hex() or 'nothing'}, "
+                            f"not 00000801 or 00000803): {again}.")
     ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataFileError(f"{path}: truncated ({len(data)} bytes, not even a whole header): {again}.")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    want = int(np.prod(shape))
+    if len(data) - header != want:
+        what = "truncated" if len(data) - header < want else "longer than its header says"
+        raise DataFileError(f"{path}: {what}: {len(data) - header:,} bytes of data where its header says "
+                            f"{'×'.join(map(str, shape))} = {want:,}: {again}.")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 _CACHE: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -97,13 +136,13 @@ def load_mnist(root: str | os.PathLike | None = None, train: bool = True) -> tup
     key = (str(raw.resolve()), train)
     if key not in _CACHE:
         prefix = "train" if train else "t10k"
-
-        def pick(stem: str) -> Path:
-            plain = raw / stem
-            return plain if plain.exists() else raw / f"{stem}.gz"
-
-        images = _read_idx(pick(f"{prefix}-images-idx3-ubyte"))
-        labels = _read_idx(pick(f"{prefix}-labels-idx1-ubyte"))
+        images_path = _mnist_file(raw, f"{prefix}-images-idx3-ubyte")
+        labels_path = _mnist_file(raw, f"{prefix}-labels-idx1-ubyte")
+        images, labels = _read_idx(images_path), _read_idx(labels_path)
+        if images.shape[1:] != (28, 28) or labels.ndim != 1 or len(images) != len(labels):
+            raise DataFileError(f"{images_path} holds {'×'.join(map(str, images.shape))} and {labels_path.name} "
+                                f"{'×'.join(map(str, labels.shape))}: expected N 28×28 images and N labels; "
+                                f"download them again ({_FETCH}).")
         _CACHE[key] = (
             torch.from_numpy(images.copy()).float().div_(255).unsqueeze(1),
             torch.from_numpy(labels.astype(np.int64)),
@@ -463,12 +502,25 @@ def train_batches(
 ) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """An endless sequence of epochs; each epoch yields freshly distorted training batches.
 
-    ``limit`` keeps only the first ``limit`` training digits (the app's small subset).
+    ``limit`` keeps only the first ``limit`` training digits (the app's small subset). Every
+    batch is whole (the last few digits of an epoch wait for the next), so a ``batch_size``
+    larger than the digits is refused here, not met by an epoch with no batch in it.
     """
     images, labels = load_mnist(root, train=True)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
-    images, labels = images.to(device), labels.to(device)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    if batch_size > len(images):
+        more = ", or a larger limit" if limit is not None and limit < batch_size else ""
+        raise ValueError(f"batch size {batch_size} is more than the {len(images)} training digits: "
+                         f"use a batch size of at most {len(images)}{more}")
+    return _epochs(name, batch_size, images.to(device), labels.to(device), seed, device)
+
+
+def _epochs(
+    name: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor, seed: int, device: torch.device | str
+) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     g = torch.Generator(device=device).manual_seed(seed)
     n = len(images)
 

@@ -9,7 +9,7 @@ from stn.localization import build_localizer
 from stn.sampling import Mode, Padding, sample
 from stn.transforms import Transform, get
 
-__all__ = ["SpatialTransformer"]
+__all__ = ["SpatialTransformer", "check_input"]
 
 
 def _positive_ints(values, n: int, what: str) -> tuple[int, ...]:
@@ -22,6 +22,33 @@ def _positive_ints(values, n: int, what: str) -> tuple[int, ...]:
     if len(out) != n or not exact or min(out) < 1:
         raise ValueError(f"{what} must be {n} positive whole numbers, got {values!r}")
     return out
+
+
+def check_input(
+    x: torch.Tensor,
+    in_shape: tuple[int, int, int],
+    dtype: torch.dtype,
+    what: str = "this SpatialTransformer",
+    weights: str = "the transformer's weights",
+    fix: str = "resize the input or build one with in_shape=(C, H, W) of your data",
+) -> None:
+    """Refuse an input ``x`` that a module made for ``(B, *in_shape)``, with weights of ``dtype``, cannot
+    read: a sentence naming it (``what``, ``weights``) and saying ``fix``, not a matrix product's complaint
+    deep inside. Shared by :class:`SpatialTransformer` and :class:`stn.STClassifier` (CNN baselines too)."""
+    if not isinstance(x, torch.Tensor):
+        numpy = type(x).__module__ == "numpy"
+        raise TypeError(f"{what} reads a torch.Tensor (B, {', '.join(map(str, in_shape))}), got {type(x).__name__}"
+                        + ("; torch.from_numpy(x) makes one" if numpy else ""))
+    c, h, w = in_shape
+    if x.ndim != 4 or x.shape[1] != c or x.shape[2] != h or x.shape[3] != w:
+        raise ValueError(f"{what} was built for inputs (B, {c}, {h}, {w}) (in_shape={tuple(in_shape)}), "
+                         f"got {tuple(x.shape)}; {fix}")
+    if not x.is_floating_point():
+        raise TypeError(f"the input is {x.dtype}: pixels must be floats, e.g. in [0, 1] (x.to({dtype}) / 255 "
+                        "for 8-bit images)")
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):  # autocast mixes them by design
+        raise TypeError(f"the input is {x.dtype} but {weights} are {dtype}: convert one to "
+                        f"the other (x.to({dtype}) or module.to({x.dtype}))")
 
 
 class SpatialTransformer(nn.Module):
@@ -122,17 +149,7 @@ class SpatialTransformer(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         # The localisation net is made for one input size: say so here, not in a matrix product deep inside it.
-        c, h, w = self.in_shape
-        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != h or x.shape[3] != w:
-            raise ValueError(f"this SpatialTransformer was built for inputs (B, {c}, {h}, {w}) (in_shape={self.in_shape}), "
-                             f"got {tuple(x.shape)}; resize the input or build one with in_shape=(C, H, W) of your data")
-        weight = self.localization.head.weight
-        if not x.is_floating_point():
-            raise TypeError(f"the input is {x.dtype}: pixels must be floats, e.g. in [0, 1] (x.to({weight.dtype}) / 255 "
-                            "for 8-bit images)")
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):  # autocast mixes them by design
-            raise TypeError(f"the input is {x.dtype} but the transformer's weights are {weight.dtype}: convert one to "
-                            f"the other (x.to({weight.dtype}) or module.to({x.dtype}))")
+        check_input(x, self.in_shape, self.localization.head.weight.dtype)
 
     def extra_repr(self) -> str:
         return f"transform={self.transform!r}, out_size={self.out_size}, heads={self.heads}, bound={self.bound}"

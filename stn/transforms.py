@@ -55,17 +55,31 @@ __all__ = [
 Size = tuple[int, int]
 
 
-def _check_params(params: torch.Tensor, n: int, name: str) -> None:
+def _check_params(params: torch.Tensor, n: int, name: str) -> torch.Tensor:
+    """``params`` ``(B, n)``, integer or bool θ as floats of ``torch.get_default_dtype()``.
+
+    Why cast: the cached base grids and TPS weights are made in θ's dtype, so an integer θ gave
+    an integer grid (all zeros) with no error; ``[[1, 0, 0, 0, 1, 0]]`` means the identity.
+    """
     if torch.jit.is_tracing():  # a trace is made for one shape (and its sizes are tensors: no Python tests on them)
-        return
+        return params
     if params.ndim != 2 or params.shape[1] != n:
         raise ValueError(f"{name}: expected params of shape (B, {n}), got {tuple(params.shape)}")
+    if not (params.is_floating_point() or params.is_complex()):
+        return params.to(torch.get_default_dtype())
+    return params
 
 
 def _check_size(out_size: Size) -> tuple[int, int]:
-    if len(out_size) != 2 or min(out_size) < 1:
-        raise ValueError(f"expected out_size (H, W) with H, W >= 1, got {tuple(out_size)}")
-    return int(out_size[0]), int(out_size[1])
+    try:
+        h, w = out_size
+        ok = int(h) == h and int(w) == w and min(h, w) >= 1
+    except (TypeError, ValueError, OverflowError):  # not a pair of numbers (inf, NaN, a string)
+        ok = False
+    if not ok:
+        shown = tuple(out_size) if isinstance(out_size, (tuple, list, torch.Size)) else out_size
+        raise ValueError(f"expected out_size (H, W) with H, W >= 1, got {shown}: sizes are whole numbers of pixels")
+    return int(h), int(w)
 
 
 CACHE_BYTES = 32 * 2**20  # each constant cache's budget (a 2048×2048 grid would otherwise stay for good; 60×60: 0.2 MB)
@@ -222,6 +236,10 @@ class Transform:
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
         """Sampling grid ``(B, H, W, 2)`` of source points ``(x, y)`` for each output pixel.
 
+        ``params`` ``(B, n_params)``; ``out_size`` ``(H, W)``, whole numbers. The grid has θ's dtype,
+        except that an integer or bool θ is read as floats of ``torch.get_default_dtype()`` (where
+        ``F.affine_grid`` refuses one): ``[[1, 0, 0, 0, 1, 0]]`` is the affine identity.
+
         It may be a strided view (projective: the transposed output of one GEMM, which the sampler
         reads as it is); flatten it with ``reshape``, not ``view``.
         """
@@ -267,19 +285,19 @@ class Affine(_MatrixTransform):
         # F.affine_grid's grid (align_corners=False) to float rounding, as one GEMM on a cached
         # constant: ATen builds its base grid on every call and multiplies B small (HW, 3) @ (3, 2)
         # products, so on the CPU its grid cost more than the sampler (bench/README.md).
-        _check_params(params, 6, self.name)
+        params = _check_params(params, 6, self.name)
         h, w = _check_size(out_size)
         return F.linear(params, _grid_matrix(2, h, w, str(params.device), params.dtype)).view(-1, h, w, 2)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
-        _check_params(params, 6, self.name)
+        params = _check_params(params, 6, self.name)
         last = params.new_tensor([0.0, 0.0, 1.0]).expand(params.shape[0], 1, 3)
         return torch.cat([params.view(-1, 2, 3), last], dim=1)
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         # tanh keeps the window centre inside the image; the linear part stays free so
         # rotations of any angle remain reachable.
-        _check_params(params, 6, self.name)
+        params = _check_params(params, 6, self.name)
         return torch.where(_entry_mask(6, (2, 5), str(params.device)), torch.tanh(params), params)
 
 
@@ -306,7 +324,7 @@ class Attention(_MatrixTransform):
 
     def to_affine(self, params: torch.Tensor) -> torch.Tensor:
         """``(B, 3)`` attention parameters → ``(B, 6)`` affine θ."""
-        _check_params(params, 3, self.name)
+        params = _check_params(params, 3, self.name)
         s, tx, ty = params.unbind(dim=1)
         zero = torch.zeros_like(s)
         return torch.stack([s, zero, tx, zero, s, ty], dim=1)
@@ -315,7 +333,7 @@ class Attention(_MatrixTransform):
         # Same grid as Affine().grid(self.to_affine(params)), written as t + s · base: one fused
         # broadcast op instead of building θ and a (B, HW, 3) @ (B, 3, 2) product; about 2x faster
         # forward + backward on CPU (bench/bench_transforms.py).
-        _check_params(params, 3, self.name)
+        params = _check_params(params, 3, self.name)
         h, w = _check_size(out_size)
         base = base_grid((h, w), params.device, params.dtype)  # (H, W, 2)
         s = params[:, 0:1].reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
@@ -326,7 +344,7 @@ class Attention(_MatrixTransform):
         return Affine().matrix(self.to_affine(params))
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
-        _check_params(params, 3, self.name)
+        params = _check_params(params, 3, self.name)
         scale = _entry_mask(3, (0,), str(params.device))
         return torch.where(scale, params.abs().clamp(min=self.min_scale), torch.tanh(params))
 
@@ -351,7 +369,7 @@ class Projective(_MatrixTransform):
         return (0, 1, 3, 4)
 
     def matrix(self, params: torch.Tensor) -> torch.Tensor:
-        _check_params(params, 8, self.name)
+        params = _check_params(params, 8, self.name)
         return torch.cat([params, torch.ones_like(params[:, :1])], dim=1).view(-1, 3, 3)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
@@ -359,13 +377,13 @@ class Projective(_MatrixTransform):
         m = self.matrix(params)  # (B, 3, 3)
         # (B, 3, HW) = M @ [x y 1]^T: one GEMM for the batch. Planes, not Affine.grid's (B, H, W, 3)
         # layout: the division below on rows of 3 ran 22% slower at batch 256 (bench/README.md).
-        uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(params.device), params.dtype))
+        uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(m.device), m.dtype))  # m: θ cast to floats
         den = uvw[:, 2:]
         den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
         return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
-        _check_params(params, 8, self.name)
+        params = _check_params(params, 8, self.name)
         dev = str(params.device)
         # perspective terms clamped: keep the horizon off-image
         p = torch.where(_entry_mask(8, (6, 7), dev), params.clamp(-0.5, 0.5), params)
@@ -420,6 +438,12 @@ class ThinPlateSpline(Transform):
     name = "tps"
 
     def __init__(self, grid_size: int = 4) -> None:
+        try:
+            whole = int(grid_size) == grid_size
+        except (TypeError, ValueError, OverflowError):  # None, a string, inf, NaN
+            whole = False
+        if not whole:  # 2.5 was truncated to 2 control points per side without a word
+            raise ValueError(f"tps: grid_size must be a whole number of control points per side, got {grid_size!r}")
         if grid_size < 2:
             raise ValueError(f"tps: grid_size must be >= 2, got {grid_size}")
         self.grid_size = int(grid_size)
@@ -430,7 +454,7 @@ class ThinPlateSpline(Transform):
         return control_points(self.grid_size, dtype=torch.float64).reshape(1, -1)
 
     def grid(self, params: torch.Tensor, out_size: Size) -> torch.Tensor:
-        _check_params(params, self.n_params, self.name)
+        params = _check_params(params, self.n_params, self.name)
         h, w = _check_size(out_size)
         weights = _tps_weights(self.grid_size, h, w, str(params.device), params.dtype)  # (HW, n)
         targets = params.view(-1, self.grid_size**2, 2)  # (B, n, 2)

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from stn.model import ModelConfig, STClassifier
 
-__all__ = ["models_dir", "list_models", "load_card", "load_model", "save_model", "baseline_for", "DEFAULT_MODEL", "UnknownModelError"]
+__all__ = ["models_dir", "list_models", "load_card", "load_model", "save_model", "baseline_for", "DEFAULT_MODEL",
+           "UnknownModelError", "ModelFileError"]
 
 DEFAULT_MODEL = "wild-affine"
 
@@ -32,70 +33,180 @@ class UnknownModelError(ValueError):
     """No card of that name in the zoo."""
 
 
+class ModelFileError(UnknownModelError):
+    """A model's card or weights are in the zoo but cannot be used: one of the two is missing, a Git
+    LFS pointer, corrupt, or the card does not fit the weights. The message names the file and the fix."""
+
+
 def models_dir() -> Path:
     """``$STN_MODELS``, else the repository's ``models/`` folder."""
     env = os.environ.get("STN_MODELS")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
 
 
-def list_models(directory: Path | None = None) -> list[str]:
+def _dir(directory: str | os.PathLike | None) -> Path:
+    return Path(directory) if directory else models_dir()
+
+
+def list_models(directory: str | os.PathLike | None = None) -> list[str]:
     """Names of the models whose card and weights are both present, sorted."""
-    d = directory or models_dir()
+    d = _dir(directory)
     return sorted(p.stem for p in d.glob("*.json") if (d / f"{p.stem}.safetensors").exists())
 
 
-def load_card(name: str, directory: Path | None = None) -> dict:
-    """The model card of ``name`` as a dict."""
-    d = directory or models_dir()
+LFS_POINTER = b"version https://git-lfs"  # how a Git LFS pointer file begins
+
+
+def _is_lfs_pointer(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(LFS_POINTER)) == LFS_POINTER
+    except OSError:
+        return False
+
+
+def _retrain(name: str, card: dict | None) -> str:
+    """The last resort of a message: re-train, the way the card says the model was made."""
+    training = card.get("training") if isinstance(card, dict) else None
+    if isinstance(training, dict) and training.get("command"):
+        return f"re-train it (the command is in {name}.json: training.command)"
+    return "re-train it (python -m stn train)"
+
+
+def load_card(name: str, directory: str | os.PathLike | None = None) -> dict:
+    """The model card of ``name`` as a dict.
+
+    Raises:
+        UnknownModelError: no such model (the message lists the known ones).
+        ModelFileError: weights with no card, or a card that is not a JSON object (corrupt, a Git LFS pointer).
+    """
+    d = _dir(directory)
     path = d / f"{name}.json"
     if not path.exists():
+        if (d / f"{name}.safetensors").exists():
+            raise ModelFileError(f"{path}: no such file, but {name}.safetensors is there: the card holds the "
+                                 f"architecture the weights need. Restore {path.name} beside them (`git checkout "
+                                 f"models/{path.name}` in the repository), or re-train the model.")
         known = ", ".join(list_models(d)) or "none"
         raise UnknownModelError(f"Unknown model {name!r}. Known: {known} (python -m stn models).")
-    return json.loads(path.read_text())
+    try:
+        card = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise ModelFileError(f"{path}: the model card could not be read ({exc.strerror or exc}).") from None
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        if _is_lfs_pointer(path):
+            raise ModelFileError(f"{path}: the model card is a Git LFS pointer, not the card: run `git lfs pull` "
+                                 "in the repository to fetch it.") from None
+        raise ModelFileError(f"{path}: the model card is not valid JSON ({exc}): restore it (`git checkout "
+                             f"models/{path.name}` in the repository), or re-train the model.") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{path}: the model card is JSON but not an object ({{...}}): restore it (`git checkout "
+                             f"models/{path.name}` in the repository), or re-train the model.")
+    return card
+
+
+def _read_weights(path: Path, card: dict) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, or a :class:`ModelFileError` that says what is wrong with it."""
+    try:
+        return load_file(str(path), device="cpu")
+    except OSError as exc:
+        raise ModelFileError(f"{path}: the weights could not be read ({exc.strerror or exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: a truncated or corrupt file
+        if _is_lfs_pointer(path):  # "header too large": the pointer's text read as a header length
+            raise ModelFileError(f"{path}: the file is not a safetensors file but a Git LFS pointer: run "
+                                 "`git lfs pull` in the repository to fetch the weights.") from None
+        size = path.stat().st_size if path.exists() else 0
+        raise ModelFileError(f"{path}: the file is not a readable safetensors file (truncated or corrupt, "
+                             f"{size:,} bytes: {exc}): download it again (`git checkout models/{path.name}` "
+                             f"or `git lfs pull`), or {_retrain(path.stem, card)}.") from None
 
 
 @lru_cache(maxsize=64)
 def _read(name: str, directory: str, versions: tuple[float, float]) -> tuple[dict, dict[str, torch.Tensor]]:
     """A model's card and weights (CPU), read once per version of the two files (``versions``: their mtimes)."""
     d = Path(directory)
-    return load_card(name, d), load_file(str(d / f"{name}.safetensors"), device="cpu")
+    card = load_card(name, d)
+    return card, _read_weights(d / f"{name}.safetensors", card)
 
 
-def load_model(name: str = DEFAULT_MODEL, device: torch.device | str | None = None, directory: Path | None = None) -> STClassifier:
+def _build(name: str, d: Path, card: dict, state: dict[str, torch.Tensor]) -> STClassifier:
+    """The model the card's config describes, with ``state`` loaded, or a :class:`ModelFileError`."""
+    card_path, weights = d / f"{name}.json", d / f"{name}.safetensors"
+    fix = f"restore both files from one source (`git checkout models/{name}.*`), or {_retrain(name, card)}"
+    config = card.get("config")
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{card_path}: the model card has no \"config\" (the architecture to rebuild the model "
+                             f"from): {fix}.")
+    try:
+        model = STClassifier(ModelConfig.from_dict(config))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{card_path}: the card's \"config\" does not describe a model ({exc}): {fix}.") from None
+    want = model.state_dict()
+    missing = sorted(set(want) - set(state))
+    extra = sorted(set(state) - set(want))
+    wrong = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or extra or wrong:
+        if wrong:
+            k = wrong[0]
+            first = f"{k} is {tuple(state[k].shape)} in the weights, {tuple(want[k].shape)} for the card"
+        else:
+            first = f"{(missing or extra)[0]} is {'missing from' if missing else 'not in the card, but in'} the weights"
+        more = len(missing) + len(extra) + len(wrong) - 1
+        first += f"; {more} more differ" if more > 1 else "; 1 more differs" if more else ""
+        raise ModelFileError(f"{card_path}: the card's \"config\" does not fit the weights in {weights.name} "
+                             f"({first}): the two come from different models; {fix}.")
+    model.load_state_dict(state)
+    return model
+
+
+def load_model(
+    name: str = DEFAULT_MODEL, device: torch.device | str | None = None, directory: str | os.PathLike | None = None
+) -> STClassifier:
     """Load a pretrained model from the zoo, in eval mode, on ``device`` (the GPU if there is one).
 
     Every call returns a new model (the file is read once): train it, move it or change its
     dtype without touching anyone else's copy.
 
+    Raises:
+        UnknownModelError: no such model.
+        ModelFileError: its card or weights are missing, Git LFS pointers, corrupt, or do not fit together.
+
     >>> model = load_model("rts-affine")  # doctest: +SKIP
     >>> model.predict(torch.zeros(1, 1, *model.input_size)).labels.shape  # doctest: +SKIP
     torch.Size([1])
     """
-    d = Path(directory or models_dir())
-    weights = d / f"{name}.safetensors"
+    d = _dir(directory)
+    weights, card_path = d / f"{name}.safetensors", d / f"{name}.json"
     if not weights.exists():
         load_card(name, d)  # an unknown name: its message lists the known ones
-        raise UnknownModelError(f"Model {name!r} has a card in {d} but no weights ({weights.name}).")
-    card, state = _read(name, str(d), (weights.stat().st_mtime, (d / f"{name}.json").stat().st_mtime))
-    model = STClassifier(ModelConfig.from_dict(card["config"]))
-    model.load_state_dict(state)
+        raise ModelFileError(f"Model {name!r} has a card in {d} but no weights ({weights.name}): fetch them "
+                             "(`git lfs pull` in the repository), or re-train the model.")
+    if not card_path.exists():
+        load_card(name, d)  # weights with no card: its message
+    card, state = _read(name, str(d), (weights.stat().st_mtime, card_path.stat().st_mtime))
+    model = _build(name, d, card, state)
     model.name = name  # type: ignore[attr-defined]
     model.card = copy.deepcopy(card)  # type: ignore[attr-defined]
-    model.sure_logit = card.get("calibration", {}).get("sure_logit")
+    calibration = card.get("calibration")
+    model.sure_logit = calibration.get("sure_logit") if isinstance(calibration, dict) else None
     dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(dev).eval()
 
 
-def baseline_for(name: str, directory: Path | None = None) -> str | None:
+def baseline_for(name: str, directory: str | os.PathLike | None = None) -> str | None:
     """The plain-CNN model trained on the same data as ``name`` (``DATASET-cnn``), if shipped."""
-    dataset = load_card(name, directory)["dataset"]["name"]
-    base = f"{dataset}-cnn"
+    dataset = load_card(name, directory).get("dataset")
+    if not isinstance(dataset, dict) or not dataset.get("name"):  # a hand-made card: no baseline to name
+        return None
+    base = f"{dataset['name']}-cnn"
     return base if base != name and base in list_models(directory) else None
 
 
-def save_model(model: STClassifier, name: str, card: dict, directory: Path | None = None) -> tuple[Path, Path]:
+def save_model(
+    model: STClassifier, name: str, card: dict, directory: str | os.PathLike | None = None
+) -> tuple[Path, Path]:
     """Write ``NAME.safetensors`` and ``NAME.json`` (the card gets ``name`` and ``config``)."""
-    d = directory or models_dir()
+    d = _dir(directory)
     d.mkdir(parents=True, exist_ok=True)
     weights = d / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

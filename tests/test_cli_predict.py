@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -170,3 +171,35 @@ def test_default_falls_back_with_a_note(files, tmp_path):
 def test_help_lists_predict():
     proc = subprocess.run([sys.executable, "-m", "stn", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert "predict" in proc.stdout
+
+
+@needs_models
+@pytest.mark.parametrize("damage,match", [
+    (lambda d, n: (d / f"{n}.safetensors").write_bytes((d / f"{n}.safetensors").read_bytes()[:1000]),
+     r"\.safetensors: the file is not a readable safetensors file \(truncated or corrupt"),
+    (lambda d, n: (d / f"{n}.safetensors").write_text("version https://git-lfs.github.com/spec/v1\nsize 9\n"),
+     r"\.safetensors: the file is not a safetensors file but a Git LFS pointer: run `git lfs pull`"),
+    (lambda d, n: (d / f"{n}.json").unlink(), r"\.json: no such file, but .*\.safetensors is there"),
+    (lambda d, n: (d / f"{n}.json").write_text("{\n"), r"\.json: the model card is not valid JSON \(.*line 2 column 1"),
+], ids=["truncated", "lfs-pointer", "no-card", "broken-json"])
+def test_a_damaged_model_is_one_line(files, tmp_path, capsys, damage, match):
+    """A corrupt or LFS-pointer weights file, or a missing or broken card: one line naming the file, exit code 2."""
+    name = MODELS[0]
+    for ext in ("json", "safetensors"):
+        shutil.copy(stn.zoo.models_dir() / f"{name}.{ext}", tmp_path / f"{name}.{ext}")
+    damage(tmp_path, name)
+    rc = main(["predict", "--cpu", "--model", name, "--models-dir", str(tmp_path), str(files["seven"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"stn predict: {tmp_path / name}.")
+    assert re.search(match, err), err
+
+
+def test_models_lists_a_hand_made_card_and_names_a_broken_one(tmp_path, capsys):
+    from stn.model import ModelConfig, STClassifier
+
+    stn.zoo.save_model(STClassifier(ModelConfig("r", (28, 28))), "bare", {}, tmp_path)  # no metrics, no description
+    assert main(["models", "--models-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == ["bare", "-"]
+    (tmp_path / "bare.json").write_text("")
+    assert main(["models", "--models-dir", str(tmp_path)]) == 2
+    assert "bare.json: the model card is not valid JSON" in capsys.readouterr().err

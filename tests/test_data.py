@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -156,3 +157,68 @@ def test_p_convexity_check() -> None:
     bowtie = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]])
     dart = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [0.0, -0.5], [-1.0, 1.0]]])  # one corner pushed inside
     assert data._convex(torch.cat([square, bowtie, dart])).tolist() == [True, False, False]
+
+
+def _idx(path, shape: tuple[int, ...], cut: int = 0) -> None:
+    """An IDX file of unsigned bytes of ``shape`` (MNIST's format), its last ``cut`` bytes missing."""
+    head = bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+    body = bytes(int(torch.tensor(shape).prod()))
+    path.write_bytes((head + body)[: len(head) + len(body) - cut])
+
+
+def _raw(tmp_path, stems: tuple[str, ...]):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in stems:
+        _idx(raw / stem, (5, 28, 28) if "images" in stem else (5,))
+    return raw
+
+
+def test_a_missing_mnist_file_is_named(tmp_path) -> None:
+    """Only the training images there: the test images were a FileNotFoundError traceback for t10k-...gz."""
+    raw = _raw(tmp_path, ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"))
+    assert load_mnist(tmp_path, train=True)[0].shape == (5, 1, 28, 28)
+    missing = re.escape(f"{raw / 't10k-images-idx3-ubyte'}: no such file (nor t10k-images-idx3-ubyte.gz); ")
+    with pytest.raises(DataNotFoundError, match=missing
+                       + r".*holds train-images-idx3-ubyte, train-labels-idx1-ubyte: put all four"):
+        load_mnist(tmp_path, train=False)
+    (raw / "train-labels-idx1-ubyte").unlink()
+    data._CACHE.clear()
+    with pytest.raises(DataNotFoundError, match="train-labels-idx1-ubyte: no such file"):
+        load_mnist(tmp_path, train=True)
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda p: _idx(p, (5, 28, 28), cut=16),
+     r"t10k-images-idx3-ubyte: truncated: 3,904 bytes of data where its header says 5×28×28 = 3,920"),
+    (lambda p: p.write_bytes(b"\x00\x00"), r"t10k-images-idx3-ubyte: not an MNIST IDX file"),
+    (lambda p: p.write_bytes(b"<html>404</html>"), r"not an MNIST IDX file \(it starts with 3c68746d"),
+    (lambda p: p.write_bytes(p.read_bytes() + b"\x00"), r"longer than its header says"),
+    (lambda p: _idx(p, (4, 28, 28)), r"holds 4×28×28 and t10k-labels-idx1-ubyte 5: expected N 28×28 images and N"),
+], ids=["truncated", "stub", "html", "too-long", "count"])
+def test_a_damaged_mnist_file_is_named(tmp_path, damage, match) -> None:
+    """A truncated file was "cannot reshape array of size 984 into shape (10000,28,28)"."""
+    raw = _raw(tmp_path, data.MNIST_FILES)
+    damage(raw / "t10k-images-idx3-ubyte")
+    with pytest.raises(data.DataFileError, match=match + ".*download (it|them) again"):
+        load_mnist(tmp_path, train=False)
+
+
+def test_a_cut_gzip_file_is_named(tmp_path) -> None:
+    import gzip
+
+    raw = _raw(tmp_path, data.MNIST_FILES[:2])
+    packed = gzip.compress((raw / "train-images-idx3-ubyte").read_bytes())
+    (raw / "train-images-idx3-ubyte").unlink()
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(packed[:-20])
+    with pytest.raises(data.DataFileError, match=r"train-images-idx3-ubyte\.gz: could not be read"):
+        load_mnist(tmp_path, train=True)
+
+
+def test_a_batch_larger_than_the_digits_is_refused() -> None:
+    """``train --limit 64 --batch-size 128`` ended in a bare StopIteration: no epoch held a whole batch."""
+    with pytest.raises(ValueError, match="batch size 128 is more than the 64 training digits: "
+                                         "use a batch size of at most 64, or a larger limit"):
+        data.train_batches("r", 128, root="bundled", limit=64)
+    x, _ = next(next(data.train_batches("r", 64, root="bundled", limit=64)))
+    assert x.shape == (64, 1, 28, 28)

@@ -289,3 +289,59 @@ def test_a_trained_model_worth_shipping_is_calibrated() -> None:
     skipped: dict = {}
     _calibrate_new(model, "w-new", skipped, 0.02, argparse.Namespace(calibrate=0, data="bundled"))
     assert skipped == {}
+
+
+def test_a_batch_larger_than_the_limit_is_refused_before_training(tmp_path, capsys) -> None:
+    """``--limit 64 --batch-size 128`` ended in a bare StopIteration traceback."""
+    from stn.cli import main
+
+    rc = main(["train", "--dataset", "r", "--limit", "64", "--batch-size", "128", "--steps", "1", "--data", "bundled",
+               "--models-dir", str(tmp_path), "--quiet", "--calibrate", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("stn train: --batch-size 128 is more than the 64 training digits of --limit 64: "
+                               "give --batch-size 64 or less, or a larger --limit\n")
+    assert not list(tmp_path.iterdir())
+
+
+def test_help_offers_only_what_each_command_uses(capsys) -> None:
+    """``--data`` did nothing for predict, models and table; ``--name``'s default was only half told."""
+    from stn.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for command in ("predict", "models", "table"):
+        assert "--data" not in sub[command].format_help(), command
+    for command in ("train", "eval", "uploads", "calibrate"):
+        assert "--data" in sub[command].format_help(), command
+    help_text = " ".join(sub["train"].format_help().split())
+    assert "DATASET-cnn with --transform none" in help_text and "MODEL-ft with --init MODEL" in help_text
+
+
+def test_eval_rotation_says_when_it_is_not_measured(capsys) -> None:
+    """``eval pair-affine --rotation`` printed "...it is measured on one digit per image" and measured nothing."""
+    from stn.cli import main
+    from stn.zoo import list_models
+
+    if "pair-affine" not in list_models():
+        pytest.skip("pair-affine is not in the zoo")
+    rc = main(["eval", "pair-affine", "--rotation", "10", "--data", "bundled"])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "pair-affine: test error" in out and "Turned MNIST" not in out
+    assert err == ("stn eval: --rotation not measured for pair-affine: it reads 2 digits at once, and the rotation "
+                   "test turns one digit on the canvas; give it a model that reads one digit\n")
+
+
+def test_rotation_table_never_prints_minus_zero(monkeypatch) -> None:
+    import argparse
+
+    import stn.inference
+    from stn.cli import _rotation_table
+
+    def response(model, digits, labels, angles):
+        angles = list(angles)
+        n = len(angles)
+        return {"n": len(digits), "angles": angles, "accuracy": [0.5] * n, "followed": -0.004,
+                "recovered_q1": [-0.4] * n, "recovered_median": [-0.2] * n, "recovered_q3": [0.3] * n}
+
+    monkeypatch.setattr(stn.inference, "rotation_response", response)
+    table = _rotation_table(STClassifier(ModelConfig("r", (28, 28))), argparse.Namespace(data="bundled", rotation=4))
+    assert "The grid follows 0% of the turn" in table and "-0" not in table

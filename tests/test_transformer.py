@@ -354,3 +354,24 @@ def test_change_transform_refuses_what_it_cannot_keep() -> None:
     aff = ModelConfig("rts", (42, 42))
     with pytest.raises(ValueError, match="a CNN baseline cannot start"):
         change_transform(aff, STClassifier(aff).state_dict(), None)
+
+
+class TestOneCheckForEveryModel:
+    """The transformer's sentences for an input it cannot read are the classifier's too, CNN baselines included."""
+
+    @pytest.mark.parametrize("transform", ["affine", None], ids=["st-cnn", "cnn"])
+    def test_same_sentences(self, transform):
+        from stn.model import ModelConfig, STClassifier
+
+        model = STClassifier(ModelConfig("r", (16, 16), transform=transform, localization="fc"))
+        st = SpatialTransformer((1, 16, 16), localization="fc")
+        for bad in (torch.rand(1, 16, 16), torch.rand(2, 1, 12, 12), torch.rand(2, 3, 16, 16)):
+            for module, who in ((st, "this SpatialTransformer"), (model, "this model")):
+                said = rf"^{who} was built for inputs \(B, 1, 16, 16\).*got " + re.escape(str(tuple(bad.shape)))
+                with pytest.raises(ValueError, match=said):
+                    module(bad)
+        with pytest.raises(TypeError, match="float64 but the model's weights are torch.float32"):
+            model(torch.rand(2, 1, 16, 16, dtype=torch.float64))
+        with pytest.raises(TypeError, match="uint8: pixels must be floats"):
+            model(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+        assert model.double()(torch.rand(2, 1, 16, 16, dtype=torch.float64)).shape == (2, 1, 10)

@@ -675,3 +675,56 @@ def test_the_newest_constant_stays_however_large():
     big(10)
     big(500)
     assert made == [500, 10, 500] and big.cache_bytes() == 2000  # evicted by a newer one, then made again
+
+
+# --------------------------------------------------------------------------- θ and sizes of the wrong kind
+
+# Identity θ written as whole numbers (TPS: a 2×2 control grid, whose rest points are the corners ±1).
+INT_IDENTITY = {
+    "affine": ({}, [[1, 0, 0, 0, 1, 0]]),
+    "attention": ({}, [[1, 0, 0]]),
+    "projective": ({}, [[1, 0, 0, 0, 1, 0, 0, 0]]),
+    "tps": ({"grid_size": 2}, [[-1, -1, 1, -1, -1, 1, 1, 1]]),
+}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("default", [torch.float32, torch.float64], ids=["default-f32", "default-f64"])
+def test_integer_theta_is_read_as_floats(name, default):
+    """An integer θ gave an int64 grid of zeros (the cached base grid and TPS weights were built in θ's dtype):
+    now it is cast to the default float dtype, and the identity reproduces the input."""
+    options, identity = INT_IDENTITY[name]
+    tf = T.get(name, **options)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(default)
+    try:
+        for theta in (torch.tensor(identity), torch.tensor(identity, dtype=torch.int32)):
+            grid = tf.grid(theta, (5, 7))
+            assert grid.dtype == default
+            _assert_close(grid, tf.grid(theta.to(default), (5, 7)), default)
+            x = torch.rand(1, 1, 5, 7, dtype=default)
+            _assert_close(sample(x, grid), x, default)
+        if name != "tps":  # bool θ: True is 1 (the TPS identity has -1s)
+            flags = torch.tensor(identity).bool()
+            _assert_close(tf.grid(flags, (3, 3)), tf.grid(flags.to(default), (3, 3)), default)
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("size", [(5.5, 5), (5, 2.5), (float("nan"), 5), 5, "55"],
+                         ids=["h", "w", "nan", "scalar", "str"])
+def test_sizes_that_are_not_whole_numbers_are_refused(name, size):
+    """``grid(θ, (5.5, 5))`` was truncated to (5, 5) without a word."""
+    tf = T.get(name)
+    with pytest.raises(ValueError, match=r"expected out_size \(H, W\) with H, W >= 1, got .*whole numbers of pixels"):
+        tf.grid(tf.identity(1), size)
+    assert tf.grid(tf.identity(1), (5.0, 5)).shape == (1, 5, 5, 2)  # a whole float is a size
+
+
+@pytest.mark.parametrize("grid_size", [2.5, "4", None, float("inf")])
+def test_tps_grid_size_must_be_whole(grid_size):
+    """``get("tps", grid_size=2.5)`` made a 2×2 grid without a word."""
+    with pytest.raises(ValueError, match=r"tps: grid_size must be a whole number of control points per side, got"):
+        T.get("tps", grid_size=grid_size)
+    assert T.get("tps", grid_size=3.0).grid_size == 3
