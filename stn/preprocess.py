@@ -592,7 +592,11 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> t
     keep[ids[~line & near & ~under]] = True
     # The marks in a row with the digit: near it, or near one that is (a number's digits, each near the next).
     reach_y, reach_x = size * max(1.0, 1 / aspect), size * max(1.0, aspect)
-    inline, todo = near & ~line & ~under, ~line & ~under & ~near
+    # A mark of the digit's size and weight, level with it, is another character however far off it stands
+    # (a "03" written wide apart read as "0", sure): in the row, though not read.
+    overlap_y = np.minimum(box[:, 1], bottom) - np.maximum(box[:, 0], top)
+    peer = (overlap_y >= 0.5 * np.minimum(tall, bottom - top)) & (long_side >= 0.6 * size) & (m >= 0.25 * m[main])
+    inline, todo = (near | peer) & ~line & ~under, ~line & ~under & ~near & ~peer
     grown = True
     while grown and todo.any():
         members = box[inline]
@@ -793,7 +797,7 @@ def prepare(
         ImageError: no digit found, or the image cannot be read.
     """
     img = open_image(image, name)
-    label = name or _name(image) if not isinstance(image, (bytes, Image.Image)) else (name or "the image")
+    label = name or (_name(image) if not isinstance(image, bytes) else "the image")  # a PIL image: its file's name
     if (img.height, img.width) == tuple(input_size) and img.mode in ("L", "I;16", "I", "F", "1"):
         # Already a model-space canvas (the examples, a test image): keep its layout, so the
         # transformer, not the pre-processing, has to find the digit.
