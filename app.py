@@ -63,6 +63,7 @@ from webui import sessions
 from webui.guard import NOT_A_URL, NOT_UPLOADED, bounded_sketch, guard_requests
 from webui.read_ahead import ReadAhead
 from webui.refusal import refusal
+from webui.request_shape import RequestShape
 from webui.upload_space import UploadSpace
 
 try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorated call
@@ -1424,10 +1425,13 @@ MIN_FREE_DISK = int(float(os.environ.get("STN_MIN_FREE_MB", "1024")) * 2**20)
 
 def launch_kwargs() -> dict[str, Any]:
     """``demo.launch``'s settings: :data:`LAUNCH_KWARGS`, the read-ahead of uploads (their reading
-    starts as they land, before their ``predict`` call: webui/read_ahead.py) and the refusal of uploads
-    while the disk is nearly full (webui/upload_space.py). A new dict each time: Gradio adds its own
-    entries to ``app_kwargs`` at every launch."""
+    starts as they land, before their ``predict`` call: webui/read_ahead.py), the refusal of uploads
+    while the disk is nearly full (webui/upload_space.py) and of requests that name nothing here
+    (webui/request_shape.py). A new dict each time: Gradio adds its own entries to ``app_kwargs`` at
+    every launch."""
+    waiting = lambda: getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)  # noqa: E731
     middleware = [Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
+                  Middleware(RequestShape, fns=lambda: demo.fns, sessions=waiting),
                   Middleware(ReadAhead, on_upload=read_ahead)]
     return {**LAUNCH_KWARGS, "app_kwargs": {"middleware": middleware}}
 

@@ -469,6 +469,19 @@ def test_requests_the_page_never_sends_get_a_sentence(app_port, tmp_path):
     huge = call(by_name["replay_model"], ["x" * 200_000])
     assert huge["success"] is False and len(huge["output"]["error"]) < 400, huge["output"]["error"][:300]
     assert msg is None or msg["success"]  # past the end reads the last snapshot
+    # requests naming nothing here: an event the app does not have, a stream for a session with nothing waiting,
+    # the proxy route (each was a 78-line traceback, two of them a 500)
+    conn = http.client.HTTPConnection("127.0.0.1", app_port, timeout=30)
+    try:
+        for method, path, body in (("POST", "/gradio_api/queue/join", json.dumps({"data": [], "fn_index": 999, "session_hash": "x"})),
+                                   ("GET", "/gradio_api/queue/data?session_hash=nobody", None),
+                                   ("GET", "/gradio_api/proxy=/x%00", None)):
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            answer = resp.read()
+            assert resp.status in (404, 422) and json.loads(answer)["detail"], (path, resp.status, answer[:200])
+    finally:
+        conn.close()
     time.sleep(1)
     with open(log, "rb") as f:
         f.seek(start)

@@ -53,4 +53,4 @@ def test_an_upload_goes_through_with_room_or_no_folder_to_check(tmp_path):
 def test_the_app_installs_it():
     app = pytest.importorskip("app")
     names = [m.cls.__name__ for m in app.launch_kwargs()["app_kwargs"]["middleware"]]
-    assert names[0] == "UploadSpace" and "ReadAhead" in names
+    assert names[0] == "UploadSpace" and "RequestShape" in names and "ReadAhead" in names
