@@ -52,6 +52,13 @@ def _figure(p) -> dict:
     return json.loads(p.plot)
 
 
+def _png(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img)
+
+
 class TestReplayEvents:
     def test_choices_are_models_with_a_replay(self, zoo) -> None:
         assert watch_tab.replay_choices() == ["w-affine", "w-cnn"]
@@ -59,7 +66,7 @@ class TestReplayEvents:
     def test_show_and_render(self, zoo) -> None:
         slider, probe, crops, curve, info = watch_tab.show_replay("w-affine")
         assert slider["maximum"] == 6 and slider["value"] == 0 and "every 1 training steps" in slider["label"]
-        assert len(_figure(probe)["data"]) == 4 and crops.dtype == np.uint8
+        assert len(_figure(probe)["data"]) == 4 and _png(crops).dtype == np.uint8
         assert "step 0 of 6" in info and "centring" in info
         assert "trained from the identity grid" in info  # the throwaway zoo's models start from the identity
         assert "centred window 70% of the image's side (`--start-scale 0.7`)" in watch_tab._start_window(0.7)
@@ -87,10 +94,34 @@ class TestReplayEvents:
                 watch_tab._from_zero(bad)
             assert err.value.print_exception is False
 
+    def test_a_frame_is_drawn_once(self, zoo, monkeypatch) -> None:
+        """A class pressing Play at once (or a flood of plays) asks for the same frames: each is drawn and encoded
+        once, kept (the last FRAME_CACHE), and drawn anew for a retrained model."""
+        import os
+
+        drawn = []
+        real = watch_tab._replay_frame
+        monkeypatch.setattr(watch_tab, "_replay_frame", lambda name, i: drawn.append((name, i)) or real(name, i))
+        monkeypatch.setattr(watch_tab, "_FRAMES", watch_tab.OrderedDict())
+        first = watch_tab.replay_frame("w-affine", 3)
+        assert watch_tab.replay_frame("w-affine", 3) is first and watch_tab.render_replay("w-affine", 3)[1] == first[1]
+        assert drawn == [("w-affine", 3)]
+        assert watch_tab.replay_frame("w-affine", 99)[0] is watch_tab.replay_frame("w-affine", 6)[0]  # past the end: the last
+        monkeypatch.setattr(watch_tab, "FRAME_CACHE", 2)
+        for i in range(4):
+            watch_tab.replay_frame("w-affine", i)
+        assert len(watch_tab._FRAMES) == 2
+        replay = zoo / "w-affine.replay.safetensors"
+        st = replay.stat()
+        os.utime(replay, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained
+        drawn.clear()
+        watch_tab.replay_frame("w-affine", 3)
+        assert drawn == [("w-affine", 3)]
+
     def test_cnn_baseline_has_no_grid(self, zoo) -> None:
         probe, crops, _curve, info = watch_tab.render_replay("w-cnn", 1)
         assert [t["mode"] for t in _figure(probe)["data"]] == ["text"] and "CNN baseline" in info
-        assert crops.shape[0] == crops.shape[1]
+        assert _png(crops).shape[0] == _png(crops).shape[1]
 
     def test_no_model(self, zoo, monkeypatch) -> None:
         _slider, *_rest, info = watch_tab.show_replay(None)  # none picked, replays there: pick one
@@ -191,3 +222,12 @@ def test_tab_served_and_driven_by_gradio_client(zoo, tmp_path, monkeypatch) -> N
         assert [o[0] for o in played.outputs()][-1] == 6
     finally:
         demo.close()
+
+
+def test_plays_wait_for_each_other_only(zoo) -> None:
+    """Gradio runs at most 40 events at once, in order: 74 plays at once (~20 s each) held every reading behind
+    them for 18 s. Plays have a group and a limit of their own, so a reading is never queued behind them."""
+    with gr.Blocks() as demo:
+        watch_tab.build_watch_tab()
+    play = next(f for f in demo.fns.values() if f.api_name == "replay_play")
+    assert play.concurrency_limit == watch_tab.PLAYS_AT_ONCE < 40 and play.concurrency_id == "stn-replay-play"

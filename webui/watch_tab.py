@@ -15,13 +15,16 @@ import asyncio
 import json
 import math
 import os
+import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 from gradio.components.plot import PlotData
+from PIL import Image
 
 from stn.data import DATASETS
 from stn.live import LIVE_DATASETS, MAX_STEPS, LiveBusy, LiveManager, LiveRun, LiveSettings, LiveUpdate, ink_offset
@@ -44,6 +47,7 @@ __all__ = [
 
 MANAGER = LiveManager()  # the server's live runs (cap: stn.live.default_max_runs())
 PLAY_INTERVAL = 0.3  # seconds per replay frame
+PLAYS_AT_ONCE = 24  # replays playing at once (frames are drawn once: replay_frame); Gradio runs 40 events at most
 LOC_LRS = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"]
 LIVE_DATASET_NAMES = {"rts": "RTS", "tc": "TC", "r": "R", "p": "P", "e": "E", "pair": "Pair"}  # the paper's names
 DEFAULT_LIVE = LiveSettings()
@@ -76,9 +80,14 @@ class _ReplayBundle:
     view: ProbeView
     curve: dict  # base curve figure, the marker is added per frame
     centring_start: float
+    version: int = 0  # the replay file's mtime (ns): a retrained model's frames are drawn anew
 
 
-_BUNDLES: dict[tuple[str, str, float], _ReplayBundle] = {}
+_BUNDLES: dict[tuple[str, str, int], _ReplayBundle] = {}
+FRAME_CACHE = 512  # rendered replay frames kept (~45 kB each in memory, the crops' PNG on disk): 8 models' worth
+_FRAMES: OrderedDict[tuple[str, str, int, int], tuple[PlotData, str, PlotData, str]] = OrderedDict()
+_FRAMES_LOCK = threading.Lock()
+_FRAME_DIR = Path(tempfile.mkdtemp(prefix="stn-replay-frames-"))
 _BUNDLES_LOCK = threading.Lock()
 
 
@@ -105,7 +114,8 @@ def _bundle(name: str) -> _ReplayBundle:
         raise refusal(
             f"No replay for {name!r}: the zoo has replays for {', '.join(replay_choices()) or 'no model yet'}."
         )
-    key = (str(d), name, path.stat().st_mtime)
+    mtime = path.stat().st_mtime_ns
+    key = (str(d), name, mtime)
     with _BUNDLES_LOCK:
         if key in _BUNDLES:
             return _BUNDLES[key]
@@ -117,7 +127,7 @@ def _bundle(name: str) -> _ReplayBundle:
     curve = curve_figure(rep.curve_step.tolist(), rep.curve_loss.tolist(), rep.curve_acc.tolist(), total_steps=total,
                          run_starts=rep.runs.tolist())
     start = ink_offset(rep.crops(model, 0)) if rep.params.numel() else float("nan")
-    bundle = _ReplayBundle(name, card, rep, model, view, curve, start)
+    bundle = _ReplayBundle(name, card, rep, model, view, curve, start, mtime)
     with _BUNDLES_LOCK:
         _BUNDLES[key] = bundle
     return bundle
@@ -166,6 +176,30 @@ def dataset_info(name: str | None) -> dict:
     return gr.update(info=DATASETS[name].description if name in DATASETS else None)
 
 
+def replay_frame(name: str, index: int) -> tuple[PlotData, str, PlotData, str]:
+    """:func:`_replay_frame` with the crops as a PNG file, each frame rendered once and kept (the last
+    ``FRAME_CACHE``): a frame cost ~30 ms to draw and encode, and a class pressing Play at once, or a flood of
+    plays, asked for the same frames again and again (74 plays at once held other visitors' readings for 18 s)."""
+    b = _bundle(name)
+    i = int(min(max(int(index or 0), 0), len(b.replay.steps) - 1))
+    key = (str(models_dir()), name, b.version, i)
+    with _FRAMES_LOCK:
+        if key in _FRAMES:
+            _FRAMES.move_to_end(key)
+            return _FRAMES[key]
+    probe, mosaic, curve, info = _replay_frame(name, i)
+    path = _FRAME_DIR / f"{name}-{b.version}-{i}.png"
+    tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+    Image.fromarray(mosaic).save(tmp, format="PNG", compress_level=1)
+    os.replace(tmp, path)  # whole, for a visitor reading it meanwhile
+    frame = (probe, str(path), curve, info)
+    with _FRAMES_LOCK:
+        _FRAMES[key] = frame
+        while len(_FRAMES) > FRAME_CACHE:
+            _FRAMES.popitem(last=False)
+    return frame
+
+
 def _start_window(scale: float) -> str:
     """Where a model's grid began training (its card's ``start_scale``), in words."""
     if scale >= 1.0:
@@ -196,7 +230,7 @@ def show_replay(name: str | None):
     b = _bundle(name)
     n = len(b.replay.steps)
     every = int(b.replay.steps[1] - b.replay.steps[0]) if n > 1 else 0
-    probe, mosaic, curve, info = _replay_frame(name, 0)
+    probe, mosaic, curve, info = replay_frame(name, 0)
     slider = gr.update(
         value=0,
         minimum=0,
@@ -212,7 +246,7 @@ def render_replay(name: str | None, index: float):
     """Slider moved: the frame at snapshot ``index``."""
     if not name:
         return None, None, None, ""
-    return _replay_frame(name, int(index))
+    return replay_frame(name, int(index))
 
 
 async def play_replay(name: str | None, index: float):
@@ -224,7 +258,7 @@ async def play_replay(name: str | None, index: float):
     start = int(index or 0)
     start = 0 if start >= n - 1 else start
     for i in range(start, n):
-        frame = await asyncio.to_thread(_replay_frame, name, i)
+        frame = await asyncio.to_thread(replay_frame, name, i)
         yield (i, *frame)
         await asyncio.sleep(PLAY_INTERVAL)
 
@@ -411,7 +445,10 @@ def build_watch_tab() -> None:
         [model, slider],
         [slider, *replay_outputs],
         api_name="replay_play",
-        concurrency_limit=None,
+        # A play lasts ~20 s; Gradio runs at most 40 events at once, in the order they came, so 74 plays at once
+        # held every reading behind them for 18 s. In a group of their own they wait for each other only.
+        concurrency_limit=PLAYS_AT_ONCE,
+        concurrency_id="stn-replay-play",
         show_progress="hidden",
     )
     pause.click(None, cancels=[playing], api_visibility="private", concurrency_limit=None)
