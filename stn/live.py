@@ -214,6 +214,8 @@ class LiveRun:
             torch.manual_seed(s.seed)
             self.model = STClassifier(self.config)
             self.trainer = Trainer(self.model, train_cfg, root, self.device)
+            self._total_steps = self.trainer.total_steps
+            self._transform = self.model.st.transform if self.model.st is not None else None
             probe_x, self.probe_labels = probe_batch(s.dataset, root)
         self.probe = probe_x.to(self.device)
         self.curve: dict[str, list[float]] = {"step": [], "loss": [], "acc": []}
@@ -229,15 +231,24 @@ class LiveRun:
 
     @property
     def transform(self):
-        return self.model.st.transform if self.model.st is not None else None
+        return self._transform
 
     @property
     def total_steps(self) -> int:
-        return self.trainer.total_steps
+        return self._total_steps
 
     def stop(self) -> None:
         """Ask the run to end after the current chunk of steps (safe from any thread)."""
         self._stop.set()
+
+    def close(self) -> None:
+        """End the run and let go of what it trained with (the model, its gradients, the optimiser, the data):
+        a visitor's session keeps its last run, for Stop's message and the last snapshot (:attr:`last`), until
+        the session is evicted, and each kept run held ~8 MB."""
+        self.stop()
+        if self.status == "running":
+            self.status = "stopped"
+        self.trainer = self.model = self.probe = None  # type: ignore[assignment]
 
     @property
     def stopping(self) -> bool:

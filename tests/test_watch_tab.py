@@ -155,7 +155,7 @@ class TestLiveEvents:
         outs = list(watch_tab.train_live("affine", "rts", 50, "3e-3", 0, None, FakeRequest("s1")))
         assert len(outs) >= 3
         run, status, _probe, crops, curve, start, stop = outs[-1]
-        assert run.trainer.step_count == 50 and "**Done:** affine on RTS, step 50 of 50" in status
+        assert run.last.step == 50 and run.trainer is None and "**Done:** affine on RTS, step 50 of 50" in status
         assert start["interactive"] is True and stop["interactive"] is False
         assert outs[0][6]["interactive"] is True  # Stop is live while training
         assert len(_figure(curve)["data"][0]["x"]) == 50 and crops.ndim == 3
@@ -181,7 +181,9 @@ class TestLiveEvents:
         status, start, _stop = watch_tab.stop_live(run, FakeRequest("s4"))
         assert "**Stopped:** affine on RTS, step 0 of 1,000" in status and start["interactive"] is True
         last = list(gen)[-1]
-        assert "**Stopped:**" in last[1] and run.trainer.step_count < 1000
+        assert "**Stopped:**" in last[1] and run.last.step < 1000
+        # the session keeps the run for Stop's words, not its data and optimiser (~7 MB a run kept)
+        assert run.trainer is None and run.total_steps == 1000 and "**Stopped:**" in watch_tab.stop_live(run, FakeRequest("s4"))[0]
         assert watch_tab.stop_live(None, FakeRequest("nobody"))[0] == "No training run to stop."
 
 

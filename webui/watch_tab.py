@@ -345,7 +345,7 @@ def train_live(
                 gr.update(interactive=running),
             )
     finally:  # also when Gradio closes the generator (Stop, or the visitor left)
-        live.stop()
+        live.close()
         MANAGER.release(session, live)
 
 
