@@ -1429,7 +1429,7 @@ def launch_kwargs() -> dict[str, Any]:
     while the disk is nearly full (webui/upload_space.py) and of requests that name nothing here
     (webui/request_shape.py). A new dict each time: Gradio adds its own entries to ``app_kwargs`` at
     every launch."""
-    waiting = lambda: getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)  # noqa: E731
+    waiting = lambda: getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)
     middleware = [Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
                   Middleware(RequestShape, fns=lambda: demo.fns, sessions=waiting),
                   Middleware(ReadAhead, on_upload=read_ahead)]

@@ -58,7 +58,7 @@ def test_a_join_the_app_has_reaches_it_whole_in_pieces_too():
 
 
 def test_an_oversized_join_is_refused():
-    status, answer, reached = _call("POST", "/gradio_api/queue/join", b"x" * (MAX_JOIN_BODY + 10), chunks=4)
+    status, _, reached = _call("POST", "/gradio_api/queue/join", b"x" * (MAX_JOIN_BODY + 10), chunks=4)
     assert status == 413 and reached is None
 
 

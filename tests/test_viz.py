@@ -311,7 +311,7 @@ class TestKernel:
         """Each display line of the formula holds at most two products (four did not fit 326 px)."""
         img, grid = self._setup()
         text = viz.kernel_formula(img[0, 0].numpy(), tuple(grid[0, 3, 3].tolist()), "bilinear", (3, 3))
-        displays = re.findall(r"\$\$(.*?)\$\$", text, flags=re.S)
+        displays = re.findall(r"\$\$(.*?)\$\$", text, flags=re.DOTALL)
         assert len(displays) == 2 and all("aligned" in d for d in displays)
         for line in re.split(r"\\\\", displays[1]):
             assert line.count("\\cdot") <= 2, line

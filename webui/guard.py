@@ -98,7 +98,7 @@ def _reason(exc: BaseException) -> str:
     return first if len(first) <= 160 else first[:157] + "..."
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _select_params(fn: Callable) -> bool:
     try:
         hints = typing.get_type_hints(fn)
