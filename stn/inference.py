@@ -268,7 +268,7 @@ class Engine:
         model = self.models[name]
         if x.shape[0] == 1:
             self._ensure_traced(name)
-        pred = model.predict(x.to(self.device))
+        pred = model.predict(x.to(self.device), check_ground=False)  # prepared here, or moved from a prepared input
         top = float(pred.top_logits[0]) if pred.top_logits is not None else None
         return self._to_reading(name, pred.probs[0], pred.head_probs[0], [p[0] for p in pred.params], [c[0, 0] for c in pred.crops], top)
 
@@ -395,7 +395,7 @@ class Engine:
         model = self.models[name]
         info = self.info[name]
         batch = distort_batch(_as_batch(x), [0.0, *angles])
-        pred = model.predict(batch.to(self.device))
+        pred = model.predict(batch.to(self.device), check_ground=False)
         labels = _class_names(pred.probs.shape[1], pred.head_probs.shape[1])
         out = {"angles": list(angles), "labels": [labels[int(i)] for i in pred.labels[1:]], "recovered": None}
         if model.st is not None:
@@ -497,7 +497,7 @@ def _accuracy_sweep(engine: Engine, name: str, angles: tuple[float, ...], n: int
     for a in angles:
         x = torch.cat([_place_batch(images[order[k]], part, a, scale) for k in range(heads)], dim=3)
         for m in models:
-            pred = engine.models[m].predict(x.to(engine.device))
+            pred = engine.models[m].predict(x.to(engine.device), check_ground=False)
             acc[m].append(float((pred.labels == target).float().mean()))
             if m == name and engine.models[m].st is not None:
                 rots.append(_rotations(engine.models[m].st.transform, pred.params[0].double().numpy(), info.crop_size))
@@ -565,7 +565,7 @@ def rotation_response(model: STClassifier, digits: torch.Tensor, labels: torch.T
         right, rot = 0, []
         for i in range(0, len(digits), batch_size):
             x = _place_batch(digits[i : i + batch_size].float(), tuple(cfg.input_size), a, cfg.digit_size / 20.0)
-            pred = model.predict(x)
+            pred = model.predict(x, check_ground=False)
             right += int((pred.labels == labels[i : i + batch_size]).sum())
             if model.st is not None:
                 rot.append(_rotations(model.st.transform, pred.params[0].double().numpy(), cfg.crop_size))

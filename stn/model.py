@@ -267,8 +267,11 @@ class STClassifier(nn.Module):
         return logits, list(crops), list(params)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor | np.ndarray) -> Prediction:
+    def predict(self, x: torch.Tensor | np.ndarray, *, check_ground: bool = True) -> Prediction:
         """Classify ``x``: float ``(B, 1, H, W)`` in [0, 1], light ink on dark, at ``input_size``.
+
+        ``check_ground=False`` skips the light-ground test, for inputs made from prepared ones (moved,
+        scaled, turned: a big bold digit can then cover most of the edge).
 
         A tensor or a numpy array. Refused with a sentence saying what to do (never read confidently
         wrong): another shape, integer pixels, values outside [0, 1] (0..255, a mean/std
@@ -305,7 +308,8 @@ class STClassifier(nn.Module):
                 raise ValueError(f"expected pixels in [0, 1] (light ink on dark), got values from {lo:.3g} to {hi:.3g}: "
                                  "scale them to [0, 1] (e.g. / 255, with no mean/std normalisation), "
                                  "or use stn.preprocess(image, model) to prepare an image")
-            _check_ground(x)
+            if check_ground:
+                _check_ground(x)
         # The frozen copy (eval mode by construction) first: at batch 1 walking the modules costs
         # a tenth of the forward.
         fast = self._fast_forward(x)
@@ -340,11 +344,10 @@ class STClassifier(nn.Module):
         )
 
 
-# The median of an image's outermost pixels over this: a light ground (dark ink on paper), which
-# every model reads confidently wrong (r-affine: 7% right on 1 - x). Of the 10,000 test images of
-# each dataset, the grounds reach 0.22 (wild: a ground of up to 0.15, plus noise; 0 elsewhere) and
-# their inverses' go down to 0.78; stn.preprocess's outputs have 0. Not 0.5: uniform noise has about
-# 0.5, and a model fed torch.rand (a smoke test) should not be refused at random.
+# Most (60%) of an image's outermost pixels over this: a light ground (dark ink on paper), which every
+# model reads confidently wrong (r-affine: 7% right on 1 - x); see _light_ground for the margins.
+# stn.preprocess's outputs have a dark edge. Not 0.5: uniform noise has about half its pixels over it,
+# and a model fed torch.rand (a smoke test) should not be refused at random.
 LIGHT_GROUND = 0.7
 
 
@@ -359,14 +362,15 @@ def _light_ground(x: torch.Tensor) -> torch.Tensor:
     """``(B, 1, H, W)`` → ``(B,)`` bool: whether the median of each image's outermost ring of pixels, its
     ground, is over :data:`LIGHT_GROUND`.
 
-    The edge, not the whole image: a large bold digit (wild) covers over half of its canvas, but not half
-    of its edge. The (lower) median of n values is over t when at least n - (n - 1) // 2 of them are: a
-    count, a third of the cost of a median at batch 1 (this runs on every ``predict``)."""
+    The edge, not the whole image: a large bold digit (wild) covers over half of its canvas, but not
+    most of its edge. Light where over 60% of the ring is over the threshold (a count: a third of the cost
+    of a median at batch 1, and this runs on every ``predict``): on 2,000 test images of each dataset, at
+    most 24% of a genuine ring (wild) and at least 67% of an inverted one (wild; 93% elsewhere); a bold
+    "6" scaled 1.4× and moved, 53%."""
     b, _, h, w = x.shape
     flat = x.reshape(b, h * w)
     ring = flat if h < 2 or w < 2 else flat.index_select(1, _ring(h, w, x.device))
-    n = ring.shape[1]
-    return (ring > LIGHT_GROUND).sum(dim=1) >= n - (n - 1) // 2
+    return (ring > LIGHT_GROUND).sum(dim=1) * 5 > ring.shape[1] * 3
 
 
 def _check_ground(x: torch.Tensor) -> None:

@@ -592,11 +592,7 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> t
     keep[ids[~line & near & ~under]] = True
     # The marks in a row with the digit: near it, or near one that is (a number's digits, each near the next).
     reach_y, reach_x = size * max(1.0, 1 / aspect), size * max(1.0, aspect)
-    # A mark of the digit's size and weight, level with it, is another character however far off it stands
-    # (a "03" written wide apart read as "0", sure): in the row, though not read.
-    overlap_y = np.minimum(box[:, 1], bottom) - np.maximum(box[:, 0], top)
-    peer = (overlap_y >= 0.5 * np.minimum(tall, bottom - top)) & (long_side >= 0.6 * size) & (m >= 0.25 * m[main])
-    inline, todo = (near | peer) & ~line & ~under, ~line & ~under & ~near & ~peer
+    inline, todo = near & ~line & ~under, ~line & ~under & ~near
     grown = True
     while grown and todo.any():
         members = box[inline]

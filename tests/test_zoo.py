@@ -378,3 +378,23 @@ def test_no_test_digit_has_a_light_ground_and_every_inverse_has(name) -> None:
     assert model.predict(x).labels.shape[0] == len(x)
     with pytest.raises(ValueError, match="light ground"):
         model.predict(1 - x[:1])
+
+
+def test_a_bold_digit_moved_to_the_edge_is_not_a_light_ground() -> None:
+    """The Invariance tab scales and moves a prepared digit: a bold "6" at 1.4× and 12 px left covered 53% of the
+    canvas's edge, and the edge-median test refused it with a traceback. Light is now most (60%) of the edge; the
+    app's engine, whose inputs are prepared or moved from prepared ones, skips the test."""
+    import torch
+
+    from stn.model import _light_ground
+
+    x = torch.zeros(1, 1, 56, 56)
+    x[0, 0, :, :30] = 1.0  # ink over the left 30 columns: 53% of the edge
+    assert not bool(_light_ground(x)) and bool(_light_ground(1 - x * 0.1))
+    if "wild-affine" not in MODELS:
+        pytest.skip("wild-affine is not in the zoo")
+    model = load_model("wild-affine", device="cpu")
+    light = torch.ones(1, 1, 56, 56) * 0.9
+    with pytest.raises(ValueError, match="light ground"):
+        model.predict(light)
+    assert model.predict(light, check_ground=False).labels.shape == (1,)
