@@ -1074,9 +1074,9 @@ CSS = """
 #stn-verdict-mini { font-size: 1.05rem; min-height: 1.6em; padding: 2px 4px; }
 /* an output picture's label above it, not over its top-left corner (it hid the crop's strokes there); the same for
    the invariance charts, whose legend is at their top */
-.stn-pixelated label.float, #inv-rot-chart label.float, #inv-acc-chart label.float { position: static; margin-bottom: 6px; }
-.stn-pixelated:has(> label.float) { display: flex; flex-direction: column; }  /* the picture in the height left */
-.stn-pixelated:has(> label.float) > .image-container { flex: 1 1 0; min-height: 0; }
+.stn-pixelated:not(#stn-examples) label.float, #inv-rot-chart label.float, #inv-acc-chart label.float { position: static; margin-bottom: 6px; }
+.stn-pixelated:not(#stn-examples):has(> label.float) { display: flex; flex-direction: column; }  /* the picture in the height left */
+.stn-pixelated:not(#stn-examples):has(> label.float) > .image-container { flex: 1 1 0; min-height: 0; }
 @media (min-width: 1024px) { #stn-verdict-mini { display: none; } }  /* the reading itself is beside the pad */
 @media (max-width: 640px) {
   button.sm { min-height: 44px; }  /* a fingertip's size ("Identity θ", "Back to the predicted θ" were 26 px) */

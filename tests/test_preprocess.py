@@ -8,7 +8,6 @@ the direct computation gives. The behaviour on whole files is in ``test_bad_inpu
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
