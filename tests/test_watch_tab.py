@@ -187,6 +187,21 @@ class TestLiveEvents:
         assert watch_tab.stop_live(None, FakeRequest("nobody"))[0] == "No training run to stop."
 
 
+    def test_a_run_nobody_reads_ends_and_frees_its_slot(self, zoo, monkeypatch) -> None:
+        """Gradio runs an event whether or not its page reads it: a run whose updates lie unread ends (it held one
+        of the server's few slots for up to 240 s); a run read as it goes, however long, does not."""
+        monkeypatch.setattr(watch_tab, "UNREAD_LIMIT_S", 0.0)
+        outs = list(watch_tab.train_live("affine", "rts", 1000, "3e-3", 0, None, FakeRequest("s5"), unread=lambda s: 5))
+        run, status = outs[-1][:2]
+        assert run.last.status == "stopped" and run.last.step < 1000 and watch_tab.MANAGER.active() == 0
+        assert "did not read the run's updates for 0 s" in status and "Stopped:" in status
+        assert "did not read" not in "".join(o[1] for o in outs[:-1])
+        outs = list(watch_tab.train_live("affine", "rts", 20, "3e-3", 0, None, FakeRequest("s6"), unread=lambda s: 2))
+        assert outs[-1][0].last.status == "done" and "did not read" not in outs[-1][1]
+        outs = list(watch_tab.train_live("affine", "rts", 20, "3e-3", 0, None, FakeRequest("s7"), unread=lambda s: None))
+        assert outs[-1][0].last.status == "done"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,3 +248,67 @@ def test_plays_wait_for_each_other_only(zoo) -> None:
         watch_tab.build_watch_tab()
     play = next(f for f in demo.fns.values() if f.api_name == "replay_play")
     assert play.concurrency_limit == watch_tab.PLAYS_AT_ONCE < 40 and play.concurrency_id == "stn-replay-play"
+
+
+@pytest.mark.slow
+def test_a_served_run_whose_stream_is_never_read_frees_the_slot(zoo, tmp_path, monkeypatch) -> None:
+    """Over plain REST: a client that joins `train_live` and never opens the event stream no longer holds the
+    training slot for the run's whole length; a client that reads its stream trains to the end."""
+    import threading
+    import time
+
+    import httpx
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setattr(watch_tab, "UNREAD_LIMIT_S", 1.0, raising=False)
+    started: list = []
+    start = watch_tab.MANAGER.start
+    sessions: list[str] = []
+
+    def record(session, *args, **kwargs):
+        sessions.append(session)
+        started.append(start(session, *args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(watch_tab.MANAGER, "start", record)
+    with gr.Blocks() as demo:
+        watch_tab.build_watch_tab()
+    demo.queue()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_port=_free_port(), quiet=True)
+    try:
+        api = url.rstrip("/") + "/gradio_api"
+        index = next(i for i, f in demo.fns.items() if f.api_name == "train_live")
+        join = {"data": ["affine", "rts", 1500, "1e-3", 0, None], "fn_index": index, "event_data": None}
+        with httpx.Client(timeout=60) as http:
+            assert http.post(f"{api}/queue/join", json={**join, "session_hash": "silent"}).status_code == 200
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not (started and started[0].status != "running"):
+                time.sleep(0.2)
+            assert sessions == ["silent"]  # the page's session, as Gradio hands it over
+            assert started[0].status == "stopped" and started[0].last.step < 1500
+            deadline = time.monotonic() + 30
+            while watch_tab.MANAGER.active() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert watch_tab.MANAGER.active() == 0
+
+            # a page that reads its stream, given 20 steps, is not stopped however slow the machine
+            events: list[dict] = []
+
+            def read() -> None:
+                with http.stream("GET", f"{api}/queue/data", params={"session_hash": "reader"}) as response:
+                    for line in response.iter_lines():
+                        if line.startswith("data:"):
+                            events.append(json.loads(line[5:]))
+                            if events[-1].get("msg") in ("process_completed", "close_stream"):
+                                return
+
+            join["data"][2] = 50
+            assert http.post(f"{api}/queue/join", json={**join, "session_hash": "reader"}).status_code == 200
+            reader = threading.Thread(target=read)
+            reader.start()
+            reader.join(300)
+        done = [e for e in events if e.get("msg") == "process_completed"]
+        assert done and done[-1]["success"], events[-3:]
+        assert "**Done:**" in done[-1]["output"]["data"][1] and started[-1].status == "done" and sessions[-1] == "reader"
+    finally:
+        demo.close()

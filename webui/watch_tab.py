@@ -7,17 +7,25 @@ Concurrency: the live-training event has its own ``concurrency_id`` and an expli
 little above :class:`stn.live.LiveManager`'s cap, so that a visitor over the cap gets the
 "busy" message at once instead of waiting in the queue; training steps run with one intra-op
 thread (see :mod:`stn.live`). Replay events are light and unlimited.
+
+A live run also ends when its page stops reading it: Gradio runs an event whether or not its client
+reads the event stream, so a client that started a run and never opened the stream (or a tab the
+phone froze) held one of the server's few training slots for the run's whole length (up to
+``MAX_SECONDS``). The run checks its session's unread messages in Gradio's queue after each update.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,7 +53,11 @@ __all__ = [
     "train_live",
 ]
 
+log = logging.getLogger("stn.app")
+
 MANAGER = LiveManager()  # the server's live runs (cap: stn.live.default_max_runs())
+UNREAD_LIMIT_S = 30.0  # a live run whose updates lie unread this long ends: its page is gone or never read it
+UNREAD_SLACK = 2  # updates a reading page may lag behind (a slow phone link) without counting as gone
 PLAY_INTERVAL = 0.3  # seconds per replay frame
 PLAYS_AT_ONCE = 24  # replays playing at once (frames are drawn once: replay_frame); Gradio runs 40 events at most
 LOC_LRS = ["1e-4", "3e-4", "1e-3", "3e-3", "1e-2"]
@@ -308,10 +320,14 @@ def train_live(
     seed: float | None,
     run: LiveRun | None = None,
     request: gr.Request | None = None,
+    *,
+    unread: Callable[[str], int | None] | None = None,
 ):
     """Start a live run and stream its updates.
 
-    Yields ``(run state, status, probe figure, crops, curve, start button, stop button)``.
+    Yields ``(run state, status, probe figure, crops, curve, start button, stop button)``. ``unread(session)``
+    counts the session's messages its page has not read yet (``None``: not known); the run ends once more
+    than :data:`UNREAD_SLACK` of them lie unread for :data:`UNREAD_LIMIT_S` seconds.
     """
     session = _session(request)
     busy = (gr.update(), gr.update(), gr.update())
@@ -335,18 +351,46 @@ def train_live(
         return
     try:
         view = ProbeView(live.probe.cpu(), live.probe_labels)
+        caught_up, unattended = time.monotonic(), False
         for u in live.updates():
             running = not u.finished
+            status = _live_status(u, live)
+            if unattended and not running:
+                status = f"{status}\n\n{UNREAD_NOTE.format(seconds=UNREAD_LIMIT_S)}"
             yield (
                 live,
-                _live_status(u, live),
+                status,
                 *_live_frame(u, live, view),
                 gr.update(interactive=not running),
                 gr.update(interactive=running),
             )
+            backlog = unread(session) if unread is not None else None
+            if backlog is None or backlog <= UNREAD_SLACK:
+                caught_up = time.monotonic()
+            elif not unattended and time.monotonic() - caught_up > UNREAD_LIMIT_S:
+                unattended = True
+                live.stop()
+                log.info("live run stopped: %d updates unread for over %.0f s (its page is gone or never read it)",
+                         backlog, UNREAD_LIMIT_S)
     finally:  # also when Gradio closes the generator (Stop, or the visitor left)
         live.close()
         MANAGER.release(session, live)
+
+
+UNREAD_NOTE = ("This page did not read the run's updates for {seconds:.0f} s (the tab was closed, asleep or "
+               "offline), so the server stopped the run and gave its training slot to others. Press Start to train again.")
+
+
+def _unread_counter(blocks: gr.Blocks | None) -> Callable[[str], int | None]:
+    """``unread(session)`` for :func:`train_live`: the session's messages waiting in ``blocks``' queue, which a
+    reading page takes as they come (Gradio 6.31's ``Queue.pending_messages_per_session``)."""
+
+    def unread(session: str) -> int | None:
+        pending = getattr(getattr(blocks, "_queue", None), "pending_messages_per_session", None)
+        messages = pending.get(session) if pending is not None else None
+        return messages.qsize() if messages is not None else None
+
+    return unread
 
 
 def stop_live(run: LiveRun | None = None, request: gr.Request | None = None):
@@ -493,8 +537,15 @@ def build_watch_tab() -> None:
         live_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
     run_state = gr.State(None, delete_callback=_stop_on_close)
 
+    root = gr.context.Context.root_block
+    unread = _unread_counter(root)
+
+    def train_live_served(transform, dataset, steps, loc_lr, seed, run=None, request: gr.Request | None = None):
+        # not functools.partial: Gradio passes gr.Request only to a function whose own signature asks for it
+        yield from train_live(transform, dataset, steps, loc_lr, seed, run, request, unread=unread)
+
     training = start.click(
-        train_live,
+        train_live_served,
         [transform, dataset, steps, loc_lr, seed, run_state],
         [run_state, live_status, live_probe, live_crops, live_curve, start, stop],
         api_name="train_live",
@@ -512,7 +563,6 @@ def build_watch_tab() -> None:
         concurrency_limit=None,
     )
 
-    root = gr.context.Context.root_block
     if root is not None:  # the zoo fills up while the server runs: list its replays on each page load
         root.load(
             _on_load,
