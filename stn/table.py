@@ -66,7 +66,9 @@ def markdown_table(directory: Path | None = None) -> str:
             lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} | {photo} | {cropped} |")
     timing = [(c["name"], c["training"]) for c in cells.values()]
     if timing:
-        lines += ["", "| model | epochs | train time | hardware |", "|---|---:|---:|---|"]
+        # a fine-tuned model's card records its own run's time, not its starting model's (that is in the starting
+        # model's card, when it ships): the column says so rather than add up times it does not have
+        lines += ["", "| model | epochs (start + this run) | train time (this run) | hardware |", "|---|---:|---:|---|"]
         transforms = {c["name"]: c.get("config", {}).get("transform") or "none" for c in cells.values()}
         for name, t in sorted(timing):
             # a fine-tuned model (train --init): the starting model's epochs + this run's; the time is this run's
