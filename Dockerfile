@@ -8,8 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # PyTorch's CPU wheels (a few hundred MB) rather than PyPI's CUDA build (several GB);
-# the same ranges as requirements.txt, so the next step finds torch satisfied and leaves it alone.
-RUN pip install --no-cache-dir "torch>=2.4" "torchvision>=0.19" --index-url https://download.pytorch.org/whl/cpu
+# the same range as requirements.txt, so the next step finds torch satisfied and leaves it alone.
+RUN pip install --no-cache-dir "torch>=2.4" --index-url https://download.pytorch.org/whl/cpu
 
 # The rest of the app's requirements, into the system site-packages, before the code (a layer that rarely changes).
 COPY requirements.txt /tmp/requirements.txt

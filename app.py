@@ -25,9 +25,11 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import traceback
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,10 @@ from typing import Any
 # Summarise every 1,000 events and keep 1,000 (bench/floor_app.py uses the same settings).
 os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+# The server fetches nothing at run time: Gradio's analytics and version check (api.gradio.app) and the Hub's
+# telemetry (huggingface.co) otherwise call out at launch, as `python app.py` and a Space start it.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Gradio runs every event inside `import matplotlib` (twice, to pin its backend); where matplotlib is
 # not installed each attempt searches the whole sys.path again (~0.3 ms an event). Record once that
 # it is absent: `import matplotlib` then fails at once, as before.
@@ -47,6 +53,11 @@ if importlib.util.find_spec("matplotlib") is None:
     sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 import gradio as gr  # after the settings above
+
+# The zoo's batch-1 copies are traced at start-up (stn.model) while the examples are read in another thread;
+# `warnings.catch_warnings` is not thread-safe, so torch.jit's deprecation notes leaked into the log now and
+# then. The server silences them for the whole process instead.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit\.")
 import numpy as np
 import orjson
 import torch
@@ -70,6 +81,9 @@ try:  # Hugging Face ZeroGPU: a GPU is attached for the duration of each decorat
     import spaces  # type: ignore[import-not-found]
 except ImportError:  # everywhere else the decorator is a no-op
     spaces = None
+# Every Gradio Space has `spaces` installed, CPU ones too: only SPACES_ZERO_GPU says the hardware is ZeroGPU.
+# Elsewhere the app reads uploads in its reader process and draws while the CNN reads, as benchmarked.
+ZERO_GPU = spaces is not None and os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
 
 ROOT = Path(__file__).resolve().parent
 ASSETS = ROOT / "assets"
@@ -141,8 +155,8 @@ _last_model: str | None = None
 
 
 def gpu(fn: Callable) -> Callable:
-    """``spaces.GPU`` where the ``spaces`` package is installed (ZeroGPU), else ``fn`` itself."""
-    return spaces.GPU(duration=30)(fn) if spaces is not None else fn
+    """``spaces.GPU`` on ZeroGPU hardware, else ``fn`` itself."""
+    return spaces.GPU(duration=30)(fn) if ZERO_GPU else fn
 
 
 # --------------------------------------------------------------------------- helpers
@@ -337,7 +351,7 @@ def read_file(image: str | None, model: str | None) -> tuple:
             return (_plot(fig), panel, theta, answer, Session.of(result, image))
         except ReaderUnavailable:
             pass
-    if spaces is None:  # the figures are drawn while the plain CNN still reads (Engine.predict_early)
+    if not ZERO_GPU:  # the figures are drawn while the plain CNN still reads (Engine.predict_early)
         result, baseline = ENGINE.predict_early(image, name)
         return (*_main_outputs(result, baseline), Session.of(result, image))
     result = _infer(image, name)  # ZeroGPU: the GPU is attached only inside the decorated call
@@ -547,7 +561,7 @@ def _playground_view(session: Session, params: list[np.ndarray], point: int | No
                           height=_plot_height(info.input_size), highlight_point=point)
     crops = viz.crops_image(reading.crops)
     theta = viz.theta_html(info.transform, params, info.input_size, info.transform_options)
-    verdict = f"### Through this θ the classifier reads **{reading.label}** ({_pct(reading.probs.max())})"
+    verdict = f"## Through this θ the classifier reads **{reading.label}** ({_pct(reading.probs.max())})"
     if reading.label != res.reading.label:
         verdict += f" — with the predicted θ it read **{res.reading.label}**"
     return _plot(fig), crops, viz.shown_confidences(reading.top()), theta, verdict
@@ -682,7 +696,8 @@ def kernel_view(session: Session | None, head: str | None, mode: str, row: float
     formula = viz.kernel_formula(res.input, (float(pt[0]), float(pt[1])), mode, (r, c), k, gradient)
     value = float(crop[r, c])
     formula += f"\n\nThe crop's pixel holds **{value:.3f}**, as `grid_sample` computed it."
-    return _plot(fig), image, formula
+    alt = f"The crop ({mode} kernel), output pixel row {r}, column {c} framed: it holds {value:.3f}. Click a pixel to pick it."
+    return _plot(fig), gr.update(value=image, alt_text=alt), formula
 
 
 def kernel_reset(session: Session | None) -> tuple:
@@ -726,7 +741,7 @@ def invariance_view(session: Session | None, rotation: float, scale: float, dx: 
     r = ENGINE.predict_tensor(x, res.model)
     info = r.info
     fig = viz.grid_figure(r.input, ENGINE.transform(r.model), r.reading.params, info.crop_size, height=_plot_height(info.input_size, 400, 220, 340))
-    text = f"### The transformer reads **{r.reading.label}** ({_pct(r.reading.probs.max())})"
+    text = f"## The transformer reads **{r.reading.label}** ({_pct(r.reading.probs.max())})"
     if r.baseline is not None:
         text += f"; the plain CNN reads **{r.baseline.label}** ({_pct(r.baseline.probs.max())})"
     if r.info.has_transformer and r.reading.params:
@@ -895,7 +910,7 @@ def list_models_api() -> list[dict]:
 # --------------------------------------------------------------------------- about
 
 PAPER = """
-### The paper in a few sentences
+## The paper in a few sentences
 A **spatial transformer** (Jaderberg, Simonyan, Zisserman and Kavukcuoglu, *Spatial Transformer
 Networks*, NeurIPS 2015) is a module that a network uses to *look at* its input the way it needs
 to. A small **localisation network** looks at the input and regresses the parameters θ of a
@@ -942,7 +957,8 @@ def cards_html() -> str:
             )) + "</tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("model", "data", "transform", "heads", "test error", "parameters", "training", "hardware"))
-    return f'<div class="stn-scroll"><table class="stn-cards"><tr>{head}</tr>{"".join(rows)}</table></div>'
+    return (f'<div class="stn-scroll" tabindex="0" role="region" aria-label="The model cards">'  # scrolled by keys too
+            f'<table class="stn-cards"><tr>{head}</tr>{"".join(rows)}</table></div>')
 
 
 # --------------------------------------------------------------------------- examples
@@ -956,7 +972,7 @@ def _examples() -> list[tuple[str, str, str]]:
         return []
     rows: list[tuple[str, str, str]] = []
     shown: set[str] = set()
-    by_task: dict[str, str] = {}
+    by_task: dict[str, tuple[str, str]] = {}  # task -> its first example's (path, digit(s))
     for e in json.loads(index.read_text()):
         path = EXAMPLES_DIR / e["file"]
         # a transformer where the task has one (mnist has only the upright CNN)
@@ -970,11 +986,12 @@ def _examples() -> list[tuple[str, str, str]]:
             pick = e["model"]
         rows.append((str(path), pick, f"{e['label']} · {e['caption']} · {pick}"))
         shown.add(pick)
-        by_task.setdefault(e["task"], str(path))
+        by_task.setdefault(e["task"], (str(path), e["label"]))
     for name in ENGINE.names:
         task = ENGINE.info[name].dataset
-        if name not in shown and task in by_task:
-            rows.append((by_task[task], name, f"same · {name}"))
+        if name not in shown and task in by_task:  # what the picture is (a "same" read as nothing out of context)
+            path, label = by_task[task]
+            rows.append((path, name, f"{label} · {task.upper()} · {name}"))
     return rows
 
 
@@ -1022,7 +1039,7 @@ CSS = """
 .stn-pixelated img { object-fit: contain !important; max-width: 100% !important; width: 100%; height: 100%; }
 #pg-crop img, #inv-crop img { padding: 3px; box-sizing: border-box; }  /* keep the frames' edges */
 .stn-readout { display: flex; flex-direction: column; gap: 6px; }
-.stn-readout h3 { margin: 0 0 4px; }
+.stn-readout h2 { margin: 0 0 4px; }
 .stn-readout p { margin: 2px 0; }
 .stn-unsure, .stn-touching { padding: 4px 8px; border-left: 3px solid var(--color-accent); background: var(--background-fill-secondary); }
 .stn-caption { font-size: 0.85rem; font-weight: 600; color: var(--body-text-color-subdued); margin-top: 4px; }
@@ -1062,9 +1079,12 @@ CSS = """
 #kn-formula .katex-display, #kn-formula p { overflow-x: auto; overflow-y: hidden; }
 .stn-cards, .stn-table1 { border-collapse: collapse; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
 .stn-cards td, .stn-cards th, .stn-table1 td, .stn-table1 th { padding: 4px 10px; border-bottom: 1px solid var(--border-color-primary); text-align: left; white-space: nowrap; }
-.stn-ours-good b { color: #1f9d55; }
+.stn-table1 .stn-t1-model { font-size: 0.8em; color: var(--body-text-color-subdued); }
+.stn-ours-good b { color: #15803d; }  /* 4.8:1 on the light page (#1f9d55 was 3.3:1) */
 .dark .stn-ours-good b { color: #4ade80; }
-#stn-summary h3 { margin: 0 0 4px; }
+#stn-summary h2 { margin: 0 0 4px; }
+/* a tab's verdict is its first heading (h2, under the page's h1), at the size it had as an h3 */
+#stn-summary h2, #pg-verdict h2, #inv-verdict h2 { font-size: var(--text-lg); }
 /* Sketchpad: the tool column at the pad's left edge, the canvas 24 px in from the left and 16 from the top: neither
    the tool column nor the buttons above sit on or beside the picture (at phone width Gradio put the column 15 px
    over it, and Chromium gives a touch near a button to the button: at 16 px a finger begun 8 px left of the
@@ -1077,7 +1097,23 @@ CSS = """
 .stn-pixelated:not(#stn-examples) label.float, #inv-rot-chart label.float, #inv-acc-chart label.float { position: static; margin-bottom: 6px; }
 .stn-pixelated:not(#stn-examples):has(> label.float) { display: flex; flex-direction: column; }  /* the picture in the height left */
 .stn-pixelated:not(#stn-examples):has(> label.float) > .image-container { flex: 1 1 0; min-height: 0; }
-@media (min-width: 1024px) { #stn-verdict-mini { display: none; } }  /* the reading itself is beside the pad */
+/* the reading itself is beside the pad: the verdict is hidden there from the eye only, still read out as a status */
+@media (min-width: 1024px) {
+  #stn-verdict-mini { position: absolute !important; width: 1px !important; height: 1px !important; min-height: 0 !important;
+                      padding: 0 !important; margin: -1px !important; overflow: hidden !important; clip: rect(0 0 0 0) !important;
+                      clip-path: inset(50%) !important; white-space: nowrap !important; border: 0 !important; }
+}
+/* keyboard focus in sight on a slider and a radio button (Gradio draws none: WCAG 2.4.7) */
+:root { --stn-focus-ring: #c2410c; --stn-accent-text: #c2410c; }
+.dark { --stn-focus-ring: #fdba74; --stn-accent-text: var(--color-accent); }
+input[type=range]:focus-visible, input[type=radio]:focus-visible, input[type=radio]:checked:focus-visible, .stn-scroll:focus-visible {
+  outline: 2px solid var(--stn-focus-ring) !important; outline-offset: 2px !important; }
+/* the selected tab's name in a darker orange on a light page (*primary_500 was 2.7:1) */
+button[role=tab][aria-selected=true] { color: var(--stn-accent-text) !important; }
+/* Plotly's tick labels, axis titles and legends are drawn in a dark grey for the light page (stn.viz.FONT_COLOR):
+   lighter on the dark one. Only these texts: a figure's coloured labels and annotations keep their colours. */
+.dark .js-plotly-plot g[class$=tick] > text, .dark .js-plotly-plot g[class^=g-][class$=title] > text,
+.dark .js-plotly-plot .legendtext, .dark .js-plotly-plot .gtitle { fill: #cbd5e1 !important; }
 @media (max-width: 640px) {
   button.sm { min-height: 44px; }  /* a fingertip's size ("Identity θ", "Back to the predicted θ" were 26 px) */
   .stn-matrix td { padding: 2px 5px; }
@@ -1150,11 +1186,46 @@ PLOT_RESIZE_JS = """(() => {
 
 # The reading's verdict (its first line) copied under the pad, in the page: on a phone the reading is a screen below.
 VERDICT_MINI_JS = """(html) => {
-  const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h3, #stn-not-read, #stn-pad-cleared');
+  const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h2, #stn-not-read, #stn-pad-cleared');
   return h ? h.innerHTML : '';
 }"""
 
-THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate")
+# Regions whose new text a screen reader reads out when it changes (role=status: polite, after what it is saying):
+# the reading's verdict under the pad (after an upload, an example, a drawing or a model change). Not the live
+# training's status line: it changes twice a second while a run trains, and would be read out without end.
+# Gradio has no attribute for it: set on each as it appears (a tab's blocks appear late).
+LIVE_REGIONS = ("#stn-verdict-mini",)
+LIVE_REGIONS_JS = """(() => {
+  const mark = () => document.querySelectorAll(SELECTORS).forEach((e) => {
+    if (e.getAttribute('role') !== 'status') { e.setAttribute('role', 'status'); e.setAttribute('aria-live', 'polite'); }
+  });
+  let queued = false;
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; mark(); }); } })
+    .observe(document.documentElement, {childList: true, subtree: true});
+})();""".replace("SELECTORS", repr(", ".join(LIVE_REGIONS)))
+
+# Soft's text on orange and its subdued greys read under 4.5:1 on a light page (labels #f97316 on #ffedd5: 2.4:1;
+# white on #f97316: 2.8:1; #94a3b8 on #f8fafc: 2.5:1): the same hues, darker shades (WCAG 1.4.3).
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate").set(
+    block_label_text_color="*primary_700",  # 4.5:1 on *primary_100
+    block_title_text_color="*primary_700",
+    block_label_background_fill_dark="*primary_700",  # white on it: 5.2:1 (on *primary_600: 3.6:1)
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_dark="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_primary_background_fill_hover_dark="*primary_800",
+    button_primary_border_color="*primary_700",
+    button_primary_border_color_dark="*primary_700",
+    button_primary_border_color_hover="*primary_800",
+    button_primary_border_color_hover_dark="*primary_800",
+    checkbox_label_background_fill_selected="*primary_700",
+    checkbox_label_background_fill_selected_dark="*primary_700",
+    body_text_color_subdued="*neutral_500",  # 4.6:1 on *neutral_50
+    link_text_color="*secondary_700",
+    link_text_color_active="*secondary_700",
+    link_text_color_hover="*secondary_800",
+    link_text_color_visited="*secondary_700",
+)
 
 HEADER = """
 # Spatial Transformer Networks, made visible
@@ -1221,7 +1292,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                         "under 1 reads a smaller window, so the crop zooms in; shear slants the grid's columns "
                         "(θ = R·[[s_x, s_x·shear], [0, s_y]]). Another model's family shows other sliders.")
             pg_params = gr.State(None)
-            pg_verdict = gr.Markdown(PG_EMPTY)
+            pg_verdict = gr.Markdown(PG_EMPTY, elem_id="pg-verdict")
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=280):
                     pg_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
@@ -1245,7 +1316,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     pg_plot = gr.Plot(label="Sampling grid on the input", elem_id="pg-grid")
                 with gr.Column(scale=2, min_width=240):
                     pg_crop = gr.Image(label="Crop through this θ", format="png", interactive=False, elem_classes=["stn-pixelated"],
-                                       height=250, elem_id="pg-crop")
+                                       height=250, elem_id="pg-crop",
+                                       alt_text="The crop through this θ: what the classifier reads (its reading is below)")
                     pg_label = gr.Label(num_top_classes=3, label="The classifier reads")
             pg_theta = gr.HTML()
 
@@ -1262,7 +1334,8 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     kn_row = gr.Slider(0, 27, value=14, step=1, label="output row", elem_id="kn-row")
                     kn_col = gr.Slider(0, 27, value=14, step=1, label="output column", elem_id="kn-col")
                     kn_crop = gr.Image(label="The crop (click a pixel)", format="png", interactive=False, elem_classes=["stn-pixelated"],
-                                       height=260, elem_id="kn-crop")
+                                       height=260, elem_id="kn-crop",
+                                       alt_text="The crop, the picked output pixel framed: click a pixel, or set the output row and column")
                 with gr.Column(scale=4, min_width=300):
                     kn_plot = gr.Plot(label="Source point; right: the pixels it reads, red weights", elem_id="kn-plot")
                     kn_formula = gr.Markdown(elem_id="kn-formula", latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
@@ -1290,7 +1363,7 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     inv_plot = gr.Plot(label="The moved input and the sampling grid", elem_id="inv-grid")
                 with gr.Column(scale=2, min_width=240):
                     inv_crop = gr.Image(label="The crop", format="png", interactive=False, elem_classes=["stn-pixelated"], height=250,
-                                        elem_id="inv-crop")
+                                        elem_id="inv-crop", alt_text="The crop the transformer reads from the moved input")
                     inv_label = gr.Label(num_top_classes=3, label="The transformer reads")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=300):
@@ -1312,15 +1385,16 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
         # ------------------------------------------------------------------ about
         with gr.Tab("About", id="about"):
             gr.Markdown(PAPER)
-            gr.Markdown("### Table 1, reproduced\nTest error (%): **the paper / ours** "
-                        "(ours in bold where a model of that row was trained on that task; hover for the model's name). "
+            gr.Markdown("## Table 1, reproduced\nTest error (%): **the paper / ours** "
+                        "(ours in bold where a model of that row was trained on that task, the model's name under it). "
                         "R: rotated, RTS: rotated-translated-scaled, P: projective, E: elastic, TC: translated and cluttered "
                         "(the paper's TC numbers are from §4.1's text); PAIR, WILD (uploads and sketches) and MNIST (plain, "
                         "upright digits) are our tasks only. Ours are measured on our own test sets, made afresh from MNIST's "
-                        "test digits with our reading of each distortion, not on the paper's: a number in green, at or below the "
+                        "test digits with our reading of each distortion, not on the paper's: a number in green with a ✓, at or below the "
                         "paper's, says the model is as good as the paper's on its own task, not that it beats it on the same test.")
-            gr.HTML(f'<div class="stn-scroll">{viz.table1_html(list(ENGINE.cards.values()))}</div>')
-            gr.Markdown("### The model cards\nEvery model of the zoo, as its card in `models/NAME.json` describes it.")
+            gr.HTML(f'<div class="stn-scroll" tabindex="0" role="region" aria-label="Table 1">'  # scrolled by keys too
+                    f'{viz.table1_html(list(ENGINE.cards.values()))}</div>')
+            gr.Markdown("## The model cards\nEvery model of the zoo, as its card in `models/NAME.json` describes it.")
             gr.HTML(cards_html())
             gr.Markdown("Code: the `stn` package (transforms, sampler, localisation nets, training) and this app. "
                         "MNIST by LeCun, Cortes and Burges, CC BY-SA 3.0.")
@@ -1411,7 +1485,7 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
-    "head": f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script>",
+    "head": f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script><script>{LIVE_REGIONS_JS}</script>",
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,
@@ -1442,15 +1516,28 @@ def main() -> None:
     if DEFAULT_NOTE:
         log.warning(DEFAULT_NOTE)
     global READER
-    if READERS > 0 and spaces is None and DEFAULT is not None:
+    if READERS > 0 and not ZERO_GPU and DEFAULT is not None:
         warm = tuple(m for m in (DEFAULT, ENGINE.info[DEFAULT].baseline) if m)
         READER = ReaderPool(ENGINE.directory, workers=READERS, threads=torch.get_num_threads(), warm=warm)
         READER.start()  # in the background: until a worker is up, the server reads itself
-    demo.launch(prevent_thread_lock=True, **launch_kwargs())
-    # after the server answers: example outputs, then the invariance sweeps, in the background
-    threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()
-    ENGINE.warm()
-    demo.block_thread()
+    # `docker stop` and a Space's restart send SIGTERM; as the container's PID 1 Python would ignore it (no
+    # default action there) and be killed 10 s later. Treat it as Ctrl-C: Gradio closes the server, we the reader.
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        demo.launch(prevent_thread_lock=True, **launch_kwargs())
+        # after the server answers: example outputs, then the invariance sweeps, in the background
+        threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()
+        ENGINE.warm()
+        demo.block_thread()
+    except KeyboardInterrupt:  # before block_thread took over (it handles its own)
+        demo.close()
+    finally:
+        if READER is not None:
+            READER.close()
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # Gradio's block_thread closes the server on it, as on Ctrl-C
 
 
 if __name__ == "__main__":

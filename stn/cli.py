@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports torch and the library lazily, so that --help stays quick
     from stn.model import ModelConfig, STClassifier
+    from stn.replay import Replay
 
 __all__ = ["main"]
 
@@ -48,7 +49,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.limit is not None and args.batch_size > args.limit:  # not one whole batch to train on
         raise ValueError(f"--batch-size {args.batch_size} is more than the {args.limit} training digits of --limit "
                          f"{args.limit}: give --batch-size {args.limit} or less, or a larger --limit")
+    holdout = _holdout(args) if args.holdout else None
     init = _init_from(args, spec.name) if args.init else None
+    if init is not None and holdout:
+        _check_start("--init", args.init, init["card"], holdout)
     if args.freeze_classifier and not args.classifier_from:
         raise ValueError("--freeze-classifier keeps a trained classifier fixed: give it one with --classifier-from MODEL")
     if args.classifier_from and init is not None:
@@ -75,7 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if transform != config.transform:  # an affine model as the start of a richer family
             config, init["weights"] = change_transform(config, init["weights"], transform, options)
         transform = config.transform
-    steps_per_epoch = (args.limit or 60_000) // args.batch_size
+    name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
+    out = _models_dir(args) or models_dir()
+    _refuse_overwrite(name, out, args.force)
+    steps_per_epoch = (holdout["train"] if holdout else args.limit or 60_000) // args.batch_size
     total = args.steps or int(args.epochs * steps_per_epoch)
     train_cfg = TrainConfig(
         epochs=args.epochs,
@@ -85,19 +92,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         steps=args.steps,
         limit=args.limit,
+        holdout=args.holdout,
         replay_every=max(1, total // 60),
         freeze_classifier=args.freeze_classifier,
     )
     donor = _classifier_from(args, config) if args.classifier_from else None
-    name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
+    if donor is not None and holdout:
+        _check_start("--classifier-from", args.classifier_from, donor["card"], holdout)
+    # read before anything is written: with --force the new run may replace the starting model's own files
+    before_replay = _replay_of(init["card"], _models_dir(args) or models_dir()) if init is not None else None
     print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
     model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None,
                      classifier_init=donor["weights"] if donor else None)
-    out = _models_dir(args) or models_dir()
     out.mkdir(parents=True, exist_ok=True)
     replay_path = save_replay(out / f"{name}.replay.safetensors", res)
-    if init is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
-        _chain_replay(replay_path, init["card"], _models_dir(args) or models_dir(), transform, options)
+    if before_replay is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
+        _chain_replay(replay_path, before_replay, init["card"]["config"]["transform"], transform, options)
     n_params = sum(p.numel() for p in model.parameters())
     card = {
         "description": args.description or f"{'ST-CNN ' + transform if transform else 'CNN baseline'} on {spec.name.upper()}: {spec.description}",
@@ -149,27 +159,106 @@ def cmd_train(args: argparse.Namespace) -> int:
             "command": before["training"]["command"],
             "frozen": bool(args.freeze_classifier),
         }
+    if holdout:
+        _record_holdout(card, holdout, args.limit, res["val_error"])
     _calibrate_new(model, name, card, res["test_error"], args)
     save_model(model, name, card, out)
+    val = f" (val error {100 * res['val_error']:.2f}% on {holdout['digits']:,} held-out digits)" if holdout else ""
     print(
-        f"{name}: test error {100 * res['test_error']:.2f}% in {res['train_seconds']:.0f} s "
+        f"{name}: test error {100 * res['test_error']:.2f}%{val} in {res['train_seconds']:.0f} s "
         f"({res['images_per_second']:.0f} img/s) -> {out / (name + '.safetensors')}"
     )
     return 0
 
 
-def _chain_replay(path: Path, before: dict, directory: Path, transform: str | None, options: dict) -> None:
-    """Prepend the starting model's replay (if it has one) to the new run's, in the new run's family."""
+def _refuse_overwrite(name: str, directory: Path, force: bool) -> None:
+    """Refuse, before any training, to write over a model ``name`` already in ``directory`` (its
+    weights, card or replay, or the replay its card names), unless ``force``: a short run under the
+    default name replaced a shipped model and its card without a word."""
+    if force:
+        return
+    files = [directory / f"{name}{ext}" for ext in (".safetensors", ".json", ".replay.safetensors")]
+    try:
+        named = json.loads(files[1].read_text()).get("replay")
+    except (OSError, ValueError, AttributeError):  # no card, or not a JSON object: its own file is listed anyway
+        named = None
+    if isinstance(named, str) and named:
+        files.append(directory / named)
+    there = [f.name if f.parent == directory else str(f) for f in dict.fromkeys(files) if f.exists()]
+    if there:
+        raise ValueError(f"a model named {name} is already in {directory} ({', '.join(there)}): train under another "
+                         f"name (--name NAME) or into another directory (--models-dir DIR), or give --force to replace it")
+
+
+def _holdout(args: argparse.Namespace) -> dict:
+    """``--holdout N``: the last N training digits, checked against the data and ``--limit``:
+    ``{"digits": N, "of": all training digits, "train": digits left to train on}``."""
+    from stn.data import load_mnist
+
+    n = len(load_mnist(args.data, train=True)[1])
+    h = args.holdout
+    if h >= n:
+        raise ValueError(f"--holdout {h} leaves none of the {n:,} training digits to train on: give --holdout {n - 1} or less")
+    if args.limit is not None and args.limit > n - h:
+        raise ValueError(f"--limit {args.limit} reaches into the last {h:,} training digits, which --holdout {h} leaves "
+                         f"out: give --limit {n - h} or less, or a smaller --holdout")
+    train = min(args.limit or n, n - h)
+    if args.batch_size > train:
+        raise ValueError(f"--batch-size {args.batch_size} is more than the {train:,} training digits --holdout {h} "
+                         f"leaves: give --batch-size {train} or less, or a smaller --holdout")
+    return {"digits": h, "of": n, "train": train}
+
+
+def _holdout_of(card: dict) -> dict | None:
+    """A card's held-out split, ``{"digits": N, "of": M}`` (the last N of M training digits), or None."""
+    dataset = card.get("dataset")
+    h = dataset.get("holdout") if isinstance(dataset, dict) else None
+    if isinstance(h, dict) and all(isinstance(h.get(k), int) and h[k] > 0 for k in ("digits", "of")):
+        return {"digits": h["digits"], "of": h["of"]}
+    return None
+
+
+def _check_start(flag: str, model: str, card: dict, holdout: dict) -> None:
+    """Refuse to start a held-out run from weights that were trained on the held-out digits."""
+    theirs = _holdout_of(card)
+    if theirs is None or theirs["of"] != holdout["of"] or theirs["digits"] < holdout["digits"]:
+        saw = ("every training digit" if theirs is None else
+               f"the first {theirs['of'] - theirs['digits']:,} of {theirs['of']:,} training digits")
+        raise ValueError(f"{flag} {model} was trained on {saw}, digits that --holdout {holdout['digits']} leaves out "
+                         f"among them, so the val error would not be held out: start "
+                         f"from a model trained with --holdout {holdout['digits']} (or more), or train without --holdout")
+
+
+def _record_holdout(card: dict, holdout: dict, limit: int | None, val_error: float) -> None:
+    """The held-out split and its error, in the card beside the test set and the test error."""
+    h, n = holdout["digits"], holdout["of"]
+    first = f"the first {limit:,}" if limit else f"the first {n - h:,}"
+    card["dataset"]["train"] = (f"{first} of the {n:,} MNIST training digits (the last {h:,} held out), "
+                                "distorted afresh each epoch")
+    card["dataset"]["val"] = (f"the last {h:,} of the {n:,} MNIST training digits, never trained on (nor drawn as "
+                              "clutter or a second digit), distorted once with a fixed seed (stn.data.val_set)")
+    card["dataset"]["holdout"] = {"digits": h, "of": n}
+    card["metrics"]["val_error"] = round(val_error, 5)
+    card["metrics"]["val_accuracy"] = round(1 - val_error, 5)
+
+
+def _replay_of(card: dict, directory: Path) -> Replay | None:
+    """The replay a model's card names, read into memory, or None (none named, or not there)."""
+    from stn.replay import load_replay
+
+    rel = card.get("replay")
+    return load_replay(directory / rel) if rel and (directory / rel).exists() else None
+
+
+def _chain_replay(path: Path, before: Replay, before_transform: str | None, transform: str | None, options: dict) -> None:
+    """Prepend the starting model's replay ``before`` to the new run's, in the new run's family."""
     from stn.replay import chain_replays, load_replay, write_replay
     from stn.transforms import affine_embedding, get
 
-    rel = before.get("replay")
-    if not rel or not (directory / rel).exists():
-        return
     embed = None
-    if transform is not None and before["config"]["transform"] != transform:
+    if transform is not None and before_transform != transform:
         embed = affine_embedding(get(transform, **options))
-    write_replay(path, chain_replays([load_replay(directory / rel), load_replay(path)], [embed, None]))
+    write_replay(path, chain_replays([before, load_replay(path)], [embed, None]))
 
 
 def _init_from(args: argparse.Namespace, dataset: str) -> dict:
@@ -219,20 +308,29 @@ def _calibrate_new(model: STClassifier, name: str, card: dict, test_error: float
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from stn.data import test_set
+    from stn.data import test_set, val_set
     from stn.train import evaluate
     from stn.zoo import load_card, load_model
 
-    unmeasured = []  # asked for --rotation, but a model that reads several digits
+    unmeasured = []  # asked for --rotation, but a model that reads several digits; --split val, but no holdout
     for name in args.names:
         card = load_card(name, _models_dir(args))
         model = load_model(name, directory=_models_dir(args))
         dataset = model.config.dataset  # the config's, checked by load_model; the card's other fields may be absent
-        x, y = test_set(dataset, args.data)
+        if args.split == "val":
+            holdout = _val_split(name, card, args)
+            if holdout is None:
+                unmeasured.append(name)
+                continue
+            x, y = val_set(dataset, holdout["digits"], args.data)
+            what = f"{len(x)} held-out {dataset.upper()} training images"
+        else:
+            x, y = test_set(dataset, args.data)
+            what = f"{len(x)} {dataset.upper()} test images"
         err = evaluate(model, x, y)
-        carded = (card.get("metrics") or {}).get("test_error")
-        card_says = f"card: {100 * carded:.2f}%" if isinstance(carded, (int, float)) else "the card has no test error"
-        print(f"{name}: test error {100 * err:.2f}% on {len(x)} {dataset.upper()} test images ({card_says})")
+        carded = (card.get("metrics") or {}).get(f"{args.split}_error")
+        card_says = f"card: {100 * carded:.2f}%" if isinstance(carded, (int, float)) else f"the card has no {args.split} error"
+        print(f"{name}: {args.split} error {100 * err:.2f}% on {what} ({card_says})")
         if args.rotation and model.heads != 1:
             print(f"stn eval: --rotation not measured for {name}: it reads {model.heads} digits at once, and the "
                   "rotation test turns one digit on the canvas; give it a model that reads one digit", file=sys.stderr)
@@ -240,6 +338,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         elif args.rotation:
             print(_rotation_table(model, args))
     return 1 if unmeasured else 0
+
+
+def _val_split(name: str, card: dict, args: argparse.Namespace) -> dict | None:
+    """``eval --split val``: the model's held-out split, or None after a sentence on stderr saying why
+    there is none to measure (trained without --holdout, or on other data than ``--data``)."""
+    from stn.data import load_mnist
+
+    holdout = _holdout_of(card)
+    if holdout is None:
+        print(f"stn eval: {name} has no validation split: it was trained without --holdout, so its training saw "
+              "every training digit; evaluate it on the test set (--split test), or train it again with --holdout N",
+              file=sys.stderr)
+        return None
+    n = len(load_mnist(args.data, train=True)[1])
+    if n != holdout["of"]:
+        print(f"stn eval: {name} held out the last {holdout['digits']:,} of {holdout['of']:,} training digits, but "
+              f"the data given has {n:,}: give the --data it was trained on (see training.command in {name}.json)",
+              file=sys.stderr)
+        return None
+    return holdout
 
 
 def _rotation_table(model: STClassifier, args: argparse.Namespace) -> str:
@@ -491,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a model and write models/NAME.{safetensors,json}")
+    p = sub.add_parser("train", help="train a model and write models/NAME.{safetensors,json} (a NAME already there: --force)")
     p.add_argument("--dataset", required=True, help="r, rts, p, e, tc, pair, wild, or mnist (upright, undistorted)")
     p.add_argument("--transform", default=None,
                    help="affine (default), attention, projective, tps, or none (CNN baseline); with --init, "
@@ -516,6 +634,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bound", action="store_true", help="do not bound θ (tanh on translation etc.)")
     p.add_argument("--seed", type=_whole(0), default=0)
     p.add_argument("--limit", type=_whole(1), default=None, help="use only the first N training digits")
+    p.add_argument("--holdout", type=_whole(0), default=0, metavar="N",
+                   help="leave out the last N training digits (e.g. 10000): never trained on, measured at the end as "
+                        "the card's val_error; choose between runs on it, not on the test error "
+                        "(stn eval NAME --split val)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a model of the same name in the models directory (refused without it)")
     p.add_argument("--threads", type=_whole(0), default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--description", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -535,8 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="print a model's test error on its own test set")
+    p = sub.add_parser("eval", help="print a model's test error on its own test set (--split val: on its held-out digits)")
     p.add_argument("names", nargs="+")
+    p.add_argument("--split", choices=["test", "val"], default="test",
+                   help="test: the task's fixed test set (default); val: the training digits the model held out "
+                        "(trained with --holdout N)")
     p.add_argument("--rotation", type=_whole(0), nargs="?", const=1000, default=0, metavar="N",
                    help="also turn N MNIST test digits (default 1000) from -90° to 90° and print the accuracy and how far "
                         "the transformer's grid turns with them")

@@ -33,10 +33,13 @@ __all__ = [
     "load_mnist",
     "make_batch",
     "train_batches",
+    "training_digits",
     "test_set",
+    "val_set",
 ]
 
 TEST_SEED = 20150605  # the paper's arXiv date; fixes every test set
+VAL_SEED = 19981101  # MNIST's paper (Proc. IEEE, Nov. 1998); fixes every validation set
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -492,6 +495,27 @@ def make_batch(
     return x.contiguous(), y
 
 
+def training_digits(
+    root: str | os.PathLike | None = None, holdout: int = 0, limit: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MNIST training digits a run learns from: ``(N, 1, 28, 28)`` images and ``(N,)`` labels.
+
+    ``holdout`` leaves out the *last* ``holdout`` digits of the training file (the validation
+    split, :func:`val_set`); ``limit`` then keeps the first ``limit`` of the rest. Holding out
+    the last digits, whatever the limit, keeps one validation split for runs of any size.
+    """
+    images, labels = load_mnist(root, train=True)
+    n = len(images)
+    if not 0 <= holdout < n:
+        raise ValueError(f"a holdout of {holdout:,} digits leaves none of the {n:,} training digits to train on: "
+                         f"hold out between 0 and {n - 1:,}")
+    if holdout and limit is not None and limit > n - holdout:  # a silent cap would misreport "the first N"
+        raise ValueError(f"a limit of {limit:,} training digits reaches into the {holdout:,} held out (the last of the "
+                         f"{n:,}): use a limit of at most {n - holdout:,}, or hold out fewer")
+    keep = n - holdout if limit is None else min(limit, n - holdout)
+    return images[:keep], labels[:keep]
+
+
 def train_batches(
     name: str,
     batch_size: int,
@@ -499,16 +523,18 @@ def train_batches(
     seed: int = 0,
     device: torch.device | str = "cpu",
     limit: int | None = None,
+    holdout: int = 0,
 ) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """An endless sequence of epochs; each epoch yields freshly distorted training batches.
+    """An endless sequence of epochs; each epoch yields freshly distorted training batches
+    ``(B, 1, H, W)`` with targets ``(B,)`` or ``(B, digits)``.
 
-    ``limit`` keeps only the first ``limit`` training digits (the app's small subset). Every
+    ``limit`` keeps only the first ``limit`` training digits (the app's small subset);
+    ``holdout`` leaves out the last ``holdout`` (see :func:`training_digits`): they are never
+    drawn, neither as a batch's digits nor as clutter or a Pair's second digit. Every
     batch is whole (the last few digits of an epoch wait for the next), so a ``batch_size``
     larger than the digits is refused here, not met by an epoch with no batch in it.
     """
-    images, labels = load_mnist(root, train=True)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    images, labels = training_digits(root, holdout, limit)
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     if batch_size > len(images):
@@ -538,9 +564,34 @@ def test_set(
     name: str, root: str | os.PathLike | None = None, n: int = 10_000, seed: int = TEST_SEED
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed test set of a task: the first ``n`` MNIST test digits, distorted on the CPU
-    with a seeded generator, so every run and every machine measures the same images."""
+    with a seeded generator, so every run and every machine measures the same images
+    ``(n, 1, H, W)``, with targets ``(n,)`` or ``(n, digits)``."""
     images, labels = load_mnist(root, train=False)
-    images, labels = images[:n], labels[:n]
+    return _distort_once(name, images[:n], labels[:n], seed)
+
+
+def val_set(
+    name: str, holdout: int, root: str | os.PathLike | None = None, seed: int = VAL_SEED
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation set of a run trained with ``holdout``: the last ``holdout`` MNIST
+    training digits, which :func:`train_batches` never draws, distorted once like
+    :func:`test_set` (on the CPU, seeded; clutter and second digits from these digits only).
+
+    Returns images ``(holdout, 1, H, W)`` and targets ``(holdout,)`` or ``(holdout, digits)``.
+    """
+    images, labels = load_mnist(root, train=True)
+    n = len(images)
+    if not 0 < holdout < n:
+        raise ValueError(f"a validation set of {holdout:,} held-out digits: hold out between 1 and {n - 1:,} "
+                         f"of the {n:,} training digits")
+    return _distort_once(name, images[n - holdout :], labels[n - holdout :], seed)
+
+
+def _distort_once(
+    name: str, images: torch.Tensor, labels: torch.Tensor, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed set: ``images`` ``(N, 1, 28, 28)`` distorted by 1,000s with one seeded CPU generator,
+    the same on every machine; the digits themselves are the pool of clutter and second digits."""
     g = torch.Generator().manual_seed(seed + sum(map(ord, name)))
     xs, ys = [], []
     for start in range(0, len(images), 1000):

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -180,6 +181,9 @@ def _serve(conn_in: Connection, conn_out: Connection, directory: str | None, thr
     """The worker's loop (``python -m stn.serving``): one request at a time, until the server hangs up."""
     import torch
 
+    # Ctrl-C in a terminal reaches the whole process group: the server closes its workers itself, and a
+    # worker's own KeyboardInterrupt traceback only interleaved with the server's goodbye.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     engine = Engine(directory or None, device="cpu")
     for name in warm:  # the frozen batch-1 copies, before the first request needs them

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from stn.data import get_spec, load_mnist, test_set, train_batches
+from stn.data import get_spec, test_set, train_batches, training_digits, val_set
 from stn.model import ModelConfig, STClassifier, loss_fn
 
 __all__ = ["TrainConfig", "Trainer", "evaluate", "hardware", "default_device"]
@@ -54,6 +54,9 @@ class TrainConfig:
     seed: int = 0
     steps: int | None = None  # overrides epochs when set
     limit: int | None = None  # use only the first N training digits
+    # Leave out the last N training digits (0: none): never trained on, measured at the end as
+    # the validation error, so that runs can be compared without looking at the test set.
+    holdout: int = 0
     replay_every: int = 0  # record θ on the probe batch every N steps (0: off)
     # Keep the classifier as it starts (weights and batch-norm statistics), train only the
     # transformer: with a classifier that has only seen upright digits, undoing the distortion
@@ -83,8 +86,7 @@ class Trainer:
         self.model.to(self.device)
         torch.manual_seed(train.seed)
         spec = get_spec(model.config.dataset)
-        n_train = len(load_mnist(root, train=True)[1])
-        n_train = min(n_train, train.limit) if train.limit else n_train
+        n_train = len(training_digits(root, train.holdout, train.limit)[1])
         self.steps_per_epoch = max(1, n_train // train.batch_size)
         self.total_steps = train.steps or max(1, int(math.ceil(train.epochs * self.steps_per_epoch)))
         if train.freeze_classifier:
@@ -100,7 +102,8 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=[g["lr"] for g in groups], total_steps=self.total_steps, pct_start=0.15
         )
-        self._epochs = train_batches(spec.name, train.batch_size, root, train.seed, self.device, train.limit)
+        self._epochs = train_batches(spec.name, train.batch_size, root, train.seed, self.device, train.limit,
+                                     train.holdout)
         self._batches = next(self._epochs)
         self.step_count = 0
         self.images_seen = 0
@@ -172,7 +175,8 @@ def fit(
     classifier_init: dict[str, torch.Tensor] | None = None,
 ) -> tuple[STClassifier, dict]:
     """Train a model, from scratch or from the weights ``init`` (a state dict of the same
-    architecture: fine-tuning); returns it and a dict of results for its card (and the replay).
+    architecture: fine-tuning); returns it and a dict of results for its card (and the replay):
+    ``test_error``, and ``val_error`` on the held-out digits when ``train.holdout`` is set.
 
     ``classifier_init``: a state dict for the classifier alone (``ConvClassifier``'s keys), e.g. a
     CNN trained on upright digits, that the transformer then learns to feed.
@@ -226,6 +230,7 @@ def fit(
     error = evaluate(model, x_test, y_test)
     results = {
         "test_error": error,
+        **({"val_error": evaluate(model, *val_set(config.dataset, train.holdout, root))} if train.holdout else {}),
         "train_seconds": round(wall, 1),
         "steps": trainer.step_count,
         "epochs": round(trainer.step_count / trainer.steps_per_epoch, 2),

@@ -41,6 +41,8 @@ __all__ = [
 
 HEAD_COLORS = ("#00d5ff", "#ffb000", "#ff4fd8", "#7dff5a")  # one per head, bright on black digits
 _OK, _WRONG = "#3ddc84", "#ff5a5a"
+OK_MARK, WRONG_MARK = "\u2713", "\u2717"  # ✓ ✗ after a probe's reading: right and wrong not by colour alone
+TEXT_COLOR = "#475569"  # the curve's axis text: 7.6:1 on a white page, as stn.viz.FONT_COLOR (the app lightens it on a dark one)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -349,7 +351,8 @@ class ProbeView:
             "mode": "text",
             "x": xs,
             "y": ys,
-            "text": [str(int(p)).zfill(digits) for p in pred],
+            "text": [str(int(p)).zfill(digits) + ("" if self.truth is None else OK_MARK if o else WRONG_MARK)
+                     for p, o in zip(pred, ok)],
             "textposition": "bottom right",
             "textfont": {"size": 13, "color": [_OK if o else _WRONG for o in ok], "family": "monospace"},
             "hoverinfo": "skip",
@@ -434,15 +437,17 @@ def curve_figure(
             "margin": {"l": 48, "r": 48, "t": 28 if title else 10, "b": 36},
             "paper_bgcolor": "rgba(0,0,0,0)",
             "plot_bgcolor": "rgba(127,127,127,0.07)",
+            "font": {"color": TEXT_COLOR},
             "legend": {"orientation": "h", "x": 0.5, "xanchor": "center", "y": 1.02, "yanchor": "bottom"},
             "xaxis": {"title": {"text": "training step"}, "range": [0, x_max], "fixedrange": True},
             "yaxis": {
-                "title": {"text": "loss", "font": {"color": "#ff7f50"}},
+                # the axis's name in the text colour (coral was 2.5:1 on white), its line's colour in a swatch
+                "title": {"text": '<span style="color:#ff7f50">\u25a0</span> loss'},
                 "range": [0, loss_max],
                 "fixedrange": True,
             },
             "yaxis2": {
-                "title": {"text": "accuracy", "font": {"color": "#1f9cf0"}},
+                "title": {"text": '<span style="color:#1f9cf0">\u25a0</span> accuracy'},
                 "range": [0, 1],
                 "tickformat": ".0%",
                 "overlaying": "y",

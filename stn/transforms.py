@@ -352,12 +352,20 @@ class Attention(_MatrixTransform):
 class Projective(_MatrixTransform):
     """Projective backward mapping by a homography ``H`` (h33 = 1), applied to ``(x, y, 1)``.
 
-    Source point = ``(u / w, v / w)`` with ``(u, v, w) = H (x, y, 1)``. The denominator is kept
-    at least ``eps`` away from zero (sign preserved) so a degenerate H cannot produce inf/nan.
+    Source point = ``(u / w, v / w)`` with ``(u, v, w) = H (x, y, 1)``, for the output pixels
+    with ``w > eps``: the input plane is in front of the camera there.
+
+    Behind the camera (``w <= eps``) no input point is seen: those pixels get the source point
+    :attr:`BEHIND` = ``(2, 2)``, half the input's size beyond its bottom-right edge, where no
+    bilinear or nearest tap reaches it. The sampler reads its padding there (0 with
+    ``padding="zeros"``, the default; the bottom-right pixel with ``"border"``), not the
+    mirrored content that ``u / w`` with ``w < 0`` points at. Those pixels have no gradient;
+    the grid stays finite in both passes, and every pixel with ``w > eps`` is ``u / w`` exactly.
     """
 
     name = "projective"
     n_params = 8
+    BEHIND = 2.0  # source coordinate (x and y) of a pixel behind the camera: off the input
 
     def __init__(self, eps: float = 1e-3) -> None:
         self.eps = float(eps)
@@ -378,9 +386,11 @@ class Projective(_MatrixTransform):
         # (B, 3, HW) = M @ [x y 1]^T: one GEMM for the batch. Planes, not Affine.grid's (B, H, W, 3)
         # layout: the division below on rows of 3 ran 22% slower at batch 256 (bench/README.md).
         uvw = torch.matmul(m, _homogeneous_base_t(h, w, str(m.device), m.dtype))  # m: θ cast to floats
-        den = uvw[:, 2:]
-        den = torch.where(den >= 0, den.clamp(min=self.eps), den.clamp(max=-self.eps))
-        return (uvw[:, :2] / den).transpose(1, 2).unflatten(1, (h, w))  # a strided view
+        den = uvw[:, 2:]  # (B, 1, HW): w, proportional to depth
+        # The clamp only keeps the discarded branch finite (and its gradient, zero, not NaN);
+        # where w > eps it is w itself, so those pixels are u / w bit for bit.
+        src = torch.where(den > self.eps, uvw[:, :2] / den.clamp(min=self.eps), self.BEHIND)
+        return src.transpose(1, 2).unflatten(1, (h, w))  # a strided view
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
         params = _check_params(params, 8, self.name)

@@ -71,7 +71,10 @@ __all__ = [
 
 # One colour per transformer head; readable on a black canvas, a white page and a dark theme.
 HEAD_COLORS = ("#ff8c1a", "#22c3e6", "#e8499a", "#9bd13b")
-FONT_COLOR = "#8b93a1"  # mid grey: legible on light and dark themes alike
+# Text of the figures (tick labels, axis titles, legends): slate 600, 7.6:1 on a white page; the app lightens these
+# texts on its dark page with CSS (app.CSS), as no one grey reads 4.5:1 on both.
+FONT_COLOR = "#475569"
+LINE_GREY = "#8b93a1"  # a neutral line (the "no turn" diagonal, the plain CNN's curve): seen on light and dark pages
 GRID_COLOR = "rgba(139, 147, 161, 0.25)"
 PLOT_CONFIG = {"displayModeBar": False, "responsive": True, "scrollZoom": False}
 
@@ -548,9 +551,9 @@ def reading_html(
     who = "The transformer" if transformer else "This plain CNN"
     best = max(top.values()) if top else 0.0
     if best >= SURE and not weak:
-        verdict = f"<h3>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+        verdict = f"<h2>{who} reads <b>{html.escape(label)}</b> ({percent(best)})</h2>"
     else:  # a guess is said to be one: a photo of a cat should not read as a confident "7"
-        verdict = f"<h3>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h3>"
+        verdict = f"<h2>{who} is unsure: perhaps <b>{html.escape(label)}</b> ({percent(best)})</h2>"
         if best < SURE:
             verdict += (f'<p class="stn-unsure">Its best guess is under {percent(SURE)}: the picture may hold no digit it knows '
                         "(a letter, a drawing, a photo of something else), or a digit it finds hard to read.</p>")
@@ -676,7 +679,8 @@ def theta_html(transform: str | None, params: Sequence[Sequence[float]], in_size
         else:
             body = _matrix([p])
         parts.append(title + body)
-    return '<div class="stn-theta">' + "".join(parts) + "</div>"
+    # scrolled sideways where the screen is narrower than a matrix (a phone at 200% zoom: 195 px), not cut off
+    return '<div class="stn-theta stn-scroll">' + "".join(parts) + "</div>"
 
 
 def _arrow(d: np.ndarray) -> str:
@@ -946,7 +950,7 @@ def rotation_figure(
     """
     a = [float(v) for v in angles]
     data = [{"type": "scatter", "mode": "lines", "name": "perfect", "x": [a[0], a[-1]], "y": [a[0], a[-1]],
-             "line": {"color": FONT_COLOR, "dash": "dash", "width": 1}, "hoverinfo": "skip"}]
+             "line": {"color": LINE_GREY, "dash": "dash", "width": 1}, "hoverinfo": "skip"}]
     if test_band is not None:
         lo, hi = test_band
         data.append({"type": "scatter", "mode": "lines", "x": a + a[::-1], "y": [float(v) for v in hi] + [float(v) for v in lo][::-1],
@@ -1028,7 +1032,7 @@ def accuracy_figure(
 ) -> dict:
     """Accuracy (%) of each named model over a rotation sweep of test digits (one line per model)."""
     a = [float(v) for v in angles]
-    colors = [HEAD_COLORS[0], FONT_COLOR, HEAD_COLORS[1], HEAD_COLORS[2]]
+    colors = [HEAD_COLORS[0], LINE_GREY, HEAD_COLORS[1], HEAD_COLORS[2]]
     data = []
     for i, (name, acc) in enumerate(curves.items()):
         data.append({"type": "scatter", "mode": "lines+markers", "name": name, "x": a, "y": [round(100 * float(v), 1) for v in acc],
@@ -1095,10 +1099,11 @@ def table1_html(cards: Sequence[dict]) -> str:
             mine = ours.get((r, c))
             p_txt = f"{paper:.1f}" if paper is not None else "–"
             if mine is not None:
-                m_txt = f'<b title="{html.escape(mine[1])}">{mine[0]:.2f}</b>'
                 better = paper is not None and mine[0] <= paper
+                # at or below the paper's: green and a ✓ (not by colour alone); the model's name in sight, under it
+                m_txt = f"<b>{mine[0]:.2f}{' ✓' if better else ''}</b>"
                 cls = ' class="stn-ours-good"' if better else ""
-                cells += f"<td{cls}>{p_txt} / {m_txt}</td>"
+                cells += f'<td{cls}>{p_txt} / {m_txt}<br><small class="stn-t1-model">{html.escape(mine[1])}</small></td>'
             else:
                 cells += f"<td>{p_txt}</td>" if paper is not None else "<td>–</td>"
         body += f"<tr><th>{html.escape(r)}</th>{cells}</tr>"

@@ -115,7 +115,7 @@ def test_predict_every_model(tiny, tmp_path, name):
     assert fig["layout"]["height"] > 0 and fig["data"][0]["type"] == "heatmap"
     assert 'id="stn-summary"' in reading
     # the verdict as the JSON says it (the tiny models' random weights are mostly unsure)
-    verdict = reading[reading.index("<h3>") : reading.index("</h3>")]
+    verdict = reading[reading.index("<h2>") : reading.index("</h2>")]  # the tab's first heading, under the page's h1
     assert ("is unsure: perhaps <b>" in verdict) is (not answer["sure"]) and (" reads <b>" in verdict) is answer["sure"]
     heads = tiny.ENGINE.info[name].heads if tiny.ENGINE.info[name].has_transformer else 1
     assert reading.count("<img src=\"data:image/png;base64,") == heads  # the crops, inline
@@ -262,6 +262,32 @@ def test_examples_cover_every_model(app):
     kinds = {Path(p).name.split("-")[0] for p, _ in app.EXAMPLES}
     if app.ENGINE.models_for("wild"):
         assert {"photo", "sketch"} <= kinds
+    # each caption says what the picture is and which model reads it ("same · e-affine" said neither), short
+    # enough for three columns on a phone
+    for _, model, caption in app.EXAMPLE_ROWS:
+        digit, what, name = caption.split(" · ")
+        assert digit.isdigit() and what and name == model and len(caption) <= 40, caption
+
+
+def test_a_refusal_stays_until_closed():
+    """The views a refusal empties say "the message at the top of the page says why": its toast stays until it is
+    closed (a 10 s toast was gone before a slow reader had read it)."""
+    from webui.refusal import refusal
+
+    err = refusal("There is no such example.")
+    assert err.duration is None and err.message == "There is no such example." and not err.print_exception
+
+
+def test_live_regions_are_marked_on_the_page(app):
+    """The reading's verdict under the pad is a polite live region, set by the page's head script (Gradio has no
+    attribute for it); not the live training's status line, which changes twice a second. The crops of the teaching
+    tabs have a text alternative."""
+    assert set(app.LIVE_REGIONS) == {"#stn-verdict-mini"}
+    assert app.LIVE_REGIONS_JS in app.LAUNCH_KWARGS["head"] and "'role', 'status'" in app.LIVE_REGIONS_JS
+    ids = {b.elem_id: b for b in app.demo.blocks.values() if getattr(b, "elem_id", None)}
+    assert {"stn-verdict-mini", "watch-live-status"} <= set(ids)
+    for crop in ("pg-crop", "kn-crop", "inv-crop", "watch-crops", "watch-live-crops"):
+        assert ids[crop].alt_text, crop
 
 
 def test_load_example_and_initial_view(app):
@@ -358,6 +384,8 @@ def test_kernel(tiny, tmp_path, name):
         value = float(formula.split("The crop's pixel holds **")[1].split("**")[0])
         crop = tiny.ENGINE.warp(name, session.result.input, session.result.reading.params[0], mode)
         assert value == pytest.approx(float(crop[3, 20]), abs=1e-3)
+        image = tiny.kernel_view(session, "head 1", mode, 3, 20)[1]  # the crop's text alternative names the pixel
+        assert f"({mode} kernel), output pixel row 3, column 20" in image["alt_text"] and f"{value:.3f}" in image["alt_text"]
     f = max(1, round(tiny.KN_TARGET / 28))
     evt = gr.SelectData(None, {"index": [tiny.KN_BORDER + 20 * f + 1, tiny.KN_BORDER + 3 * f + 1], "value": None})
     click = tiny.kernel_click(session, "head 1", "bilinear", evt)

@@ -276,11 +276,14 @@ def test_drawing_on_a_phone(url, browser_context, width):
     expect(crops.first).not_to_have_attribute("src", before)
     _wait_for_views(page, expect, 2 if app.ENGINE.info[app.DEFAULT].has_transformer else 0)
     mini = page.locator("#stn-verdict-mini")
-    if width >= 1024:  # the reading is beside the pad
-        expect(mini).to_be_hidden()
-        return
+    # the drawing's verdict is read out (a polite status), at every width
+    expect(mini).to_have_attribute("role", "status")
     expect(mini).to_contain_text("reads")
-    verdict = page.locator("#stn-summary h3").inner_text()
+    if width >= 1024:  # the reading is beside the pad: the copy is hidden from the eye only
+        box = mini.bounding_box()
+        assert box["width"] <= 1 and box["height"] <= 1, box
+        return
+    verdict = page.locator("#stn-summary h2").inner_text()
     assert mini.inner_text().strip() == verdict.strip()
     pad = page.locator("#stn-sketch").bounding_box()
     top = mini.bounding_box()["y"]
@@ -353,6 +356,103 @@ def test_phone_width_and_dark_mode(url, browser_context, width, scheme):
         assert probe["width"] >= 0.8 * width and crops["width"] >= 0.8 * width and crops["y"] >= probe["y"] + probe["height"] - 1
     else:
         assert abs(crops["y"] - probe["y"]) < 2 and crops["x"] > probe["x"]
+
+
+# WCAG 2 contrast of an element's text (an SVG text's fill) on the first opaque background behind it
+CONTRAST_JS = """(sel) => {
+    const e = document.querySelector(sel);
+    if (!e) return null;
+    const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+    const lum = (c) => c.slice(0, 3).map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    let back = null;
+    for (let p = e; p && !back; p = p.parentElement) {
+        const c = rgb(getComputedStyle(p).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) back = c;
+    }
+    const [hi, lo] = [lum(rgb(getComputedStyle(e)[e instanceof SVGElement ? 'fill' : 'color'])), lum(back || [255, 255, 255])]
+        .sort((a, b) => b - a);
+    return (hi + 0.05) / (lo + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast(url, browser_context, scheme):
+    """WCAG 1.4.3, 4.5:1 for text, on the light page and the dark one: the theme's labels (#f97316 on #ffedd5 was
+    2.4:1), primary buttons and selected tab, the reading's subdued captions and percentages, the figures' tick labels,
+    axis titles and legends (#8b93a1 on white: 3.1:1) and Table 1's green numbers."""
+    expect = sync_api.expect
+    base, _ = url
+    page = browser_context.new_page()
+    page.emulate_media(color_scheme=scheme)
+    page.goto(base + ("/?__theme=dark" if scheme == "dark" else ""))
+    _wait_for_views(page, expect, 0)
+    low: dict[str, float | None] = {}
+
+    def measure(*selectors: str) -> None:
+        for sel in selectors:
+            ratio = page.evaluate(CONTRAST_JS, sel)
+            if ratio is None or ratio < 4.5:
+                low[sel] = ratio and round(ratio, 2)
+
+    measure("#stn-upload [data-testid=block-label]", "#stn-model [data-testid=block-info]",
+            "button[role=tab][aria-selected=true]", "#stn-label .stn-caption", "#stn-label .stn-bar-pct", ".stn-reading th")
+    page.get_by_role("tab", name="Draw").click()
+    expect(page.locator("button.primary").first).to_be_visible()
+    measure("button.primary")
+    page.get_by_role("tab", name="Invariance").click()
+    expect(page.locator("#inv-rot-chart g.xtick > text").first).to_be_attached()
+    measure("#inv-rot-chart g.xtick > text", "#inv-rot-chart g.ytick > text", "#inv-rot-chart .g-xtitle > text",
+            "#inv-rot-chart .legendtext")
+    page.get_by_role("tab", name="About").click()
+    expect(page.locator(".stn-table1")).to_be_visible()
+    measure(".stn-ours-good b", ".stn-t1-model")
+    assert not low, f"text under 4.5:1 on the {scheme} page: {low}"
+
+
+def test_focus_is_seen_and_results_are_heard(url, browser_context):
+    """A keyboard's focus on a slider and on the checked radio button is drawn (Gradio drew none); the reading's verdict
+    is a polite status (a screen reader reads it out after an upload, an example, a drawing or a model change), hidden
+    from the eye only where the reading is beside the pad; the live training's status line is one too; the crops
+    have a text alternative (their button had no name)."""
+    expect = sync_api.expect
+    base, app = url
+    page = browser_context.new_page()
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    mini = page.locator("#stn-verdict-mini")
+    expect(mini).to_have_attribute("role", "status")
+    expect(mini).to_have_attribute("aria-live", "polite")
+    expect(mini).to_have_text(page.locator("#stn-summary h2").inner_text().strip())
+    box = mini.bounding_box()
+    assert box["width"] <= 1 and box["height"] <= 1, f"the verdict's copy shows beside the reading at 1280 px: {box}"
+    if len(app.EXAMPLES) > 1:  # an example's verdict reaches the status
+        before = page.locator("#stn-crops img").first.get_attribute("src")
+        page.locator("#stn-examples .thumbnail-item").nth(1).click()
+        expect(page.locator("#stn-crops img").first).not_to_have_attribute("src", before or "")
+        expect(mini).to_have_text(page.locator("#stn-summary h2").inner_text().strip())
+
+    def ring(locator) -> dict:
+        locator.focus()
+        page.keyboard.press("ArrowRight")  # a key: the focus is a keyboard's (:focus-visible)
+        return page.evaluate("""() => { const e = document.activeElement, s = getComputedStyle(e);
+            return {tag: e.tagName, type: e.type, style: s.outlineStyle, width: parseFloat(s.outlineWidth)}; }""")
+
+    if app.ENGINE.info[app.EXAMPLES[0][1]].has_transformer:
+        page.get_by_role("tab", name="θ playground").click()
+        focused = ring(page.locator("input[type=range]:visible").first)
+        assert focused["type"] == "range" and focused["style"] != "none" and focused["width"] >= 2, focused
+        expect(page.locator("#pg-crop img")).to_have_attribute("alt", re.compile(r"\w"))
+        page.get_by_role("tab", name="Sampling kernel").click()
+        expect(page.locator("#kn-crop img")).to_have_attribute("alt", re.compile(r"row \d+, column \d+"))
+        focused = ring(page.locator("input[type=radio]:checked:visible").first)
+        assert focused["type"] == "radio" and focused["style"] != "none" and focused["width"] >= 2, focused
+        page.get_by_role("tab", name="Invariance").click()
+        expect(page.locator("#inv-crop img")).to_have_attribute("alt", re.compile(r"\w"))
+    page.get_by_role("tab", name="Watch it learn").click()
+    assert page.locator("#watch-live-status").get_attribute("role") != "status"  # twice a second while training
+    if page.locator("#watch-crops img").count():
+        expect(page.locator("#watch-crops img")).to_have_attribute("alt", re.compile(r"\w"))
 
 
 PLOTS_OFF_THEIR_BOX_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter((gd) => gd.clientWidth > 0)

@@ -222,3 +222,79 @@ def test_a_batch_larger_than_the_digits_is_refused() -> None:
         data.train_batches("r", 128, root="bundled", limit=64)
     x, _ = next(next(data.train_batches("r", 64, root="bundled", limit=64)))
     assert x.shape == (64, 1, 28, 28)
+
+
+def _spy_on_make_batch(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every ``(digits, pool)`` that :func:`stn.data.make_batch` is given from now on: the pool is
+    where clutter and a Pair's second digit come from."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = data.make_batch
+
+    def spy(name, digits, labels, pool, pool_labels, g):
+        seen.append((digits.clone(), pool))
+        return real(name, digits, labels, pool, pool_labels, g)
+
+    monkeypatch.setattr(data, "make_batch", spy)
+    return seen
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in images.flatten(1)}
+
+
+def test_held_out_digits_are_never_drawn_for_training(monkeypatch) -> None:
+    """``holdout``: the last digits reach no training batch, as its digits, as clutter or as a Pair's second digit."""
+    images, _ = load_mnist("bundled")
+    n = len(images)
+    held = images[n - 1000 :]
+    seen = _spy_on_make_batch(monkeypatch)
+    for name in ("mnist", "tc", "pair"):
+        epochs = data.train_batches(name, 100, "bundled", seed=0, holdout=1000)
+        for _ in range(2):
+            for _batch in next(epochs):
+                pass
+    assert len(seen) == 3 * 2 * (n - 1000) // 100  # every training digit, twice per task
+    for _digits, pool in seen:
+        assert torch.equal(pool, images[: n - 1000])  # by index: the pool is the training part
+    drawn = torch.cat([d for d, _ in seen])
+    assert _rows(drawn) == _rows(images[: n - 1000]) and not _rows(drawn) & _rows(held)  # by content
+    # --limit takes the first digits of what is left, and cannot reach into the held-out ones
+    assert len(data.training_digits("bundled", holdout=1000, limit=500)[0]) == 500
+    with pytest.raises(ValueError, match=f"a limit of {n - 999:,} training digits reaches into the 1,000 held out"):
+        data.training_digits("bundled", holdout=1000, limit=n - 999)
+    with pytest.raises(ValueError, match=f"a holdout of {n:,} digits leaves none of the {n:,} training digits"):
+        data.train_batches("r", 16, "bundled", holdout=n)
+
+
+def test_val_set_is_the_held_out_digits_distorted_once(monkeypatch) -> None:
+    images, labels = load_mnist("bundled")
+    x, y = data.val_set("mnist", 500, "bundled")  # undistorted: the digits themselves
+    assert torch.equal(x, images[-500:]) and torch.equal(y, labels[-500:])
+    a, ya = data.val_set("pair", 300, "bundled")
+    b, yb = data.val_set("pair", 300, "bundled")
+    assert a.shape == (300, 1, 42, 84) and ya.shape == (300, 2)
+    assert torch.equal(a, b) and torch.equal(ya, yb)  # seeded: every run measures the same images
+    assert not torch.equal(a, data.val_set("pair", 300, "bundled", seed=1)[0])
+    seen = _spy_on_make_batch(monkeypatch)
+    data.val_set("tc", 300, "bundled")
+    assert seen and all(torch.equal(pool, images[-300:]) for _, pool in seen)  # clutter from held-out digits only
+    with pytest.raises(ValueError, match=f"hold out between 1 and {len(images) - 1:,}"):
+        data.val_set("r", 0, "bundled")
+
+
+def test_without_a_holdout_the_batches_are_as_before() -> None:
+    """No holdout: the batches the shipped cards' commands were trained on, drawn as before holdouts existed."""
+    import hashlib
+
+    x, y = next(next(data.train_batches("mnist", 16, "bundled", seed=5)))
+    # digest of this batch drawn by the code before holdouts (torch 2.x's seeded randperm)
+    assert hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()[:16] == "28a394766ec26076"
+    images, labels = load_mnist("bundled")
+    for name in ("tc", "pair"):  # digits by a seeded permutation; clutter and second digits from all of them
+        x, y = next(next(data.train_batches(name, 16, "bundled", seed=5)))
+        g = torch.Generator().manual_seed(5)
+        idx = torch.randperm(len(images), generator=g)[:16]
+        ex, ey = make_batch(name, images[idx], labels[idx], images, labels, g)
+        assert torch.equal(x, ex) and torch.equal(y, ey)
+        x0, _ = next(next(data.train_batches(name, 16, "bundled", seed=5, holdout=0)))
+        assert torch.equal(x0, x)

@@ -285,7 +285,7 @@ class TestRequirements:
             assert str(req.specifier) == req_txt[req.name], (
                 f"Dockerfile {arg!r} vs requirements.txt {req_txt[req.name]!r}"
             )
-        assert {Requirement(a).name for a in args} == {"torch", "torchvision"}
+        assert {Requirement(a).name for a in args} == {"torch"}  # torchvision serves nothing: not in the image
 
 
 class TestReadme:

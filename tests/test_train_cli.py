@@ -345,3 +345,119 @@ def test_rotation_table_never_prints_minus_zero(monkeypatch) -> None:
     monkeypatch.setattr(stn.inference, "rotation_response", response)
     table = _rotation_table(STClassifier(ModelConfig("r", (28, 28))), argparse.Namespace(data="bundled", rotation=4))
     assert "The grid follows 0% of the turn" in table and "-0" not in table
+
+
+_QUICK = ["--data", "bundled", "--quiet", "--calibrate", "0", "--batch-size", "16"]
+
+
+def test_train_refuses_to_overwrite_a_model(tmp_path, capsys, monkeypatch) -> None:
+    """The README's ``train --dataset rts --transform affine`` replaced the shipped rts-affine and its card
+    with a 3-step model without a word: the default name in the default directory."""
+    from stn.cli import main
+    from stn.zoo import list_models, models_dir
+
+    if "rts-affine" not in list_models():
+        pytest.skip("rts-affine is not in the zoo")
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for ext in (".safetensors", ".json", ".replay.safetensors"):
+        (zoo / f"rts-affine{ext}").write_bytes((models_dir() / f"rts-affine{ext}").read_bytes())
+    monkeypatch.setenv("STN_MODELS", str(zoo))  # the default models directory, a copy of the shipped one
+    shipped = {p.name: p.read_bytes() for p in zoo.iterdir()}
+    rc = main(["train", "--dataset", "rts", "--transform", "affine", "--steps", "1", *_QUICK])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == (
+        f"stn train: a model named rts-affine is already in {zoo} (rts-affine.safetensors, rts-affine.json, "
+        "rts-affine.replay.safetensors): train under another name (--name NAME) or into another directory "
+        "(--models-dir DIR), or give --force to replace it\n"
+    )  # and refused before training: no "training rts-affine: ..." line
+    assert {p.name: p.read_bytes() for p in zoo.iterdir()} == shipped
+    # any one of its files is enough, and so is the replay its card names
+    (zoo / "t-orphan.replay.safetensors").write_bytes(b"x")
+    assert main(["train", "--dataset", "rts", "--steps", "1", "--name", "t-orphan", *_QUICK]) == 2
+    assert "(t-orphan.replay.safetensors)" in capsys.readouterr().err
+    (zoo / "t-card.json").write_text(json.dumps({"replay": "t-old.replay.safetensors"}))
+    (zoo / "t-old.replay.safetensors").write_bytes(b"x")
+    assert main(["train", "--dataset", "rts", "--steps", "1", "--name", "t-card", *_QUICK]) == 2
+    assert "(t-card.json, t-old.replay.safetensors)" in capsys.readouterr().err
+    # --force replaces it
+    assert main(["train", "--dataset", "rts", "--transform", "affine", "--steps", "1", "--force", *_QUICK]) == 0
+    card = json.loads((zoo / "rts-affine.json").read_text())
+    assert card["training"]["steps"] == 1 and " --force " in card["training"]["command"]
+    assert (zoo / "rts-affine.safetensors").read_bytes() != shipped["rts-affine.safetensors"]
+
+
+def test_a_forced_fine_tune_under_its_own_name_keeps_the_history(tmp_path, capsys) -> None:
+    """``--init f --name f``: the new replay was written over the starting model's before it was read, so
+    the chained replay held the new run twice and lost the first."""
+    from stn.cli import main
+
+    common = [*_QUICK, "--models-dir", str(tmp_path)]
+    assert main(["train", "--dataset", "rts", "--steps", "4", "--name", "t-f", *common]) == 0
+    assert main(["train", "--dataset", "rts", "--steps", "2", "--init", "t-f", "--name", "t-f", *common]) == 2
+    assert main(["train", "--dataset", "rts", "--steps", "2", "--init", "t-f", "--name", "t-f", "--force", *common]) == 0
+    rep = load_replay(tmp_path / "t-f.replay.safetensors")
+    assert rep.steps.tolist() == [0, 1, 2, 3, 4, 5, 6] and rep.runs.tolist() == [4]
+
+
+def test_train_with_a_holdout_and_choose_on_it(tmp_path, capsys) -> None:
+    """``--holdout N``: trained on the rest, measured on the last N training digits (val_error in the card);
+    ``eval --split val`` measures them again, and refuses a model trained without one."""
+    from stn.cli import main
+
+    d = str(tmp_path)
+    common = [*_QUICK, "--models-dir", d]
+    assert main(["train", "--dataset", "rts", "--steps", "2", "--holdout", "1000", "--name", "t-val", *common]) == 0
+    out = capsys.readouterr().out
+    card = json.loads((tmp_path / "t-val.json").read_text())
+    val = card["metrics"]["val_error"]
+    assert card["dataset"]["holdout"] == {"digits": 1000, "of": 4000} and 0 <= val <= 1
+    assert card["dataset"]["train"].startswith("the first 3,000 of the 4,000 MNIST training digits (the last 1,000 held out)")
+    assert "test_error" in card["metrics"] and f"(val error {100 * val:.2f}% on 1,000 held-out digits)" in out
+    assert main(["eval", "t-val", "--split", "val", "--data", "bundled", "--models-dir", d]) == 0
+    assert capsys.readouterr().out == (f"t-val: val error {100 * val:.2f}% on 1000 held-out RTS training images "
+                                       f"(card: {100 * val:.2f}%)\n")
+    # a fine-tune keeps the split, from a model that held out (at least) the same digits
+    assert main(["train", "--dataset", "rts", "--steps", "1", "--holdout", "1000", "--init", "t-val", *common]) == 0
+    assert json.loads((tmp_path / "t-val-ft.json").read_text())["dataset"]["holdout"] == {"digits": 1000, "of": 4000}
+    # a model trained on every digit has no validation split; the others are still measured
+    assert main(["train", "--dataset", "rts", "--steps", "1", "--name", "t-all", *common]) == 0
+    assert "val_error" not in json.loads((tmp_path / "t-all.json").read_text())["metrics"]
+    capsys.readouterr()
+    rc = main(["eval", "t-all", "t-val", "--split", "val", "--data", "bundled", "--models-dir", d])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.startswith("t-val: val error") and "t-all" not in out
+    assert err == ("stn eval: t-all has no validation split: it was trained without --holdout, so its training saw "
+                   "every training digit; evaluate it on the test set (--split test), or train it again with --holdout N\n")
+    # held out from other data than --data gives: refused, not measured on digits it may have trained on
+    other = tmp_path / "t-val.json"
+    other.write_text(other.read_text().replace('"of": 4000', '"of": 60000'))
+    assert main(["eval", "t-val", "--split", "val", "--data", "bundled", "--models-dir", d]) == 1
+    assert capsys.readouterr().err == ("stn eval: t-val held out the last 1,000 of 60,000 training digits, but the data "
+                                       "given has 4,000: give the --data it was trained on (see training.command in "
+                                       "t-val.json)\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--holdout", "4000"], "--holdout 4000 leaves none of the 4,000 training digits to train on: give --holdout 3999 or less"),
+    (["--holdout", "1000", "--limit", "3500"], ("--limit 3500 reaches into the last 1,000 training digits, which --holdout "
+                                                "1000 leaves out: give --limit 3000 or less, or a smaller --holdout")),
+    (["--holdout", "3990"], ("--batch-size 16 is more than the 10 training digits --holdout 3990 leaves: give --batch-size "
+                             "10 or less, or a smaller --holdout")),
+    (["--holdout", "1000", "--init", "t-all"], ("--init t-all was trained on every training digit, digits that --holdout "
+                                                "1000 leaves out among them, so the val error would not be held out: start "
+                                                "from a model trained with --holdout 1000 (or more), or train without --holdout")),
+    (["--holdout", "1000", "--classifier-from", "t-all"], "--classifier-from t-all was trained on every training digit"),
+])
+def test_a_holdout_that_cannot_hold_is_refused_before_training(tmp_path, capsys, args, message) -> None:
+    from stn.cli import main
+
+    common = [*_QUICK, "--models-dir", str(tmp_path)]
+    if "t-all" in args:
+        assert main(["train", "--dataset", "rts", "--transform", "none", "--steps", "1", "--name", "t-all", *common]) == 0
+        capsys.readouterr()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", "--dataset", "rts", "--transform", "none", "--steps", "1", "--name", "t-new", *args, *common]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"stn train: {message}") and err.count("\n") == 1 and "training t-new" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

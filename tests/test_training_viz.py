@@ -97,7 +97,11 @@ class TestProbeView:
         assert min(xs) == 0 and min(ys) == 0
         assert max(xs) == view.width_px and max(ys) == view.height_px
         assert centre["x"][0] == 21 and centre["y"][0] == 21  # the first tile's centre
-        assert text["text"][:3] == ["0", "1", "2"] and set(text["textfont"]["color"]) == {"#3ddc84"}
+        # each reading marked right (✓) or wrong (✗) in its text, not by its colour alone
+        assert text["text"][:3] == ["0✓", "1✓", "2✓"] and set(text["textfont"]["color"]) == {"#3ddc84"}
+        wrong = view.figure(Affine(), [Affine().identity(16)], labels=(torch.arange(16) + 1) % 10)["data"][-1]
+        assert wrong["text"][:2] == ["1✗", "2✗"] and set(wrong["textfont"]["color"]) == {"#ff5a5a"}
+        assert ProbeView(probe).figure(Affine(), [Affine().identity(16)], labels=torch.arange(16) % 10)["data"][-1]["text"][0] == "0"
         assert fig["layout"]["height"] == 380
         assert fig["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
 
@@ -158,6 +162,16 @@ class TestCropsAndCurve:
         assert fig["data"][2]["x"] == [20] and fig["data"][3]["y"] == [0.5]
         assert fig["layout"]["shapes"][0]["x0"] == 21 and base["layout"]["shapes"] == []
         assert fig["layout"]["xaxis"]["range"] == [0, 40.0]
+
+    def test_curve_text_reads_on_a_white_page(self) -> None:
+        """The axis titles were drawn in their lines' colours (coral 2.5:1, blue 3.0:1 on white): the text is in a dark
+        grey now (7.6:1; the app lightens it on its dark page), each line's colour in a swatch before its name."""
+        fig = curve_figure([10, 20, 30], [2.0, 1.0, 0.5], [0.1, 0.5, 0.9], total_steps=40)
+        assert fig["layout"]["font"]["color"] == "#475569"
+        for axis, colour, name in (("yaxis", "#ff7f50", "loss"), ("yaxis2", "#1f9cf0", "accuracy")):
+            title = fig["layout"][axis]["title"]
+            assert "font" not in title and title["text"] == f'<span style="color:{colour}">\u25a0</span> {name}'
+        go.Figure(fig)
 
     def test_empty_curve(self) -> None:
         fig = curve_figure([], [], [], current=0)

@@ -366,17 +366,48 @@ class TestProjective:
         assert torch.isfinite(grid).all()
         grid.sum().backward()
         assert torch.isfinite(p.grad).all()
-        # w = 0 is replaced by +eps: the source point is (x, y) / eps
+        # w = 0 is behind the camera: off the input
+        assert (grid[0, :, 0] == T.Projective.BEHIND).all()
+        # in front of it, u / w: x = 0.5 gives w = 2
         ys = (torch.arange(4) * 2 + 1) / 4 - 1
-        torch.testing.assert_close(grid[0, :, 0], torch.stack([torch.full((4,), -0.5), ys], -1) / 1e-3)
-        # elsewhere the sign of w is kept: x = 0.5 gives w = 2
         torch.testing.assert_close(grid[0, :, 1], torch.stack([torch.full((4,), 0.5), ys], -1) / 2)
 
-    def test_denominator_sign_preserved(self):
-        # w = 1 - 4x: -1 at x = 0.5 (sign kept, so the point is mirrored), tiny negative clamped to -eps
-        p = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -4.0, 0.0]])
-        grid = T.Projective(eps=1e-3).grid(p, (1, 2))
-        torch.testing.assert_close(grid[0, 0], torch.tensor([[-0.5 / 3, 0.0], [-0.5, 0.0]]))
+    def test_behind_the_camera_reads_the_padding(self, dtype):
+        """h31 = -3: w = 1 - 3x <= 0 on the right third. The sign of w was kept, so 178 of those 252
+        pixels read mirrored input (an all-ones input gave 0.714 there, not 0)."""
+        p = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -3.0, 0.0]], dtype=dtype, requires_grad=True)
+        grid = T.Projective().grid(p, (28, 28))
+        x = T.base_grid((28, 28), dtype=dtype)[..., 0]
+        behind = 1 - 3 * x <= 1e-3
+        assert int(behind.sum()) == 252
+        ones = torch.ones(1, 1, 28, 28, dtype=dtype)
+        assert sample(ones, grid)[0, 0][behind].abs().max() == 0
+        assert sample(ones, grid, padding="border")[0, 0][behind].tolist() == [1.0] * 252  # border: the edge pixel
+        assert (grid[0][behind] == T.Projective.BEHIND).all() and torch.isfinite(grid).all()
+        # no gradient from there, and none that is not finite anywhere
+        (grad,) = torch.autograd.grad(sample(ones, grid)[0, 0][behind].sum(), p, retain_graph=True)
+        assert (grad == 0).all()
+        (grad,) = torch.autograd.grad(grid.sum(), p)
+        assert torch.isfinite(grad).all()
+
+    def test_far_off_parameters_stay_finite(self):
+        p = torch.tensor([[1e37, 0.0, 0.0, 0.0, 1.0, 0.0, -3.0, 0.0]], requires_grad=True)
+        grid = T.Projective().grid(p, (8, 8))
+        grid.sum().backward()
+        assert torch.isfinite(grid).all() and torch.isfinite(p.grad).all()
+
+    def test_in_front_of_the_camera_is_u_over_w_bit_for_bit(self, dtype):
+        """Every pixel with w > eps: exactly the division, as before the convention for w <= eps changed."""
+        g = torch.Generator().manual_seed(0)
+        p = (T.Projective().identity(64, dtype=torch.float64) + torch.randn(64, 8, generator=g, dtype=torch.float64)).to(dtype)
+        grid = T.Projective().grid(p, (9, 7))
+        xy1 = torch.cat([T.base_grid((9, 7), dtype=dtype), torch.ones(9, 7, 1, dtype=dtype)], -1).reshape(-1, 3)
+        uvw = torch.matmul(T.Projective().matrix(p), xy1.T)  # (B, 3, HW), the product grid() makes
+        front = (uvw[:, 2] > 1e-3).view(64, 9, 7)
+        assert 0 < int(front.sum()) < front.numel()  # both kinds of pixel are tested
+        expected = (uvw[:, :2] / uvw[:, 2:]).transpose(1, 2).reshape(64, 9, 7, 2)
+        assert torch.equal(grid[front], expected[front])
+        assert (grid[~front] == T.Projective.BEHIND).all()
 
     def test_bound(self):
         raw = torch.tensor([[1.5, 0.2, 4.0, -0.1, 0.7, -4.0, 3.0, -3.0]])

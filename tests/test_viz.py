@@ -249,6 +249,11 @@ class TestThetaHtml:
         assert "4×4 control points" in tps and tps.count('<td title="control point') == 16
         assert "plain CNN" in viz.theta_html(None, [], (28, 28))
 
+    def test_scrolls_sideways_on_a_narrow_screen(self):
+        """A phone at 200% zoom (195 px) cut the matrix and the reading off (nowrap cells): the panel scrolls."""
+        html = viz.theta_html("affine", [viz.theta_from_reading(30, 0.5, 0.5, 0, 0.25, 0)], (56, 56))
+        assert html.startswith('<div class="stn-theta stn-scroll">')
+
     def test_tps_panel_reads_the_affine_part_and_the_bending(self):
         from stn.transforms import affine_embedding
 
@@ -429,8 +434,10 @@ def test_table1_cell_is_the_default_named_model_not_a_variant():
         for name, err in (("r-affine-crop20", 0.0058), ("r-affine", 0.0054), ("r-affine-upright", 0.0071))
     ]
     html = viz.table1_html(cards)
-    assert 'title="r-affine">0.54</b>' in html and "0.71" not in html and "0.58" not in html
-    assert 'title="r-affine-upright">0.71</b>' in viz.table1_html([cards[2]])  # a variant alone fills its cell
+    # the model's name in sight under its number (not in a hover title a keyboard or a phone cannot show)
+    assert '<b>0.54 ✓</b><br><small class="stn-t1-model">r-affine</small>' in html and "0.71" not in html and "0.58" not in html
+    assert '<b>0.71</b><br><small class="stn-t1-model">r-affine-upright</small>' in viz.table1_html([cards[2]])  # a variant alone
+    assert "title=" not in html
 
 
 def test_table1_puts_ours_beside_the_paper():
@@ -441,6 +448,10 @@ def test_table1_puts_ours_beside_the_paper():
     ]
     html = viz.table1_html(cards)
     assert "0.5 / <b" in html and "0.83</b>" in html and "0.8 / <b" in html and "1.76</b>" in html
+    # at or below the paper's: green and a ✓, not the colour alone (1.76 is over the paper's 0.8)
+    assert "1.76</b>" in html and "1.76 ✓" not in html
+    good = viz.table1_html([{**cards[0], "metrics": {"test_error": 0.004}}])
+    assert '<td class="stn-ours-good">0.5 / <b>0.40 ✓</b><br><small class="stn-t1-model">rts-affine</small>' in good
     assert "<th>WILD</th>" in html
     assert math.isclose(viz.PAPER_TABLE1["ST-CNN TPS"]["e"], 1.1)
     from stn.table import PAPER  # the README's table reads the same numbers as the About tab's
@@ -470,3 +481,29 @@ def test_markdown_table_shows_how_a_fine_tuned_model_started(tmp_path):
     assert "| 60.0 + 20.0 |" in rows["| rts-affine"]  # the same family: epochs only
     assert "| 80.0 affine + 20.0 |" in rows["| rts-tps"]  # a warm start from another family says which
     assert "| 20.0 |" in rows["| rts-cnn"]
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours."""
+    def lum(c: str) -> float:
+        rgb = [int(c.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+        r, g, b = (v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    hi, lo = sorted((lum(fg), lum(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_figure_text_reads_on_a_white_page():
+    """The figures' tick labels, axis titles and legends (FONT_COLOR, #8b93a1 before: 3.1:1) read at 4.5:1 on white
+    (WCAG 1.4.3); the app lightens them on its dark page (app.CSS)."""
+    assert _contrast(viz.FONT_COLOR, "#ffffff") >= 4.5
+    fig = viz.rotation_figure(np.linspace(-90, 90, 7), np.linspace(-90, 90, 7))
+    assert fig["layout"]["font"]["color"] == viz.FONT_COLOR
+    assert fig["data"][0]["line"]["color"] == viz.LINE_GREY  # a line, not text: its grey is for both pages
+
+
+def test_the_verdict_is_the_reading_s_heading():
+    """The reading's verdict is its tab's first heading: an h2 under the page's h1 (an h3 skipped a level)."""
+    html = viz.reading_html("7", {"7": 0.95}, [np.zeros((28, 28))])
+    assert html.count("<h2>") == 1 and "<h3>" not in html and "reads <b>7</b>" in html

@@ -17,6 +17,10 @@ log = logging.getLogger("stn.app")
 
 
 def refusal(message: str, title: str = "Error") -> gr.Error:
-    """The ``gr.Error`` to raise for ``message``: shown under ``title``, logged as one line without a traceback."""
+    """The ``gr.Error`` to raise for ``message``: shown under ``title``, logged as one line without a traceback.
+
+    The toast stays until it is closed (``duration=None``): the views it empties say "the message at the top of
+    the page says why", and a 10 s toast was gone before a slow reader, or one who looked away, had read it.
+    """
     log.info("refused (%s): %s", title, message)
-    return gr.Error(message, title=title, print_exception=False)
+    return gr.Error(message, title=title, print_exception=False, duration=None)

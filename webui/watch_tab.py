@@ -17,10 +17,12 @@ phone froze) held one of the server's few training slots for the run's whole len
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -100,6 +102,7 @@ FRAME_CACHE = 512  # rendered replay frames kept (~45 kB each in memory, the cro
 _FRAMES: OrderedDict[tuple[str, str, int, int], tuple[PlotData, str, PlotData, str]] = OrderedDict()
 _FRAMES_LOCK = threading.Lock()
 _FRAME_DIR = Path(tempfile.mkdtemp(prefix="stn-replay-frames-"))
+atexit.register(shutil.rmtree, _FRAME_DIR, ignore_errors=True)  # each server start made one and left it behind
 _BUNDLES_LOCK = threading.Lock()
 
 
@@ -425,7 +428,7 @@ def build_watch_tab() -> None:
         "start of training the grid is the whole image (the identity), or, for a model trained with `--start-scale` "
         "(most RTS and TC models and the `-crop20` ones: the replay's line below says which), a centred window; "
         "as the network learns, it moves and shrinks onto the digit (and turns with it, for `r-affine-upright` and `rts-affine-upright`), and the crops on the right fill up. Labels in the corners "
-        "are the model's readings (green right, red wrong)."
+        "are the model's readings (green ✓ right, red ✗ wrong)."
     )
     with gr.Group():
         gr.Markdown("### Training replay of a zoo model")
@@ -457,6 +460,7 @@ def build_watch_tab() -> None:
             replay_crops = gr.Image(
                 label="Crops (what the classifier sees)",
                 elem_id="watch-crops",
+                alt_text="The 16 probe images' crops at this snapshot: what the classifier sees of each",
                 format="png",
                 height=380,
                 interactive=False,
@@ -527,12 +531,13 @@ def build_watch_tab() -> None:
         with gr.Row():
             start = gr.Button("Start training", variant="primary")
             stop = gr.Button("Stop", variant="stop", interactive=False)
-        live_status = gr.Markdown("")
+        live_status = gr.Markdown("", elem_id="watch-live-status")
         with gr.Row():
             live_probe = gr.Plot(label="Probe images and sampling grids", scale=3, min_width=320)
             live_crops = gr.Image(
                 label="Crops", format="png", height=380, interactive=False, scale=2, min_width=240,
-                elem_classes=["stn-pixelated"],
+                elem_classes=["stn-pixelated"], elem_id="watch-live-crops",
+                alt_text="The 16 probe images' crops at this training step: what the classifier sees of each",
             )
         live_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
     run_state = gr.State(None, delete_callback=_stop_on_close)
