@@ -462,9 +462,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from stn.table import markdown_table, update_readme, write_chart
+    from stn.zoo import models_dir
 
     table = markdown_table(_models_dir(args))
     print(table)
+    zoo = (_models_dir(args) or models_dir()).resolve()
+    if zoo != (_REPO / "models").resolve() and not (args.readme or args.chart):
+        # the README's table and chart are the shipped zoo's: another directory's models must not replace them
+        print(f"{zoo} is not this repository's models/: README and chart not written (--readme FILE, --chart FILE "
+              "to write them)", file=sys.stderr)
+        return 0
     readme = Path(args.readme) if args.readme else _REPO / "README.md"
     chart = Path(args.chart) if args.chart else _REPO / "assets" / "table1.json"
     if readme.exists() and update_readme(readme, table):

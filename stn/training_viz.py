@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from stn.transforms import Transform, control_points
+from stn.transforms import Projective, Transform, control_points
 
 # Plotly's toolbar (zoom, lasso, camera) covered the legend and the plot's label on a phone, and the figures are
 # not for exploring: no toolbar, as in stn.viz.
@@ -105,9 +105,12 @@ def lattice_points(
         mat = transform.matrix(params)  # (B, 3, 3)
         flat = uv.reshape(1, -1, 2)
         uvw = flat @ mat[:, :, :2].transpose(1, 2) + mat[:, :, 2].unsqueeze(1)  # (B, MM, 3)
-        den = uvw[..., 2:]
-        den = torch.where(den >= 0, den.clamp(min=1e-3), den.clamp(max=-1e-3))
-        return (uvw[..., :2] / den).view(b, m, m, 2)
+        if isinstance(transform, Projective):  # the sampler's rule: a point behind the camera reads BEHIND
+            den = uvw[..., 2:]
+            src = torch.where(den > transform.eps, uvw[..., :2] / den.clamp(min=transform.eps), transform.BEHIND)
+        else:
+            src = uvw[..., :2] / uvw[..., 2:]  # w = 1 for an affine map
+        return src.view(b, m, m, 2)
     grid_size = getattr(transform, "grid_size", None)
     if grid_size is not None:  # thin-plate spline: exact at any point
         w = _tps_point_weights(int(grid_size), lines, per_cell)  # (MM, K²)

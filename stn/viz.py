@@ -142,10 +142,9 @@ def map_points(transform: str | Transform, params: Sequence[float] | np.ndarray 
         return phi @ _tps_solver(k).numpy() @ p.view(-1, 2).numpy()
     m = t.matrix(p)[0]  # (3, 3)
     uvw = pts @ m[:, :2].T + m[:, 2]  # [x y 1] @ M^T
-    if isinstance(t, Projective):
+    if isinstance(t, Projective):  # the sampler's rule: a point behind the camera reads Projective.BEHIND
         den = uvw[:, 2:]
-        den = torch.where(den >= 0, den.clamp(min=t.eps), den.clamp(max=-t.eps))
-        return (uvw[:, :2] / den).numpy()
+        return torch.where(den > t.eps, uvw[:, :2] / den.clamp(min=t.eps), t.BEHIND).numpy()
     return uvw[:, :2].numpy()
 
 

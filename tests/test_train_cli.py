@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,6 +74,14 @@ def test_train_eval_models_table_commands(tmp_path) -> None:
     text = readme.read_text()
     assert "PLACEHOLDER" not in text and "| RTS |" in text and "(0.5)" in text
     assert json.loads((tmp_path / "chart.json").read_text())["data"][0]["name"] == "ours"
+    # the repository's README and chart are the shipped zoo's: a scratch directory's table is printed, not written
+    import stn
+
+    repo = Path(stn.__file__).resolve().parent.parent
+    before = [(repo / f).read_bytes() for f in ("README.md", "assets/table1.json") if (repo / f).exists()]
+    r = _stn("table", "--models-dir", d)
+    assert r.returncode == 0 and "| RTS |" in r.stdout and "README and chart not written" in r.stderr, r.stderr
+    assert [(repo / f).read_bytes() for f in ("README.md", "assets/table1.json") if (repo / f).exists()] == before
 
 
 def test_bad_arguments_are_one_sentence() -> None:

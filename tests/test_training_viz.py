@@ -50,6 +50,12 @@ class TestLatticePoints:
         pts = lattice_points(get("projective"), h, lines=2)
         assert torch.allclose(pts[0, 1, 2], torch.tensor([1 / 1.2, 0.0]), atol=1e-6)  # (1, 0) → w = 1.2
 
+    def test_projective_behind_the_camera_is_drawn_where_the_sampler_reads(self) -> None:
+        t = get("projective")
+        h = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -3.0, 0.0]])  # w = 1 - 3x: x = 1 is behind
+        pts = lattice_points(t, h, lines=2)
+        assert torch.equal(pts[0, 1, 2], torch.full((2,), t.BEHIND))  # (1, 0) → w = -2: not mirrored to (-0.5, 0)
+
     def test_tps_interpolates_its_control_points(self) -> None:
         params = _random_params("tps")
         pts = lattice_points(get("tps"), params, lines=3, per_cell=1)  # lattice = the 4×4 control grid

@@ -37,6 +37,16 @@ class TestMapPoints:
         mapped = viz.map_points(t, p[0].numpy(), viz.sample_points((9, 13)))
         np.testing.assert_allclose(mapped, grid, atol=1e-6)
 
+    def test_behind_the_camera_as_the_sampler_reads_it(self):
+        """Pixels whose w <= eps read Projective.BEHIND in the sampler; the drawing mirrored them into the input."""
+        t = get("projective")
+        p = torch.tensor([[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, -3.0, 0.0]], dtype=torch.float64)  # w = 1 - 3x
+        grid = t.grid(p, (9, 13)).reshape(-1, 2).numpy()
+        mapped = viz.map_points(t, p[0].numpy(), viz.sample_points((9, 13)))
+        behind = viz.sample_points((9, 13))[:, 0] >= 1 / 3
+        assert behind.any() and (mapped[behind] == t.BEHIND).all()
+        np.testing.assert_allclose(mapped, grid, atol=1e-6)
+
     def test_accepts_a_family_name(self):
         out = viz.map_points("affine", [1, 0, 0.5, 0, 1, 0], np.array([[0.0, 0.0], [1.0, -1.0]]))
         np.testing.assert_allclose(out, [[0.5, 0.0], [1.5, -1.0]])
