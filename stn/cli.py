@@ -34,7 +34,7 @@ def _models_dir(args: argparse.Namespace) -> Path | None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from stn.data import get_spec
+    from stn.data import get_spec, load_mnist
     from stn.localization import light_options
     from stn.model import ModelConfig, change_transform
     from stn.replay import save_replay
@@ -82,7 +82,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
     out = _models_dir(args) or models_dir()
     _refuse_overwrite(name, out, args.force)
-    steps_per_epoch = (holdout["train"] if holdout else args.limit or 60_000) // args.batch_size
+    # the data's own sizes (the bundled subset has 4,000 and 1,000 digits, not MNIST's 60,000 and 10,000)
+    n_train, n_test = (len(load_mnist(args.data, train=t)[1]) for t in (True, False))
+    steps_per_epoch = (holdout["train"] if holdout else min(args.limit or n_train, n_train)) // args.batch_size
     total = args.steps or int(args.epochs * steps_per_epoch)
     train_cfg = TrainConfig(
         epochs=args.epochs,
@@ -115,8 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "name": spec.name,
             "description": spec.description,
             "canvas": list(spec.canvas),
-            "train": f"60,000 MNIST training digits{f' (first {args.limit})' if args.limit else ''}, distorted afresh each epoch",
-            "test": "the 10,000 MNIST test digits, distorted once with a fixed seed (stn.data.test_set)",
+            "train": f"{n_train:,} MNIST training digits{f' (first {args.limit})' if args.limit else ''}, distorted afresh each epoch",
+            "test": f"the {n_test:,} MNIST test digits, distorted once with a fixed seed (stn.data.test_set)",
             "source": MNIST_LICENSE,
         },
         "metrics": {"test_error": round(res["test_error"], 5), "test_accuracy": round(1 - res["test_error"], 5)},

@@ -61,6 +61,12 @@ def test_train_eval_models_table_commands(tmp_path) -> None:
         f"--models-dir {d} --quiet --threads 1"
     )
     assert (tmp_path / "t-affine.replay.safetensors").exists()
+    # the card counts the data it was given: the bundled subset, not MNIST's 60,000 and 10,000
+    from stn.data import load_mnist
+
+    n_train, n_test = (len(load_mnist("bundled", train=t)[1]) for t in (True, False))
+    assert card["dataset"]["train"].startswith(f"{n_train:,} MNIST training digits") and n_train < 60_000
+    assert card["dataset"]["test"].startswith(f"the {n_test:,} MNIST test digits")
     # 20 steps: not a model to ship, so no logit floor, and the command to add one later
     assert "calibration" not in card and "t-affine: not calibrated (test error over 20%)" in r.stderr
     r = _stn("eval", "t-affine", "--data", "bundled", "--models-dir", d)
