@@ -19,6 +19,7 @@ Gradio's own ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import io
 import json
@@ -1013,9 +1014,14 @@ def example_outputs(index: int) -> tuple:
     return tuple(dict(o) if isinstance(o, dict) else o for o in _EXAMPLE_CACHE[index])
 
 
+_BACKGROUND_STOP = threading.Event()  # set as the server exits: background work ends after its current item
+
+
 def cache_examples() -> None:
     """Compute every example's outputs (at start-up, in the background)."""
     for i in range(len(EXAMPLES)):
+        if _BACKGROUND_STOP.is_set():
+            return
         try:
             example_outputs(i)
         except Exception:
@@ -1523,17 +1529,45 @@ def main() -> None:
     # `docker stop` and a Space's restart send SIGTERM; as the container's PID 1 Python would ignore it (no
     # default action there) and be killed 10 s later. Treat it as Ctrl-C: Gradio closes the server, we the reader.
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    examples = threading.Thread(target=cache_examples, name="stn-examples", daemon=True)
     try:
         demo.launch(prevent_thread_lock=True, **launch_kwargs())
         # after the server answers: example outputs, then the invariance sweeps, in the background
-        threading.Thread(target=cache_examples, name="stn-examples", daemon=True).start()
+        examples.start()
         ENGINE.warm()
         demo.block_thread()
     except KeyboardInterrupt:  # before block_thread took over (it handles its own)
         demo.close()
-    finally:
-        if READER is not None:
-            READER.close()
+    except BaseException:  # a fault: stop what runs in the background, then the traceback and exit status
+        _stop_background(examples)
+        raise
+    _stop_background(examples)
+    _exit()
+
+
+def _stop_background(examples: threading.Thread) -> None:
+    """End the background work (after the item it is on), then the reader process."""
+    _BACKGROUND_STOP.set()
+    if examples.is_alive():
+        examples.join(10)
+    ENGINE.stop_warm(timeout=30)  # a model's sweep takes a few seconds
+    if READER is not None:
+        READER.close()
+
+
+def _exit() -> None:
+    """The server and its background work have stopped: end the process, exit status 0.
+
+    A thread still inside torch while the interpreter shuts down aborted the process now and then
+    ("terminate called without an active exception", exit 134, 1 of 2 SIGTERMs a second after start-up):
+    the process ends without the interpreter's shutdown once the exit handlers ran (a reading in flight on
+    one of Gradio's threads would race it the same way as the background work did).
+    """
+    atexit._run_exitfuncs()  # the replay frames' folder, Gradio's own clean-up
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:

@@ -226,6 +226,8 @@ class Engine:
         self._trace = (self.device.type == "cpu") if trace is None else trace
         self._traced: set[str] = set()
         self._trace_lock = threading.Lock()  # not self._lock: a sweep holds that one for seconds
+        self._warm_stop = threading.Event()
+        self._warm_thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- the zoo
 
@@ -452,19 +454,38 @@ class Engine:
 
         def run() -> None:
             for m in order:
+                if self._warm_stop.is_set():
+                    return
                 try:
                     self._ensure_traced(m)
                 except Exception:
                     logging.getLogger(__name__).warning("tracing %s failed", m, exc_info=True)
             for m in todo:
+                if self._warm_stop.is_set():
+                    return
                 try:
                     self.accuracy_sweep(m)
                 except Exception:
                     logging.getLogger(__name__).warning("accuracy sweep of %s failed", m, exc_info=True)
 
+        self._warm_stop.clear()
         thread = threading.Thread(target=run, name="stn-sweeps", daemon=True)
         thread.start()
+        self._warm_thread = thread
         return thread
+
+    def stop_warm(self, timeout: float | None = None) -> bool:
+        """Ask :meth:`warm`'s thread to stop after the model it is on, and wait for it up to ``timeout`` seconds.
+
+        Returns whether it has stopped (or never ran). A server stops it before exiting: a thread still inside
+        torch while the interpreter shuts down can abort the process ("terminate called without an active
+        exception", SIGABRT).
+        """
+        self._warm_stop.set()
+        thread = self._warm_thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
 
     def _sweep_path(self, name: str, angles: tuple[float, ...], n: int) -> Path | None:
         if self.cache_dir is None:

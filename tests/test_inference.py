@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -317,3 +318,23 @@ def test_rotation_response_measures_the_grid_turn(zoo):
     assert cnn["followed"] is None and "recovered_median" not in cnn
     with pytest.raises(ValueError, match="several heads"):
         rotation_response(load_model("pair-affine", directory=zoo), digits[:4], labels[:4], [45])
+
+
+def test_the_warm_up_stops_when_asked(zoo, tmp_path, monkeypatch) -> None:
+    """A server stops the background warm-up before exiting: a thread inside torch during the interpreter's
+    shutdown aborted the process now and then (SIGABRT)."""
+    engine = Engine(zoo, device="cpu", cache_dir=tmp_path)
+    swept: list[str] = []
+
+    def slow_sweep(name, *args, **kwargs):
+        swept.append(name)
+        time.sleep(0.5)
+        return {}
+
+    monkeypatch.setattr(engine, "accuracy_sweep", slow_sweep)
+    assert engine.stop_warm(timeout=1)  # never started: nothing to wait for
+    thread = engine.warm()
+    while not swept:
+        time.sleep(0.01)
+    assert engine.stop_warm(timeout=10) and not thread.is_alive()
+    assert len(swept) == 1 < sum(engine.info[m].has_transformer for m in engine.names)  # stopped after the model it was on
