@@ -3,7 +3,10 @@ the benchmark scripts as modules, the app module, and a picture of two digits th
 
 import importlib.util
 import os
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -51,6 +54,33 @@ def app_module(tmp_path_factory) -> ModuleType:
     finally:
         sys.path.remove(str(REPO))
     return app
+
+
+def _start_server(cmd: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 240) -> subprocess.Popen:
+    """Start ``cmd`` (a ``python app.py``) with its output in ``log`` and wait until it answers on ``port``;
+    the test fails with the log's tail if it exits or stays silent. The caller stops it."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"{' '.join(cmd[1:])} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{' '.join(cmd[1:])} did not answer on port {port} within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def start_server() -> Callable[..., subprocess.Popen]:
+    """``start_server(cmd, env, port, log)``: the app started in a subprocess and answering (see ``_start_server``)."""
+    return _start_server
 
 
 @pytest.fixture

@@ -215,7 +215,7 @@ _SERVER_LOGS: dict[int, Path] = {}  # app_port's port → the file its server lo
 
 
 @pytest.fixture(scope="module")
-def app_port(tmp_path_factory):
+def app_port(tmp_path_factory, start_server):
     """``python app.py`` in a subprocess, as deployed, on a free port."""
     if not (REPO / "app.py").exists():
         pytest.skip("app.py is not there yet: the path-traversal checks need the running app")
@@ -223,22 +223,9 @@ def app_port(tmp_path_factory):
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
                GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio")))
     log = tmp_path_factory.mktemp("log") / "app.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_server([sys.executable, "app.py"], env, port, log)
     _SERVER_LOGS[port] = log
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if _get(port, "/gradio_api/info", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer on port {port} within 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
         yield port
     finally:
         proc.terminate()

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,7 +71,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, start_server):
     if not (REPO / "app.py").exists():
         pytest.skip("app.py is not there yet")
     d = tmp_path_factory.mktemp("server")
@@ -85,23 +84,8 @@ def server(tmp_path_factory):
     env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_TEMP_DIR=str(d / "gradio"),
                TMPDIR=str(d / "tmp"), STN_READERS="1", PYTHONUNBUFFERED="1")
     log = d / "app.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(wrapper), str(audit), str(REPO)], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+    proc = start_server([sys.executable, str(wrapper), str(audit), str(REPO)], env, port, log)
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not answer within 240 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
         yield {"proc": proc, "audit": audit, "log": log, "tmp": d / "tmp", "port": port}
     finally:
         if proc.poll() is None:
