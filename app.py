@@ -72,6 +72,7 @@ from stn import serving, viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError, rotation_followed
 from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
+from webui.compress_page import CompressPage
 from webui.guard import NOT_A_URL, NOT_UPLOADED, bounded_sketch, guard_requests
 from webui.read_ahead import ReadAhead
 from webui.refusal import refusal
@@ -1212,7 +1213,12 @@ LIVE_REGIONS_JS = """(() => {
 
 # Soft's text on orange and its subdued greys read under 4.5:1 on a light page (labels #f97316 on #ffedd5: 2.4:1;
 # white on #f97316: 2.8:1; #94a3b8 on #f8fafc: 2.5:1): the same hues, darker shades (WCAG 1.4.3).
-THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate").set(
+# The device's own fonts: Soft's Montserrat and IBM Plex Mono are 197 kB of downloads before a phone shows the page's
+# text in them (bench/README.md, twenty-first pass).
+SYSTEM_FONT = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif")
+SYSTEM_FONT_MONO = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="cyan", neutral_hue="slate",
+                       font=SYSTEM_FONT, font_mono=SYSTEM_FONT_MONO).set(
     block_label_text_color="*primary_700",  # 4.5:1 on *primary_100
     block_title_text_color="*primary_700",
     block_label_background_fill_dark="*primary_700",  # white on it: 5.2:1 (on *primary_600: 3.6:1)
@@ -1505,12 +1511,14 @@ MIN_FREE_DISK = int(float(os.environ.get("STN_MIN_FREE_MB", "1024")) * 2**20)
 
 def launch_kwargs() -> dict[str, Any]:
     """``demo.launch``'s settings: :data:`LAUNCH_KWARGS`, the read-ahead of uploads (their reading
-    starts as they land, before their ``predict`` call: webui/read_ahead.py), the refusal of uploads
+    starts as they land, before their ``predict`` call: webui/read_ahead.py), the page sent gzipped
+    (webui/compress_page.py), the refusal of uploads
     while the disk is nearly full (webui/upload_space.py) and of requests that name nothing here
     (webui/request_shape.py). A new dict each time: Gradio adds its own entries to ``app_kwargs`` at
     every launch."""
     waiting = lambda: getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)
-    middleware = [Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
+    middleware = [Middleware(CompressPage),
+                  Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
                   Middleware(RequestShape, fns=lambda: demo.fns, sessions=waiting),
                   Middleware(ReadAhead, on_upload=read_ahead)]
     return {**LAUNCH_KWARGS, "app_kwargs": {"middleware": middleware}}

@@ -518,6 +518,8 @@ GAP = 0.15  # count_side_by_side: the least gap between two digits, in digit hei
 WIDE = 1.0  # count_side_by_side: marks closer than GAP, together wider than this (in heights), are two digits
 HEIGHT = 0.5  # count_side_by_side: the least height of a digit, in the heaviest digit's heights
 MASS = 0.15  # count_side_by_side: the least ink of a digit, in the heaviest digit's ink
+LEVEL = 0.5  # _digit_blobs: a mark level with the digit shares this much of the shorter one's height with it
+ROW_WIDE = 3.0  # _digit_blobs: the widest mark level with the digit that counts (digits that touch), in its sizes
 HOLLOW = 1.6  # _inside_a_touching_frame: what lies inside a frame, filled, is at most this times its ink
 LINE_RATIO = 3.0  # stacked_lines: a line of writing is at least this many times as wide as tall
 LINES_HOLD = 0.75  # prepare: two lines or more holding this share of the ink are writing, not a digit
@@ -528,7 +530,8 @@ TOUCH_NECK = 1.5  # touching_digits: the most ink across the neck between them, 
 def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Which connected blobs of ink (``labels`` from ``ndimage.label``, ``mass`` their ink, index 0
     the ground) make the digit, and which stand in a row with it (each near the digit or near
-    another such blob: a number's other digits): two ``(count + 1,)`` bool arrays.
+    another such blob, or of a digit's height and weight and level with it however far: a number's
+    other digits): two ``(count + 1,)`` bool arrays.
 
     The blobs that carry the mass (4% of it or more), less the other marks a photo of a page holds:
     a line across most of the picture and 1.5 times as long as the rest (a notebook's margin, a pen
@@ -593,6 +596,14 @@ def _digit_blobs(labels: np.ndarray, mass: np.ndarray, aspect: float = 1.0) -> t
     # The marks in a row with the digit: near it, or near one that is (a number's digits, each near the next).
     reach_y, reach_x = size * max(1.0, 1 / aspect), size * max(1.0, aspect)
     inline, todo = near & ~line & ~under, ~line & ~under & ~near
+    # A number written wider apart than its digits' size: a mark of a digit's height and weight, level
+    # with the digit, stands in its row however far along it (a scribble or a note lies above or below
+    # the digit, or is smaller). It is counted, not read: the crop keeps the digit only.
+    digit_tall = bottom - top
+    level = np.minimum(box[:, 1], bottom) - np.maximum(box[:, 0], top) >= LEVEL * np.minimum(tall, digit_tall)
+    digit_sized = (tall >= HEIGHT * digit_tall) & (tall * HEIGHT <= digit_tall) & (wide <= ROW_WIDE * size)
+    inline |= todo & level & digit_sized & (m >= MASS * m[main])
+    todo &= ~inline
     grown = True
     while grown and todo.any():
         members = box[inline]

@@ -301,13 +301,14 @@ def _framed(i, shape):
     return make
 
 
-def _number(*indices):
-    """A number written on a page and photographed: digits side by side, a third of their width apart."""
+def _number(*indices, pitch: int = 120):
+    """A number written on a page and photographed: digits side by side, ``pitch`` px from one to the next
+    (120: a third of their width apart)."""
     def make(p: Path) -> None:
         digits = [ink(i, size=160, margin=0.15) for i in indices]
-        a = np.zeros((240, 100 + 120 * len(digits)), np.float32)
+        a = np.zeros((240, 100 + pitch * len(digits)), np.float32)
         for k, d in enumerate(digits):
-            a[40:200, 30 + 120 * k : 190 + 120 * k] = np.maximum(a[40:200, 30 + 120 * k : 190 + 120 * k], d)
+            a[40:200, 30 + pitch * k : 190 + pitch * k] = np.maximum(a[40:200, 30 + pitch * k : 190 + pitch * k], d)
         _save(Image.fromarray(u8(on_paper(a))).convert("RGB"), p, "JPEG", quality=85)
 
     return make
@@ -441,6 +442,8 @@ CASES: list[Case] = [
     Case("speck.png", _speck, error=TOO_SMALL),
     Case("a-number.jpg", _number(0, 1), error="several characters side by side"),
     Case("a-year.jpg", _number(2, 3, 4, 5), error="several characters side by side"),
+    # farther apart than the digits are tall: the far one was left out as a stray mark, the other read alone
+    Case("a-number-written-wide.jpg", _number(0, 1, pitch=330), error="several characters side by side"),
     Case("a-line-of-print.jpg", _print(1, 24), error="several characters side by side"),
     Case("a-page-of-print.jpg", _print(10, 22), error="lines of writing or print|several characters side by side"),
     # not a readable image, or too large

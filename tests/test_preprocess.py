@@ -399,11 +399,13 @@ class TestSeveralDigits:
     """A number or a word is not read as one digit: the answer would be a guess at a mixture."""
 
     @pytest.mark.parametrize("text", [["1", "7"], ["4", "0"], ["0", "4", "7"], ["5", "1", "0", "7"]])
-    @pytest.mark.parametrize("pitch", [70, 54])  # 23 px of paper between the digits, or 7 (a number written close)
+    # 23 px of paper between the digits, or 7 (a number written close); 130 and 250 px: wider apart than the digits'
+    # size (80 px tall), the far ones were left out as a scribble and the heaviest digit read alone
+    @pytest.mark.parametrize("pitch", [70, 54, 170, 290])
     def test_digits_side_by_side_are_named_not_guessed(self, text, pitch):
         with pytest.raises(ImageError, match=r"note\.png: this picture holds several characters side by side \(a number or a "
                                              r"word\?\); the model reads one digit at a time\. Crop it to a single digit, or draw one\."):
-            prepare(_write(text, shape=(160, 60 + 70 * len(text)), pitch=pitch), (56, 56), 32.0, name="note.png")
+            prepare(_write(text, shape=(160, 60 + max(70, pitch) * len(text)), pitch=pitch), (56, 56), 32.0, name="note.png")
 
     def test_a_refusal_names_the_file_a_pil_image_came_from(self, tmp_path):
         path = tmp_path / "blank.png"
@@ -419,6 +421,21 @@ class TestSeveralDigits:
         prep = prepare(_write(text), (56, 56), 32.0)
         _, top, _, bottom = prep.box
         assert bottom - top > 0.9 * 80 * prep.source_size[1] / 160  # the whole digit (the box is in working-size px)
+
+    @pytest.mark.parametrize("mark", [".", "-", "4 below"])
+    def test_a_far_mark_not_of_a_digit_s_size_or_level_is_left_out(self, mark):
+        """Far along the row from the digit (250 px of paper): a full stop or a dash level with it, or a digit-sized
+        mark below its row (a note), is not a number's digit: the digit is read, cropped to itself."""
+        if mark == "4 below":
+            img = _write(["7"], shape=(260, 380))
+            draw = ImageDraw.Draw(img)
+            for line in _STROKES["4"]:  # rows 150-230: 30 px of paper below the 7's
+                draw.line([(330 + x, 150 + y) for x, y in line], fill=20, width=7)
+        else:
+            img = _write(["7", mark], shape=(160, 380), pitch=290)
+        prep = prepare(img, (56, 56), 32.0)
+        left, _, right, _ = prep.box
+        assert right - left < 0.6 * 80 * prep.source_size[0] / img.width, prep.box  # the 7 alone
 
     def test_a_faint_ruled_line_beside_the_digit_is_not_a_digit(self):
         """A piece of a notebook's margin (the photo's noise broke it up): as tall as the digit, but faint and thin."""

@@ -100,6 +100,29 @@ def test_the_server_reaches_for_nothing_outside(server):
     assert outside == [], f"the server looked up or connected to {outside}"
 
 
+def test_a_phone_gets_the_page_gzipped_and_no_web_fonts(server):
+    """The page (the app's configuration inside it) went out as 270 kB of plain text; Soft's Montserrat and IBM Plex
+    Mono were 197 kB of downloads more (bench/README.md, twenty-first pass)."""
+    import gzip
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30)
+    conn.request("GET", "/", headers={"Accept-Encoding": "gzip"})
+    r = conn.getresponse()
+    packed = r.read()
+    assert r.getheader("Content-Encoding") == "gzip"
+    conn.request("GET", "/")
+    r = conn.getresponse()
+    plain = r.read()
+    assert r.getheader("Content-Encoding") is None and gzip.decompress(packed) == plain
+    assert len(packed) < len(plain) / 5, (len(packed), len(plain))
+    conn.request("GET", "/theme.css")
+    css = conn.getresponse().read().decode()
+    conn.close()
+    assert "--font:" in css and "@font-face" not in css and "Montserrat" not in css and "Plex" not in css, css[:500]
+    assert "Montserrat" not in plain.decode() and "static/fonts" not in plain.decode()
+
+
 def test_sigterm_closes_the_server_and_its_reader(server):
     proc = server["proc"]
     deadline = time.monotonic() + 120

@@ -137,13 +137,16 @@ def test_default_model_card_reports_upload_accuracy() -> None:
 
 @pytest.mark.parametrize(("input_size", "digit_size", "reads"), [((56, 56), 32.0, 1), ((28, 28), 20.0, 1), ((42, 84), 62.0, 2)])
 def test_numbers_are_named_and_single_digits_never(input_size, digit_size, reads) -> None:
-    """A number (2-4 digits, apart by a fifth of their height or more) gets its sentence, not a guess at a
+    """A number (2-4 digits, apart by a fifth of their height or more, however far) gets its sentence, not a guess at a
     mixture; a single digit laid out the same way is read. The pair model reads two digits: three or four are named."""
     counts = (2, 3, 4) if reads == 1 else (3, 4)
     numbers = numbers_named(number_images(100, seed=11, root="bundled", digits=counts), input_size, digit_size)
     assert numbers["named"] >= 97 and numbers["refused otherwise"] == 0, numbers
     close = numbers_named(number_images(100, seed=12, root="bundled", digits=counts, gap=(0.05, 0.2)), input_size, digit_size)
     assert close["named"] >= 75, close  # written close: most still told apart (touching digits are one mark)
+    # written wider apart than the digits' size: the far digits were left out as a scribble, one digit read alone
+    wide = numbers_named(number_images(100, seed=15, root="bundled", digits=counts, gap=(0.8, 3.0)), input_size, digit_size)
+    assert wide["named"] >= 97 and wide["refused otherwise"] == 0, wide
     singles = numbers_named(number_images(100, seed=13, root="bundled", digits=(1, reads)), input_size, digit_size)
     assert singles["named"] == 0 and singles["refused otherwise"] == 0, singles
 
