@@ -8,7 +8,7 @@ Where each part of the paper lives:
 - :mod:`stn.transformer`  :class:`SpatialTransformer`: the three put together
 - :mod:`stn.model`        ST-CNN classifiers and the CNN baseline
 - :mod:`stn.data`         distorted MNIST (R, RTS, P, E, TC, Pair, Wild)
-- :mod:`stn.train`        training; :mod:`stn.replay` what it records
+- :mod:`stn.train`        training; :mod:`stn.replay` what it records; :mod:`stn.checkpoint` a run to resume
 - :mod:`stn.zoo`          pretrained models: :func:`load_model`
 - :mod:`stn.preprocess`   any picture → the model's input
 - :mod:`stn.cli`          ``python -m stn``

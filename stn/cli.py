@@ -6,13 +6,16 @@ import argparse
 import datetime as _dt
 import json
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI imports torch and the library lazily, so that --help stays quick
+    from stn.checkpoint import Checkpoint
     from stn.model import ModelConfig, STClassifier
     from stn.replay import Replay
+    from stn.train import Checkpointing, TrainConfig
 
 __all__ = ["main"]
 
@@ -34,11 +37,12 @@ def _models_dir(args: argparse.Namespace) -> Path | None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from stn.checkpoint import CheckpointError, remove_checkpoint
     from stn.data import get_spec, load_mnist
     from stn.localization import light_options
     from stn.model import ModelConfig, change_transform
     from stn.replay import save_replay
-    from stn.train import TrainConfig, fit
+    from stn.train import Checkpointing, TrainConfig, fit
     from stn.zoo import MNIST_LICENSE, models_dir, save_model
 
     if args.threads:
@@ -82,6 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
     out = _models_dir(args) or models_dir()
     _refuse_overwrite(name, out, args.force)
+    # where the run is saved as it goes (stn/checkpoint.py); main() names it if the run is interrupted
+    args.checkpoint_dir = checkpoint_dir = out / f"{name}.checkpoint"
+    started = _refuse_stale_checkpoint(name, checkpoint_dir, args) if not args.resume else None
     # the data's own sizes (the bundled subset has 4,000 and 1,000 digits, not MNIST's 60,000 and 10,000)
     n_train, n_test = (len(load_mnist(args.data, train=t)[1]) for t in (True, False))
     steps_per_epoch = (holdout["train"] if holdout else min(args.limit or n_train, n_train)) // args.batch_size
@@ -103,13 +110,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_start("--classifier-from", args.classifier_from, donor["card"], holdout)
     # read before anything is written: with --force the new run may replace the starting model's own files
     before_replay = _replay_of(init["card"], _models_dir(args) or models_dir()) if init is not None else None
-    print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
-    model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None,
-                     classifier_init=donor["weights"] if donor else None)
-    out.mkdir(parents=True, exist_ok=True)
-    replay_path = save_replay(out / f"{name}.replay.safetensors", res)
-    if before_replay is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
-        _chain_replay(replay_path, before_replay, init["card"]["config"]["transform"], transform, options)
+    command = [a for a in args.argv if a != "--resume"]  # the run's command, whichever part of it this is
+    checkpointing = Checkpointing(checkpoint_dir, args.checkpoint_every,
+                                  info={"init": args.init, "classifier_from": args.classifier_from},
+                                  notes={"command": "python -m stn " + " ".join(shlex.quote(a) for a in command)})
+    if args.resume:
+        checkpointing.resume = _resume_from(name, checkpoint_dir, config, train_cfg, checkpointing, args)
+        print(f"resuming {name} at step {checkpointing.resume.step} of {total}: {spec.description}", file=sys.stderr)
+    else:
+        if started is not None:  # --force: start over
+            remove_checkpoint(checkpoint_dir)
+            print(f"starting {name} over: deleted the checkpoint of its interrupted run ({started})", file=sys.stderr)
+        print(f"training {name}: {spec.description}; {total} steps of {args.batch_size}", file=sys.stderr)
+    try:
+        model, res = fit(config, train_cfg, args.data, progress=not args.quiet, init=init["weights"] if init else None,
+                         classifier_init=donor["weights"] if donor else None, checkpoint=checkpointing)
+    except CheckpointError as exc:  # damage found only when loaded into the optimiser
+        raise ValueError(f"{exc.problem}: it cannot be resumed; give --force without --resume to start the run "
+                         "over") from None
     n_params = sum(p.numel() for p in model.parameters())
     card = {
         "description": args.description or f"{'ST-CNN ' + transform if transform else 'CNN baseline'} on {spec.name.upper()}: {spec.description}",
@@ -133,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "hardware": res["hardware"],
             "torch": torch.__version__,
             "date": _dt.date.today().isoformat(),
-            "command": "python -m stn " + " ".join(shlex.quote(a) for a in args.argv),
+            "command": checkpointing.notes["command"],
         },
         "parameters": n_params,
         "replay": f"{name}.replay.safetensors",
@@ -161,10 +179,18 @@ def cmd_train(args: argparse.Namespace) -> int:
             "command": before["training"]["command"],
             "frozen": bool(args.freeze_classifier),
         }
+    if res["resumed_at"]:  # interrupted, and continued from a checkpoint: the steps it continued at
+        card["training"]["resumed_at"] = res["resumed_at"]
     if holdout:
         _record_holdout(card, holdout, args.limit, res["val_error"])
     _calibrate_new(model, name, card, res["test_error"], args)
+    # the replay after the calibration: a run interrupted before this point leaves none of its files behind
+    out.mkdir(parents=True, exist_ok=True)
+    replay_path = save_replay(out / f"{name}.replay.safetensors", res)
+    if before_replay is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
+        _chain_replay(replay_path, before_replay, init["card"]["config"]["transform"], transform, options)
     save_model(model, name, card, out)
+    remove_checkpoint(checkpoint_dir)  # the model is safe: nothing left to resume
     val = f" (val error {100 * res['val_error']:.2f}% on {holdout['digits']:,} held-out digits)" if holdout else ""
     print(
         f"{name}: test error {100 * res['test_error']:.2f}%{val} in {res['train_seconds']:.0f} s "
@@ -190,6 +216,72 @@ def _refuse_overwrite(name: str, directory: Path, force: bool) -> None:
     if there:
         raise ValueError(f"a model named {name} is already in {directory} ({', '.join(there)}): train under another "
                          f"name (--name NAME) or into another directory (--models-dir DIR), or give --force to replace it")
+
+
+def _refuse_stale_checkpoint(name: str, directory: Path, args: argparse.Namespace) -> str | None:
+    """Without ``--resume``: a checkpoint of an interrupted run of ``name`` is not replaced by a new run's
+    unless ``--force`` says so (hours of training would be lost to a forgotten ``--resume``). Returns what
+    the checkpoint holds ("step 9000 of 10000"), for a forced start to say what it deletes; None: none there."""
+    from stn.checkpoint import CheckpointError, peek
+
+    try:
+        body = peek(directory)
+        held = None if body is None else f"step {body.get('step')} of {body.get('total_steps')}"
+    except CheckpointError:
+        held = "damaged"
+    if held is None or args.force:
+        return held
+    raise ValueError(f"{directory} holds the checkpoint of an interrupted run of {name} ({held}): continue it with "
+                     "--resume (and the same arguments), or give --force to start over (the checkpoint is then "
+                     "deleted)")
+
+
+def _resume_from(
+    name: str, directory: Path, config: ModelConfig, train_cfg: TrainConfig, checkpointing: Checkpointing,
+    args: argparse.Namespace,
+) -> Checkpoint:
+    """``--resume``: the checkpoint of ``name``'s interrupted run, refused in one sentence (no checkpoint, a
+    damaged one, one of a run with other arguments) before any training."""
+    from stn.checkpoint import CheckpointError, CheckpointMismatch, check_same_run, check_weights, load_checkpoint, peek
+    from stn.model import STClassifier
+    from stn.train import default_device, run_settings
+
+    over = "give --force without --resume to start the run over"
+    try:
+        if peek(directory) is None:
+            others = sorted(f"{p.name}/" for p in directory.parent.glob("*.checkpoint")
+                            if (p / "checkpoint.json").exists())
+            there = f"; it holds {', '.join(others)}" if others else ""
+            raise ValueError(f"--resume: there is no checkpoint of {name} to resume in {directory.parent} (no "
+                             f"{directory.name}/{there}): run without --resume to start it, or give the --name and "
+                             "--models-dir of the interrupted run")
+        checkpoint = load_checkpoint(directory)
+        run = run_settings(config, train_cfg, args.data, default_device(), checkpointing.info)
+        check_same_run(checkpoint, run)
+        check_weights(checkpoint, STClassifier(config).state_dict())
+    except CheckpointMismatch as exc:
+        started = checkpoint.notes.get("command")
+        again = f" ({started} --resume)" if started else ""
+        raise ValueError(f"{exc.problem}: resume it with the arguments it was started with{again}, or {over}") from None
+    except CheckpointError as exc:
+        raise ValueError(f"{exc.problem}: it cannot be resumed; {over}") from None
+    return checkpoint
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """The line a Ctrl-C or SIGTERM ends ``stn train`` with: where the run is saved and how to resume it."""
+    from stn.checkpoint import CheckpointError, peek
+
+    directory = getattr(args, "checkpoint_dir", None)
+    try:
+        body = peek(directory) if directory is not None else None
+    except CheckpointError:
+        body = None
+    if body is None:
+        return "interrupted before a checkpoint was written: nothing to resume"
+    command = [a for a in args.argv if a != "--resume"] + ["--resume"]
+    return (f"interrupted; the run is saved at step {body.get('step')} of {body.get('total_steps')} in {directory}: "
+            "resume it with python -m stn " + " ".join(shlex.quote(a) for a in command))
 
 
 def _holdout(args: argparse.Namespace) -> dict:
@@ -648,7 +740,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "the card's val_error; choose between runs on it, not on the test error "
                         "(stn eval NAME --split val)")
     p.add_argument("--force", action="store_true",
-                   help="replace a model of the same name in the models directory (refused without it)")
+                   help="replace a model of the same name in the models directory (refused without it); without "
+                        "--resume, also start over a run whose interrupted checkpoint is there (it is deleted)")
+    p.add_argument("--checkpoint-every", type=_whole(0), default=500, metavar="N",
+                   help="save the whole run every N steps (default 500: about an epoch of MNIST in batches of 128, "
+                        "a few minutes at most on a CPU; 0: only when interrupted) in MODELS_DIR/NAME.checkpoint/, "
+                        "beside the model; Ctrl-C or SIGTERM saves it too, after the step under way. It is deleted "
+                        "once the model is written")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run saved in MODELS_DIR/NAME.checkpoint/ (give the arguments it was "
+                        "started with): it ends with the weights of a run never interrupted")
     p.add_argument("--threads", type=_whole(0), default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--description", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -739,8 +840,34 @@ def main(argv: list[str] | None = None) -> int:
         from stn.memory import keep_freed_memory
 
         keep_freed_memory()
+    # a SIGTERM ends a training run as Ctrl-C does: saved, with the line to resume it
+    before = _raise_on_sigterm() if args.command == "train" else None
     try:
         return int(args.func(args) or 0)
     except (DataNotFoundError, UnknownModelError, ValueError) as exc:
         print(f"stn {args.command}: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (stn.train.Interrupted): a line, not a traceback
+        what = _interrupted(args) if args.command == "train" else "interrupted"
+        print(f"stn {args.command}: {what}", file=sys.stderr)
+        return 128 + int(getattr(exc, "signum", signal.SIGINT))  # the shell's way: 130 for Ctrl-C, 143 for SIGTERM
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _raise_on_sigterm() -> object | None:
+    """Make SIGTERM raise :class:`stn.train.Interrupted` (a KeyboardInterrupt) instead of ending the process on
+    the spot (training defers it to the end of the step under way); returns the handler it replaced, for
+    ``main`` to put back. Main thread only (elsewhere: None, nothing changes)."""
+    import threading
+
+    from stn.train import Interrupted
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    before = signal.signal(signal.SIGTERM, handler)
+    return before if before is not None else signal.SIG_DFL

@@ -33,6 +33,8 @@ __all__ = [
     "load_mnist",
     "make_batch",
     "train_batches",
+    "BatchStream",
+    "StreamState",
     "training_digits",
     "test_set",
     "val_set",
@@ -524,7 +526,8 @@ def train_batches(
     device: torch.device | str = "cpu",
     limit: int | None = None,
     holdout: int = 0,
-) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+    resume: StreamState | None = None,
+) -> BatchStream:
     """An endless sequence of epochs; each epoch yields freshly distorted training batches
     ``(B, 1, H, W)`` with targets ``(B,)`` or ``(B, digits)``.
 
@@ -533,6 +536,9 @@ def train_batches(
     drawn, neither as a batch's digits nor as clutter or a Pair's second digit. Every
     batch is whole (the last few digits of an epoch wait for the next), so a ``batch_size``
     larger than the digits is refused here, not met by an epoch with no batch in it.
+
+    ``resume``: where an earlier stream of the same arguments was (:meth:`BatchStream.state`);
+    this one then draws the very batches that one would have drawn next.
     """
     images, labels = training_digits(root, holdout, limit)
     if batch_size < 1:
@@ -541,23 +547,73 @@ def train_batches(
         more = ", or a larger limit" if limit is not None and limit < batch_size else ""
         raise ValueError(f"batch size {batch_size} is more than the {len(images)} training digits: "
                          f"use a batch size of at most {len(images)}{more}")
-    return _epochs(name, batch_size, images.to(device), labels.to(device), seed, device)
+    return BatchStream(name, batch_size, images.to(device), labels.to(device), seed, device, resume)
 
 
-def _epochs(
-    name: str, batch_size: int, images: torch.Tensor, labels: torch.Tensor, seed: int, device: torch.device | str
-) -> Iterator[Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    g = torch.Generator(device=device).manual_seed(seed)
-    n = len(images)
+@dataclass
+class StreamState:
+    """Where a :class:`BatchStream` is: enough to draw the same batches again, in another process."""
 
-    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(n, generator=g, device=device)
-        for start in range(0, n - batch_size + 1, batch_size):
-            idx = order[start : start + batch_size]
-            yield make_batch(name, images[idx], labels[idx], images, labels, g)
+    generator: torch.Tensor  # (K,) uint8: the state of the stream's torch.Generator (K depends on its device)
+    order: torch.Tensor | None  # (N,) int64: the current epoch's order of the N digits; None: not drawn yet
+    position: int  # batches of the current epoch drawn so far
 
-    while True:
-        yield epoch()
+
+class BatchStream:
+    """The epochs of :func:`train_batches`: iterate it for epochs, iterate an epoch for batches (one
+    epoch at a time: they share the stream's position).
+
+    One seeded ``torch.Generator`` draws each epoch's order of the digits (when its first batch is
+    asked for) and then every distortion, so the stream is a function of the seed alone; its
+    :meth:`state` between two batches, given back as ``resume``, continues it exactly.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        seed: int,
+        device: torch.device | str,
+        resume: StreamState | None = None,
+    ) -> None:
+        self.name, self.batch_size, self.images, self.labels, self.device = name, batch_size, images, labels, device
+        self._g = torch.Generator(device=device).manual_seed(seed)
+        self._order: torch.Tensor | None = None
+        self._position = 0
+        self._continue = False  # the next epoch carries on with the resumed one's order
+        if resume is not None:
+            n_batches = len(images) // batch_size
+            if resume.order is not None and (len(resume.order) != len(images) or not 0 <= resume.position <= n_batches):
+                raise ValueError(f"cannot resume at batch {resume.position} of an epoch of {len(resume.order)} digits: "
+                                 f"this stream's epochs are {n_batches} batches of its {len(images)} digits")
+            self._g.set_state(resume.generator.cpu())
+            if resume.order is not None:
+                self._order, self._position, self._continue = resume.order.to(device), resume.position, True
+
+    def state(self) -> StreamState:
+        """The position now (call it between batches): the generator's state and the current epoch's order."""
+        order = None if self._order is None else self._order.cpu().clone()
+        return StreamState(self._g.get_state(), order, self._position)
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self._epoch()
+
+    def _epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, b = len(self.images), self.batch_size
+        if self._continue:
+            self._continue = False
+        else:
+            self._order = torch.randperm(n, generator=self._g, device=self.device)
+            self._position = 0
+        while (start := self._position * b) + b <= n:
+            idx = self._order[start : start + b]
+            self._position += 1
+            yield make_batch(self.name, self.images[idx], self.labels[idx], self.images, self.labels, self._g)
 
 
 def test_set(
