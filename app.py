@@ -1517,10 +1517,10 @@ def launch_kwargs() -> dict[str, Any]:
     (webui/request_shape.py). A new dict each time: Gradio adds its own entries to ``app_kwargs`` at
     every launch."""
     waiting = lambda: getattr(getattr(demo, "_queue", None), "pending_messages_per_session", None)
-    middleware = [Middleware(CompressPage),
-                  Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
+    middleware = [Middleware(UploadSpace, folder=get_upload_folder, min_free=MIN_FREE_DISK),
                   Middleware(RequestShape, fns=lambda: demo.fns, sessions=waiting),
-                  Middleware(ReadAhead, on_upload=read_ahead)]
+                  Middleware(ReadAhead, on_upload=read_ahead),
+                  Middleware(CompressPage)]
     return {**LAUNCH_KWARGS, "app_kwargs": {"middleware": middleware}}
 
 

@@ -472,7 +472,7 @@ def test_about_and_config(app):
     assert not {"server_name", "server_port"} & set(app.LAUNCH_KWARGS)  # GRADIO_SERVER_NAME/PORT decide
     first, second = app.launch_kwargs(), app.launch_kwargs()  # Gradio writes into app_kwargs at each launch
     assert first["app_kwargs"] is not second["app_kwargs"] and first["max_file_size"] == app.LAUNCH_KWARGS["max_file_size"]
-    assert [m.cls.__name__ for m in first["app_kwargs"]["middleware"]] == ["CompressPage", "UploadSpace", "RequestShape", "ReadAhead"]
+    assert [m.cls.__name__ for m in first["app_kwargs"]["middleware"]] == ["UploadSpace", "RequestShape", "ReadAhead", "CompressPage"]
     assert callable(app.main) and app.gpu(len) is len  # no `spaces` here: the ZeroGPU wrapper is a no-op
     titles = [b.label for b in app.demo.blocks.values() if isinstance(b, gr.Tab)]
     order = [t for t in titles if t in ("Read a digit", "θ playground", "Sampling kernel", "Invariance", "Watch it learn", "About")]
