@@ -70,6 +70,7 @@ from starlette.middleware import Middleware
 
 from stn import serving, viz
 from stn.inference import SWEEP_ANGLES, TRAIN_ROTATION, Engine, ImageError, Result, UnknownModelError, rotation_followed
+from stn.preprocess import MAX_FILE_BYTES, MAX_PIXELS
 from stn.serving import ReaderPool, ReaderUnavailable
 from webui import sessions
 from webui.compress_page import CompressPage
@@ -1191,6 +1192,62 @@ PLOT_RESIZE_JS = """(() => {
     .observe(document.documentElement, {childList: true, subtree: true});
 })();"""
 
+# A phone's photo is a 3-5 MB JPEG: over a phone's uplink (0.75 Mbit/s) most of a minute before the reading can
+# start, while the reading needs a few hundred pixels of the digit. A JPEG over SHRINK_BYTES chosen in the Upload
+# tab is shrunk in the browser to SHRINK_SIDE px on its longer side (upright as its EXIF says), under its own name,
+# before Gradio uploads it; other files, and JPEGs that would not get smaller, go as they are (a PNG's alpha holds a
+# sketch's strokes). 60 of 60 12-MP photos read alike shrunk and not (bench/README.md, twenty-first pass). A JPEG
+# the server would refuse (over 10 MB, over MAX_PIXELS by its header, or no header) goes as it is and gets its
+# sentence: the browser never decodes a decompression bomb.
+SHRINK_SIDE, SHRINK_BYTES = 1600, 1_000_000
+SHRINK_PHOTOS_JS = """(() => {
+  const SIDE = SHRINK_SIDE, BYTES = SHRINK_BYTES, MAX_BYTES = SHRINK_MAX_BYTES, MAX_PIXELS = SHRINK_MAX_PIXELS;
+  const big = (f) => f.type === 'image/jpeg' && f.size > BYTES && f.size <= MAX_BYTES;
+  const pixels = async (f) => {  // width × height from the JPEG's frame header, or 0
+    const b = new Uint8Array(await f.slice(0, 1 << 18).arrayBuffer());
+    if (b[0] !== 0xFF || b[1] !== 0xD8) return 0;
+    for (let i = 2; i + 9 < b.length;) {
+      if (b[i] !== 0xFF) return 0;
+      const m = b[i + 1];
+      if (m === 0xFF) { i += 1; continue; }
+      if (m >= 0xC0 && m <= 0xCF && m !== 0xC4 && m !== 0xC8 && m !== 0xCC) return ((b[i + 5] << 8) | b[i + 6]) * ((b[i + 7] << 8) | b[i + 8]);
+      i += 2 + ((b[i + 2] << 8) | b[i + 3]);
+    }
+    return 0;
+  };
+  const shrink = async (f) => {
+    if (!big(f)) return f;
+    const n = await pixels(f);
+    if (!n || n > MAX_PIXELS) return f;
+    let bmp;
+    try { bmp = await createImageBitmap(f, {imageOrientation: 'from-image'}); } catch (e) { return f; }  // the server names what is wrong
+    const k = Math.min(1, SIDE / Math.max(bmp.width, bmp.height));
+    const c = document.createElement('canvas');
+    c.width = Math.max(1, Math.round(bmp.width * k)); c.height = Math.max(1, Math.round(bmp.height * k));
+    const g = c.getContext('2d');
+    g.imageSmoothingQuality = 'high';
+    g.drawImage(bmp, 0, 0, c.width, c.height);
+    bmp.close();
+    const blob = await new Promise((done) => c.toBlob(done, 'image/jpeg', 0.92));
+    return blob && blob.size < f.size ? new File([blob], f.name, {type: 'image/jpeg', lastModified: f.lastModified}) : f;
+  };
+  const ours = new WeakSet();
+  document.addEventListener('change', async (ev) => {  // before Gradio's own listener on the input
+    const input = ev.target;
+    if (!(input instanceof HTMLInputElement) || input.type !== 'file' || !input.closest('#stn-upload')) return;
+    if (ours.has(ev) || !Array.from(input.files || []).some(big)) return;
+    ev.stopImmediatePropagation();
+    const files = await Promise.all(Array.from(input.files).map(shrink));
+    const dt = new DataTransfer();
+    files.forEach((f) => dt.items.add(f));
+    input.files = dt.files;
+    const again = new Event('change', {bubbles: true});
+    ours.add(again);
+    input.dispatchEvent(again);
+  }, true);
+})();""".replace("SHRINK_SIDE", str(SHRINK_SIDE)).replace("SHRINK_BYTES", str(SHRINK_BYTES)).replace(
+    "SHRINK_MAX_BYTES", str(min(MAX_FILE_BYTES, 10 * 2**20))).replace("SHRINK_MAX_PIXELS", str(MAX_PIXELS))
+
 # The reading's verdict (its first line) copied under the pad, in the page: on a phone the reading is a screen below.
 VERDICT_MINI_JS = """(html) => {
   const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h2, #stn-not-read, #stn-pad-cleared');
@@ -1497,7 +1554,8 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
-    "head": f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script><script>{LIVE_REGIONS_JS}</script>",
+    "head": (f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script><script>{LIVE_REGIONS_JS}</script>"
+             f"<script>{SHRINK_PHOTOS_JS}</script>"),
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,

@@ -7,6 +7,7 @@ the page at phone width and in dark mode, a number uploaded at phone width (its 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import socket
@@ -586,3 +587,66 @@ def _shoot_the_reading(page, name: str) -> None:
     page.locator("#stn-summary").scroll_into_view_if_needed()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name))
+
+
+def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_path):
+    """A 12-MP JPEG over ``SHRINK_BYTES`` reaches the server shrunk to ``SHRINK_SIDE`` px, under its own name, and
+    reads as the whole file does; a PNG (a sketch's strokes may live in its alpha) and a small JPEG arrive byte for
+    byte."""
+    import numpy as np
+    from PIL import Image
+
+    from stn.uploads import photo_images
+
+    expect = sync_api.expect
+    base, app = url
+    from gradio.processing_utils import get_upload_folder
+
+    uploads = Path(get_upload_folder())
+
+    def arrived(name: str) -> Path:  # the newest upload of that name in Gradio's cache, once it is there
+        for _ in range(600):
+            if found := sorted(uploads.rglob(name), key=lambda p: p.stat().st_mtime):
+                return found[-1]
+            page.wait_for_timeout(100)
+        raise AssertionError(f"{name} never reached the server")
+
+    img, _ = next(photo_images(1, seed=3, root="bundled", conditions=("phone photo",)))
+    grey = np.asarray(img.convert("L"), np.float32) + np.random.default_rng(0).normal(0, 6, img.size[::-1])  # a sensor's grain
+    photo = tmp_path / "IMG_0001.jpg"
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB").save(photo, quality=92)
+    assert photo.stat().st_size > app.SHRINK_BYTES and max(img.size) > app.SHRINK_SIDE
+    try:
+        whole = app.ENGINE.predict(str(photo), app.DEFAULT).reading
+    except app.ImageError:
+        pytest.skip("the default model refuses this photo")
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    crops = page.locator("#stn-crops img").first
+    shown = crops.get_attribute("src")
+    page.locator("#stn-upload input[type=file]").set_input_files(str(photo))
+    got = arrived("IMG_0001.jpg")
+    expect(crops).not_to_have_attribute("src", shown)  # the photo's reading, not the first example's
+    expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
+    assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
+    assert max(Image.open(got).size) == app.SHRINK_SIDE and Image.open(got).format == "JPEG"
+
+    for name, save in (("sketch.png", {"format": "PNG"}), ("small.jpg", {"format": "JPEG", "quality": 90})):
+        path = tmp_path / name
+        img.convert("RGB").resize((400, 300)).save(path, **save)
+        page.locator("#stn-upload input[type=file]").set_input_files(str(path))
+        assert arrived(name).read_bytes() == path.read_bytes(), name
+
+    # over the server's pixel limit by its header: never decoded in the browser, sent as it is, refused with its sentence
+    from stn.preprocess import MAX_PIXELS
+
+    huge = np.full((6000, 8000), 235, np.uint8)
+    huge[:1500, :1500] = np.random.default_rng(1).integers(0, 256, (1500, 1500))
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(huge).save(path, quality=95)
+    assert path.stat().st_size > app.SHRINK_BYTES and huge.size > MAX_PIXELS
+    page.locator("#stn-upload input[type=file]").set_input_files(str(path))
+    assert arrived("huge.jpg").read_bytes() == path.read_bytes()
+    expect(page.get_by_text("is too large").first).to_be_visible()
