@@ -7,7 +7,6 @@ the page at phone width and in dark mode, a number uploaded at phone width (its 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import socket
