@@ -1237,10 +1237,12 @@ SHRINK_PHOTOS_JS = """(() => {
     if (!(input instanceof HTMLInputElement) || input.type !== 'file' || !input.closest('#stn-upload')) return;
     if (ours.has(ev) || !Array.from(input.files || []).some(big)) return;
     ev.stopImmediatePropagation();
-    const files = await Promise.all(Array.from(input.files).map(shrink));
-    const dt = new DataTransfer();
-    files.forEach((f) => dt.items.add(f));
-    input.files = dt.files;
+    try {
+      const files = await Promise.all(Array.from(input.files).map(shrink));
+      const dt = new DataTransfer();
+      files.forEach((f) => dt.items.add(f));
+      input.files = dt.files;
+    } catch (e) {}  // a browser without DataTransfer(): the files go as chosen
     const again = new Event('change', {bubbles: true});
     ours.add(again);
     input.dispatchEvent(again);

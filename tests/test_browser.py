@@ -649,3 +649,13 @@ def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_pat
     page.locator("#stn-upload input[type=file]").set_input_files(str(path))
     assert arrived("huge.jpg").read_bytes() == path.read_bytes()
     expect(page.get_by_text("is too large").first).to_be_visible()
+
+    # a browser that cannot replace an input's files (no DataTransfer constructor): the photo goes whole, not lost
+    old = browser_context.new_page()
+    old.add_init_script("window.DataTransfer = function () { throw new TypeError('Illegal constructor'); };")
+    old.goto(base)
+    _wait_for_views(old, expect, 0)
+    shown = old.locator("#stn-crops img").first.get_attribute("src")
+    old.locator("#stn-upload input[type=file]").set_input_files(str(photo))
+    expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
+    assert arrived("IMG_0001.jpg").read_bytes() == photo.read_bytes()
