@@ -1193,8 +1193,8 @@ PLOT_RESIZE_JS = """(() => {
 })();"""
 
 # A phone's photo is a 3-5 MB JPEG: over a phone's uplink (0.75 Mbit/s) most of a minute before the reading can
-# start, while the reading needs a few hundred pixels of the digit. A JPEG over SHRINK_BYTES chosen in the Upload
-# tab is shrunk in the browser to SHRINK_SIDE px on its longer side (upright as its EXIF says), under its own name,
+# start, while the reading needs a few hundred pixels of the digit. A JPEG over SHRINK_BYTES chosen or dropped in the
+# Upload tab is shrunk in the browser to SHRINK_SIDE px on its longer side (upright as its EXIF says), under its own name,
 # before Gradio uploads it; other files, and JPEGs that would not get smaller, go as they are (a PNG's alpha holds a
 # sketch's strokes). 60 of 60 12-MP photos read alike shrunk and not (bench/README.md, twenty-first pass). A JPEG
 # the server would refuse (over 10 MB, over MAX_PIXELS by its header, or no header) goes as it is and gets its
@@ -1231,6 +1231,9 @@ SHRINK_PHOTOS_JS = """(() => {
     const blob = await new Promise((done) => c.toBlob(done, 'image/jpeg', 0.92));
     return blob && blob.size < f.size ? new File([blob], f.name, {type: 'image/jpeg', lastModified: f.lastModified}) : f;
   };
+  const shrinkAll = async (files) => {
+    try { return await Promise.all(files.map(shrink)); } catch (e) { return files; }
+  };
   const ours = new WeakSet();
   document.addEventListener('change', async (ev) => {  // before Gradio's own listener on the input
     const input = ev.target;
@@ -1238,7 +1241,7 @@ SHRINK_PHOTOS_JS = """(() => {
     if (ours.has(ev) || !Array.from(input.files || []).some(big)) return;
     ev.stopImmediatePropagation();
     try {
-      const files = await Promise.all(Array.from(input.files).map(shrink));
+      const files = await shrinkAll(Array.from(input.files));
       const dt = new DataTransfer();
       files.forEach((f) => dt.items.add(f));
       input.files = dt.files;
@@ -1246,6 +1249,24 @@ SHRINK_PHOTOS_JS = """(() => {
     const again = new Event('change', {bubbles: true});
     ours.add(again);
     input.dispatchEvent(again);
+  }, true);
+  // A photo dragged from a desktop's folder: the drop is held, and sent again carrying the shrunk file. Only where a
+  // drop can be made with other files; elsewhere it goes on untouched, whole.
+  const redrop = (() => {
+    try { const d = new DataTransfer(); return new DragEvent('drop', {dataTransfer: d}).dataTransfer === d; } catch (e) { return false; }
+  })();
+  document.addEventListener('drop', async (ev) => {
+    const at = ev.target;
+    if (!redrop || ours.has(ev) || !(at instanceof Element) || !at.closest('#stn-upload') || !ev.dataTransfer) return;
+    const dropped = Array.from(ev.dataTransfer.files || []);  // readable only while the event is dispatched
+    if (!dropped.some(big)) return;
+    ev.preventDefault();  // else the browser opens the file in the tab
+    ev.stopImmediatePropagation();
+    const dt = new DataTransfer();
+    (await shrinkAll(dropped)).forEach((f) => dt.items.add(f));
+    const again = new DragEvent('drop', {bubbles: true, cancelable: true, dataTransfer: dt});
+    ours.add(again);
+    at.dispatchEvent(again);
   }, true);
 })();""".replace("SHRINK_SIDE", str(SHRINK_SIDE)).replace("SHRINK_BYTES", str(SHRINK_BYTES)).replace(
     "SHRINK_MAX_BYTES", str(min(MAX_FILE_BYTES, 10 * 2**20))).replace("SHRINK_MAX_PIXELS", str(MAX_PIXELS))

@@ -659,3 +659,79 @@ def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_pat
     old.locator("#stn-upload input[type=file]").set_input_files(str(photo))
     expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
     assert arrived("IMG_0001.jpg").read_bytes() == photo.read_bytes()
+
+
+# A file dropped on the Upload tab, as a desktop's file manager drops it: a DataTransfer carrying the file.
+DROP_JS = """([b64, name, type]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const dt = new DataTransfer();
+  dt.items.add(new File([bytes], name, {type}));
+  const Drop = window.__RealDragEvent || DragEvent;
+  document.querySelector('#stn-upload .upload-container')
+    .dispatchEvent(new Drop('drop', {bubbles: true, cancelable: true, dataTransfer: dt}));
+}"""
+
+
+def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_path):
+    """A 12-MP JPEG dragged onto the Upload tab reaches the server shrunk to ``SHRINK_SIDE`` px under its name and
+    reads as the whole file does; a dropped PNG arrives byte for byte; where a drop cannot be made with other files
+    the photo goes whole, not lost."""
+    import base64
+
+    import numpy as np
+    from gradio.processing_utils import get_upload_folder
+    from PIL import Image
+
+    from stn.uploads import photo_images
+
+    expect = sync_api.expect
+    base, app = url
+    uploads = Path(get_upload_folder())
+
+    def arrived(name: str, page) -> Path:
+        for _ in range(600):
+            if found := sorted(uploads.rglob(name), key=lambda p: p.stat().st_mtime):
+                return found[-1]
+            page.wait_for_timeout(100)
+        raise AssertionError(f"{name} never reached the server")
+
+    def drop(page, path: Path, type_: str) -> None:
+        page.evaluate(DROP_JS, [base64.b64encode(path.read_bytes()).decode(), path.name, type_])
+
+    img, _ = next(photo_images(1, seed=5, root="bundled", conditions=("phone photo",)))
+    grey = np.asarray(img.convert("L"), np.float32) + np.random.default_rng(1).normal(0, 6, img.size[::-1])
+    photo = tmp_path / "IMG_0002.jpg"
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB").save(photo, quality=92)
+    assert photo.stat().st_size > app.SHRINK_BYTES and max(img.size) > app.SHRINK_SIDE
+    try:
+        whole = app.ENGINE.predict(str(photo), app.DEFAULT).reading
+    except app.ImageError:
+        pytest.skip("the default model refuses this photo")
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    crops = page.locator("#stn-crops img").first
+    shown = crops.get_attribute("src")
+    drop(page, photo, "image/jpeg")
+    got = arrived(photo.name, page)
+    expect(crops).not_to_have_attribute("src", shown)
+    expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
+    assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
+    assert max(Image.open(got).size) == app.SHRINK_SIDE and Image.open(got).format == "JPEG"
+
+    sketch = tmp_path / "dropped.png"
+    img.convert("RGB").resize((400, 300)).save(sketch)
+    drop(page, sketch, "image/png")
+    assert arrived(sketch.name, page).read_bytes() == sketch.read_bytes()
+
+    # a browser whose drop events cannot carry other files: the drop goes on untouched, the photo whole
+    old = browser_context.new_page()
+    old.add_init_script("""window.__RealDragEvent = DragEvent;
+      window.DragEvent = function (type, init) { return new window.__RealDragEvent(type, {...init, dataTransfer: null}); };""")
+    old.goto(base)
+    _wait_for_views(old, expect, 0)
+    shown = old.locator("#stn-crops img").first.get_attribute("src")
+    drop(old, photo, "image/jpeg")
+    expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
+    assert arrived(photo.name, old).read_bytes() == photo.read_bytes()
