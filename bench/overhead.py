@@ -217,7 +217,7 @@ def upload_images(n: int) -> list[tuple[str, bytes]]:
     try:
         from stn.uploads import font_images, sketch_images
 
-        for i, (img, _) in enumerate(sketch_images(n // 3, seed=1)):
+        for i, (img, _) in enumerate(sketch_images(n // 3, seed=1, root="bundled")):  # as the paper ones below
             buf = io.BytesIO()
             img.save(buf, "PNG")
             out.append((f"sketch{i}.png", buf.getvalue()))

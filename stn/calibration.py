@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stn.data import load_mnist
 from stn.model import STClassifier
 from stn.preprocess import ImageError, prepare
 from stn.uploads import cropped_images, number_images, photo_images, sketch_images
@@ -91,6 +92,8 @@ def calibrate(model: STClassifier, n: int = 3000, quantile: float = QUANTILE, se
         raise ValueError(f"quantile must lie between 0 and 1, got {quantile}")
     cfg = model.config
     x, y = _prepared(tuple(cfg.input_size), float(cfg.digit_size), model.heads, n, seed, root)
+    held = len(load_mnist(root, train=False)[1])
+    last = FIRST_DIGIT + (n * model.heads if model.heads > 1 else 3 * -(-n // 3))  # one past the last digit drawn
     tops, labels = top_logits(model, x)
     right = labels == y
     if int(right.sum()) < 20:
@@ -103,5 +106,9 @@ def calibrate(model: STClassifier, n: int = 3000, quantile: float = QUANTILE, se
         "read_right": int(right.sum()),
         "under_floor": int((tops < floor).sum()),  # all pictures, the misread ones too
         "kinds": "two-digit numbers" if model.heads > 1 else "sketches, photos, digits cut to their box",
+        # a set with fewer digits wraps round onto the first ones, which stn uploads measures: not for a card
+        "digits": f"MNIST test digits {FIRST_DIGIT}-{last - 1}" if last <= held
+        else f"all {held} test digits, wrapping round (the first ones are those stn uploads measures)",
+        "overlaps_uploads": last > held,
         "how": f"python -m stn calibrate {name or getattr(model, 'name', 'NAME')} --write (stn/calibration.py, seed {seed})",
     }

@@ -111,11 +111,13 @@ PHOTO_CONDITIONS = ("dim room", "hard shadow", "note on a desk", "vignetting", "
 
 def _mnist_test(root: str | None, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST's test digits from ``start`` on (wrapping round): sets made from other digits than the
-    first ones (:mod:`stn.calibration`'s) use a later ``start``."""
-    try:
-        images, labels = load_mnist(root, train=False)
-    except FileNotFoundError:
-        images, labels = load_mnist("bundled", train=False)
+    first ones (:mod:`stn.calibration`'s) use a later ``start``. ``root="bundled"``: the 1,000 in
+    ``assets/``; no silent fallback to them, which would measure other digits than the caller asked for.
+
+    Raises:
+        FileNotFoundError: no MNIST under ``root`` (or ``$STN_DATA``), with where it looked.
+    """
+    images, labels = load_mnist(root, train=False)
     start %= len(images)
     return (images.roll(-start, 0), labels.roll(-start, 0)) if start else (images, labels)
 

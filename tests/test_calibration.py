@@ -33,6 +33,31 @@ def test_calibration_digits_are_not_the_measured_ones() -> None:
     assert [y for _, y in items] == [int(labels[(s + k) % n]) for k in (0, 1) for s in starts]
 
 
+def test_no_mnist_is_an_error_not_the_bundled_digits(tmp_path, monkeypatch) -> None:
+    """Without MNIST the sets once fell back to the bundled 1,000 digits without a word: calibration then wrapped
+    round onto the very digits ``stn uploads`` measures, and ``--write`` put that floor in the card."""
+    monkeypatch.delenv("STN_DATA", raising=False)
+    for make in (sketch_images, photo_images, cropped_images):
+        with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+            next(make(1, root=str(tmp_path)))
+    model = STClassifier(ModelConfig("r", (28, 28))).eval()
+    with pytest.raises(FileNotFoundError):
+        calibrate(model, n=30, root=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_calibration_says_which_digits_it_used() -> None:
+    model = load_model(DEFAULT_MODEL, device="cpu")
+    small = calibrate(model, n=30, root="bundled")  # 1,000 digits: from 5,000 on wraps round to the first ones
+    assert small["overlaps_uploads"] and "wrapping round" in small["digits"]
+    try:
+        load_mnist(None, train=False)
+    except FileNotFoundError:
+        pytest.skip("MNIST not found (CI sets STN_DATA)")
+    full = calibrate(model, n=30)
+    assert not full["overlaps_uploads"] and full["digits"] == f"MNIST test digits {FIRST_DIGIT}-{FIRST_DIGIT + 29}"
+
+
 def test_top_logits_in_batches() -> None:
     model = STClassifier(ModelConfig("rts", (42, 42), transform="affine")).eval()
     x = torch.rand(5, 1, 42, 42)
