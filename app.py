@@ -127,8 +127,9 @@ sessions.install()
 # it a Space's disk fills with uploads. An upload older than that can no longer be re-read when the
 # model changes; change_model says so (UPLOAD_GONE).
 DELETE_CACHE = (900, 3600)  # (every N seconds, files older than M seconds)
-SESSION_GONE = ("**No digit to work on.** This page's session has expired (the server keeps only the most recent "
-                "sessions) or nothing has been read yet: upload or draw a digit again in *Read a digit*.")
+SESSION_GONE = ("**No digit to work on.** Nothing has been read on this page yet, the last picture was not read, or "
+                "the page's session has expired (the server keeps only the most recent sessions): upload or draw a digit "
+                "again in *Read a digit*.")
 UPLOAD_GONE = ("The picture you read is no longer on the server (uploads are kept for an hour): "
                "upload or draw a digit again.")
 
@@ -218,6 +219,9 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+DRAWING_NAME = "Your drawing"  # how a refusal names the sketchpad's picture
+
+
 @dataclass(frozen=True)
 class Drawing:
     """A sketch as the session keeps it: its ink (the RGBA image's alpha plane), zlib-compressed.
@@ -237,7 +241,7 @@ class Drawing:
         """The RGBA picture: black strokes whose opacity is the ink, as :func:`sketch_image` makes them."""
         rgba = Image.new("RGBA", self.size, (0, 0, 0, 0))
         rgba.putalpha(Image.frombytes("L", self.size, zlib.decompress(self.alpha)))
-        return rgba
+        return _named_drawing(rgba)
 
 
 @dataclass
@@ -276,10 +280,10 @@ _plot_height = serving.plot_height
 
 
 def _model_label(name: str) -> str:
+    """The name (task and family: ``rts-affine-upright``) and its test error: the part that tells the models apart
+    stays in a phone's selector, which cut "rts-affine-upright (affine on RTS, 0.5% error)" before the error."""
     info = ENGINE.info[name]
-    kind = f"{info.transform}" + (f" ×{info.heads}" if info.heads > 1 else "") if info.has_transformer else "plain CNN"
-    err = f", {100 * info.test_error:.1f}% error" if info.test_error is not None else ""
-    return f"{name} ({kind} on {info.dataset.upper()}{err})"
+    return f"{name} ({100 * info.test_error:.1f}% error)" if info.test_error is not None else name
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -292,7 +296,7 @@ def model_note(name: str | None) -> str:
     if not name or name not in ENGINE.info:
         return DEFAULT_NOTE or "No model selected."
     info = ENGINE.info[name]
-    lines = [f"{info.description}."]
+    lines = [info.description.rstrip(".") + "."]  # some cards end their description with a full stop
     if info.baseline:
         lines.append(f"Compared with the plain CNN `{info.baseline}`, trained on the same data.")
     elif info.has_transformer:
@@ -423,7 +427,13 @@ def sketch_image(value: dict | None) -> Image.Image:
         raise refusal("The sketchpad is empty: draw a digit first.", title="Nothing to read")
     rgba = np.zeros((*alpha.shape, 4), dtype=np.uint8)
     rgba[..., 3] = alpha
-    return Image.fromarray(rgba, "RGBA")
+    return _named_drawing(Image.fromarray(rgba, "RGBA"))
+
+
+def _named_drawing(image: Image.Image) -> Image.Image:
+    """The library names a picture by its ``filename`` in a refusal's sentence ("the image: ..." otherwise)."""
+    image.filename = DRAWING_NAME  # type: ignore[attr-defined]
+    return image
 
 
 @dataclass
@@ -434,6 +444,15 @@ class Pad:
 
     clears: int = 0  # how many times the pad was found empty
     clear: bool = False  # empty now: a model change then has no picture, and says nothing of a session
+
+
+@dataclass
+class Refused:
+    """The picture this page last had refused (its sentence in a toast), still shown in the input: a model change
+    reads it again (another model may read it: a number on the pair model) instead of the last picture read.
+    Mutated in place, as :class:`Pad` is."""
+
+    source: str | bytes | Drawing | None = None
 
 
 def _unless_cleared(pad: Pad | None, start: int, outputs: tuple) -> tuple:
@@ -476,6 +495,37 @@ def cleared_views() -> tuple:
     return (None, NOT_READ_HTML, "", None)
 
 
+def _refused(source: Any, refused: Refused | None) -> tuple:
+    """The views emptied and the session dropped: the teaching tabs and a model change no longer work on the
+    picture read before the refused one (a model change reads the refused one again, when it is known)."""
+    if refused is not None:
+        refused.source = source
+    return (*cleared_views(), None)
+
+
+def refused_upload(image: Any, refused: Refused | None = None) -> tuple:
+    """After the Upload tab's picture was refused."""
+    try:
+        path = _upload_path(image)
+    except gr.Error:  # not an upload: nothing to read again
+        path = None
+    return _refused(path, refused)
+
+
+def refused_sketch(value: dict | None, refused: Refused | None = None) -> tuple:
+    """After the drawing was refused."""
+    try:
+        drawing = Drawing.of(sketch_image(value))
+    except Exception:  # noqa: BLE001 - an empty or damaged pad: nothing to read again
+        drawing = None
+    return _refused(drawing, refused)
+
+
+def refused_by_model(session: Session | None, refused: Refused | None = None) -> tuple:
+    """After the new model refused the picture: it is read again at the next model change."""
+    return _refused(session.source if session is not None else refused.source if refused is not None else None, refused)
+
+
 PAD_CLEARED_HTML = ('<div id="stn-pad-cleared">The pad is clear: draw a digit, and it is read after each stroke.</div>')
 
 
@@ -486,11 +536,19 @@ def cleared_pad() -> tuple:
 
 
 @user_errors
-def change_model(model: str | None, session: Session | None, pad: Pad | None = None) -> tuple:
-    """A new model: its note, and the current picture read again with it."""
+def change_model(model: str | None, session: Session | None, pad: Pad | None = None, refused: Refused | None = None) -> tuple:
+    """A new model: its note, and the current picture read again with it (the one refused, if it was)."""
     note = model_note(model)
     if session is None and pad is not None and pad.clear:  # the pad was cleared: nothing to read, nothing lost
         return (note, *cleared_pad())
+    if session is None and refused is not None and refused.source is not None:
+        source = refused.source
+        picture = source.image() if isinstance(source, Drawing) else source
+        if isinstance(picture, str) and not Path(picture).is_file():
+            raise refusal(UPLOAD_GONE, title="Read the digit again")
+        result = _infer(picture, _resolve_model(model))
+        refused.source = None
+        return (note, *_main_outputs(result), Session.of(result, source))
     if session is None:  # evicted: the view shows a picture this server no longer has
         gr.Warning(SESSION_GONE.replace("*", ""), title="Read the digit again")
         # emptied, so that the last model's reading is not shown under the new model's name
@@ -744,7 +802,8 @@ def invariance_view(session: Session | None, rotation: float, scale: float, dx: 
     r = ENGINE.predict_tensor(x, res.model)
     info = r.info
     fig = viz.grid_figure(r.input, ENGINE.transform(r.model), r.reading.params, info.crop_size, height=_plot_height(info.input_size, 400, 220, 340))
-    text = f"## The transformer reads **{r.reading.label}** ({_pct(r.reading.probs.max())})"
+    reader = "The transformer" if info.has_transformer else "The plain CNN"
+    text = f"## {reader} reads **{r.reading.label}** ({_pct(r.reading.probs.max())})"
     if r.baseline is not None:
         text += f"; the plain CNN reads **{r.baseline.label}** ({_pct(r.baseline.probs.max())})"
     if r.info.has_transformer and r.reading.params:
@@ -752,7 +811,18 @@ def invariance_view(session: Session | None, rotation: float, scale: float, dx: 
         if rot is not None and info.transform != "attention":
             text += f"\nThe grid is turned {rot['rotation']:+.0f}° (the input by {rotation:+.0f}°)."
     chart = _rotation_chart(sweep, info, rotation) if sweep is not None else gr.skip()
-    return _plot(fig), _crops(r), viz.shown_confidences(r.reading.top(3)), text, chart
+    label = gr.update(value=viz.shown_confidences(r.reading.top(3)), label=f"{reader} reads")
+    return _plot(fig), _crops(r), label, text, chart
+
+
+N_TEACHING_CONTROLS = 6  # the playground's two buttons, the kernel's choice and sliders, the accuracy sweep's button
+
+
+def teaching_controls(session: Session | None) -> tuple:
+    """The teaching tabs' controls shown only where they do something: with a reading by a transformer (a plain CNN
+    has no θ to play with, no sampling kernel, no sweep against itself; with no reading there is nothing to move)."""
+    shown = gr.update(visible=session is not None and session.result.info.has_transformer)
+    return (shown,) * N_TEACHING_CONTROLS
 
 
 def _fit(r: Result) -> np.ndarray:
@@ -1271,6 +1341,15 @@ SHRINK_PHOTOS_JS = """(() => {
 })();""".replace("SHRINK_SIDE", str(SHRINK_SIDE)).replace("SHRINK_BYTES", str(SHRINK_BYTES)).replace(
     "SHRINK_MAX_BYTES", str(min(MAX_FILE_BYTES, 10 * 2**20))).replace("SHRINK_MAX_PIXELS", str(MAX_PIXELS))
 
+# A click on an example far down the page (on a phone, 3,000 px below the reading) showed nothing where the person
+# looked: the picture, its verdict and the selector are brought into view, unless they are already in it.
+EXAMPLE_SCROLL_JS = """() => {
+  const el = document.querySelector('#stn-upload');
+  if (!el) return;
+  const r = el.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({behavior: 'smooth', block: 'start'});
+}"""
+
 # The reading's verdict (its first line) copied under the pad, in the page: on a phone the reading is a screen below.
 VERDICT_MINI_JS = """(html) => {
   const h = new DOMParser().parseFromString(html || '', 'text/html').querySelector('#stn-summary h2, #stn-not-read, #stn-pad-cleared');
@@ -1329,6 +1408,7 @@ finds it, and you see **where it looked** (the sampling grid over the input), **
 with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=DELETE_CACHE) as demo:
     session = gr.State(None)
     pad = gr.State(Pad())
+    refused = gr.State(Refused())
     gr.Markdown(HEADER, elem_id="stn-header")
     with gr.Tabs(overflow_behavior="wrap", elem_id="stn-tabs") as main_tabs:  # on a phone every lesson shows, not hidden in a menu
         # ------------------------------------------------------------------ main view
@@ -1388,19 +1468,21 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=280):
                     pg_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
+                    # Every slider here with buttons=[]: Gradio's ↺ (shown by default) sets the value without an .input
+                    # event, and the views, which follow .input, were left showing the value before it.
                     sl = {
-                        "rotation": gr.Slider(-180, 180, value=0, step=1, label="rotation of the grid (° anticlockwise)"),
-                        "scale_x": gr.Slider(*SLIDER_RANGES["scale_x"], value=1, step=0.01, label="scale x (< 1 zooms in)"),
-                        "scale_y": gr.Slider(*SLIDER_RANGES["scale_y"], value=1, step=0.01, label="scale y (< 0 mirrors)"),
-                        "shear": gr.Slider(*SLIDER_RANGES["shear"], value=0, step=0.01, label="shear"),
-                        "tx": gr.Slider(*SLIDER_RANGES["tx"], value=0, step=0.01, label="translation x (−1 left edge, +1 right edge)"),
-                        "ty": gr.Slider(*SLIDER_RANGES["ty"], value=0, step=0.01, label="translation y (−1 top, +1 bottom)"),
-                        "px": gr.Slider(*SLIDER_RANGES["px"], value=0, step=0.005, label="perspective x (h31)", visible=False),
-                        "py": gr.Slider(*SLIDER_RANGES["py"], value=0, step=0.005, label="perspective y (h32)", visible=False),
+                        "rotation": gr.Slider(-180, 180, value=0, step=1, label="rotation of the grid (° anticlockwise)", buttons=[]),
+                        "scale_x": gr.Slider(*SLIDER_RANGES["scale_x"], value=1, step=0.01, label="scale x (< 1 zooms in)", buttons=[]),
+                        "scale_y": gr.Slider(*SLIDER_RANGES["scale_y"], value=1, step=0.01, label="scale y (< 0 mirrors)", buttons=[]),
+                        "shear": gr.Slider(*SLIDER_RANGES["shear"], value=0, step=0.01, label="shear", buttons=[]),
+                        "tx": gr.Slider(*SLIDER_RANGES["tx"], value=0, step=0.01, label="translation x (−1 left edge, +1 right edge)", buttons=[]),
+                        "ty": gr.Slider(*SLIDER_RANGES["ty"], value=0, step=0.01, label="translation y (−1 top, +1 bottom)", buttons=[]),
+                        "px": gr.Slider(*SLIDER_RANGES["px"], value=0, step=0.005, label="perspective x (h31)", visible=False, buttons=[]),
+                        "py": gr.Slider(*SLIDER_RANGES["py"], value=0, step=0.005, label="perspective y (h32)", visible=False, buttons=[]),
                     }
-                    pg_point = gr.Slider(1, 16, value=1, step=1, label="TPS control point (numbered on the grid)", visible=False)
-                    pg_cx = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: x (normalised)", visible=False)
-                    pg_cy = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: y (normalised)", visible=False)
+                    pg_point = gr.Slider(1, 16, value=1, step=1, label="TPS control point (numbered on the grid)", visible=False, buttons=[])
+                    pg_cx = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: x (normalised)", visible=False, buttons=[])
+                    pg_cy = gr.Slider(-1.5, 1.5, value=0, step=0.01, label="where it reads: y (normalised)", visible=False, buttons=[])
                     with gr.Row():
                         pg_back = gr.Button("Back to the predicted θ", size="sm")
                         pg_ident = gr.Button("Identity θ", size="sm")
@@ -1423,10 +1505,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                 with gr.Column(scale=2, min_width=260):
                     kn_head = gr.Radio(label="Head", choices=["head 1"], value="head 1", visible=False)
                     kn_mode = gr.Radio(["bilinear", "nearest"], value="bilinear", label="Sampling kernel")
-                    kn_row = gr.Slider(0, 27, value=14, step=1, label="output row", elem_id="kn-row")
-                    kn_col = gr.Slider(0, 27, value=14, step=1, label="output column", elem_id="kn-col")
+                    kn_row = gr.Slider(0, 27, value=14, step=1, label="output row", elem_id="kn-row", buttons=[])
+                    kn_col = gr.Slider(0, 27, value=14, step=1, label="output column", elem_id="kn-col", buttons=[])
                     kn_crop = gr.Image(label="The crop (click a pixel)", format="png", interactive=False, elem_classes=["stn-pixelated"],
-                                       height=260, elem_id="kn-crop",
+                                       height=260, elem_id="kn-crop", buttons=[],  # no icons over the pixels to tap
                                        alt_text="The crop, the picked output pixel framed: click a pixel, or set the output row and column")
                 with gr.Column(scale=4, min_width=300):
                     kn_plot = gr.Plot(label="Source point; right: the pixels it reads, red weights", elem_id="kn-plot")
@@ -1446,10 +1528,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
             inv_sweep = gr.State(None)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=2, min_width=260):
-                    inv_rot = gr.Slider(-180, 180, value=0, step=5, label="rotate the input (° anticlockwise)")
-                    inv_scale = gr.Slider(0.5, 1.6, value=1.0, step=0.05, label="scale the input (× factor)")
-                    inv_dx = gr.Slider(-18, 18, value=0, step=1, label="shift x (px)")
-                    inv_dy = gr.Slider(-18, 18, value=0, step=1, label="shift y (px)")
+                    inv_rot = gr.Slider(-180, 180, value=0, step=5, label="rotate the input (° anticlockwise)", buttons=[])
+                    inv_scale = gr.Slider(0.5, 1.6, value=1.0, step=0.05, label="scale the input (× factor)", buttons=[])
+                    inv_dx = gr.Slider(-18, 18, value=0, step=1, label="shift x (px)", buttons=[])
+                    inv_dy = gr.Slider(-18, 18, value=0, step=1, label="shift y (px)", buttons=[])
                     inv_text = gr.Markdown()
                 with gr.Column(scale=3, min_width=300):
                     inv_plot = gr.Plot(label="The moved input and the sampling grid", elem_id="inv-grid")
@@ -1515,11 +1597,16 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
     # (the views are emptied by the .change the clearing fires, and a reading under way dropped: see Pad)
     sketch.clear(None, None, None, js="() => { window.__stnBrush = false; (" + SELECT_BRUSH_JS + ")(); }")
     reading_out.change(None, reading_out, verdict_mini, js=VERDICT_MINI_JS, show_progress="hidden")
-    reads.append(model_dd.input(change_model, [model_dd, session, pad], [model_md, *main_all], api_visibility="private"))
-    for read in reads:  # a refusal (its sentence in a toast) empties the views: no earlier reading beside it
-        read.failure(cleared_views, None, main_outputs, api_visibility="private", show_progress="hidden")
+    reads.append(model_dd.input(change_model, [model_dd, session, pad, refused], [model_md, *main_all], api_visibility="private"))
+    # A refusal (its sentence in a toast) empties the views and drops the session: no earlier reading beside it, in
+    # the teaching tabs or under the next model; the refused picture is kept for the next model change (Refused).
+    # The upload's payload as sent (preprocess=False): a payload refused as no upload is not refused twice.
+    for read, (refused_fn, given, raw) in zip(reads, ((refused_upload, upload, True), (refused_sketch, sketch_btn_sent, False),
+                                                      (refused_sketch, sketch_sent, False), (refused_by_model, session, False))):
+        read.failure(refused_fn, [given, refused], main_all, api_visibility="private", show_progress="hidden", preprocess=not raw)
     ex_gallery.select(load_example, None, [upload, model_dd, model_md, *main_all, input_tabs], api_visibility="private",
                       show_progress="minimal")
+    ex_gallery.select(None, None, None, js=EXAMPLE_SCROLL_JS)
     demo.load(initial_view, None, [upload, model_dd, model_md, *main_all], api_visibility="private")
 
     # θ playground
@@ -1538,6 +1625,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                    api_visibility="private", show_progress="hidden")
     pg_ident.click(playground_identity, [session, pg_head], [*pg_sliders, pg_cx, pg_cy, pg_verdict, pg_params, *pg_view],
                    api_visibility="private")
+
+    teaching = [pg_back, pg_ident, kn_mode, kn_row, kn_col, acc_btn]
+    assert len(teaching) == N_TEACHING_CONTROLS
+    session.change(teaching_controls, [session], teaching, api_visibility="private", show_progress="hidden")
 
     # sampling kernel
     kn_view = [kn_plot, kn_crop, kn_formula]

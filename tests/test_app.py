@@ -420,6 +420,31 @@ def test_invariance(tiny, tmp_path):
     postprocess(tiny, tiny.invariance_reset, tiny.invariance_reset(cnn))
 
 
+def test_model_notes_end_their_sentences_once(app):
+    """Some cards end their description with a full stop: the note under the selector read "classifier.. Compared"."""
+    for name in app.ENGINE.names:
+        assert ".." not in app.model_note(name).replace("...", ""), name
+
+
+def test_a_plain_cnn_is_named_and_offered_no_dead_controls(tiny, tmp_path):
+    """A plain CNN's reading: the Invariance tab says the plain CNN reads (it said "The transformer reads"), and the
+    teaching tabs' controls that need a transformer (or any reading) are hidden, not left to do nothing."""
+    cnn = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-cnn")[-1]
+    view = tiny.invariance_view(cnn, 30, 1.0, 0, 0)
+    postprocess(tiny, tiny.invariance_view, view)
+    assert view[3].startswith("## The plain CNN reads") and view[2]["label"] == "The plain CNN reads"
+    st = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")[-1]
+    view = tiny.invariance_view(st, 30, 1.0, 0, 0)
+    assert view[3].startswith("## The transformer reads") and view[2]["label"] == "The transformer reads"
+    for session, shown in ((None, False), (cnn, False), (st, True)):
+        out = tiny.teaching_controls(session)
+        postprocess(tiny, tiny.teaching_controls, out)
+        assert all(u["visible"] is shown for u in out)
+    wired = _dependency(tiny, tiny.teaching_controls)
+    assert {tiny.pg_back._id, tiny.pg_ident._id, tiny.kn_row._id, tiny.acc_btn._id} <= {b._id for b in wired.outputs}
+    assert [t[0] for t in wired.targets] == [tiny.session._id]  # (block id, event name): on each new reading
+
+
 def test_invariance_says_what_the_transformer_does_with_a_turn(tiny, tmp_path, monkeypatch):
     """The tiny models' θ ignores the input: the verdict says the grid barely turns (on this picture
     until the test digits' sweep is ready, then on them) and offers the zoo's upright model, whose
@@ -698,6 +723,45 @@ def test_teaching_tabs_after_the_session_expired(tiny, monkeypatch):
     assert up[0] == "p-projective"
     postprocess(tiny, tiny.read_with_upright, up)
     postprocess(tiny, tiny.invariance_verdict, tiny.invariance_verdict(None, None))
+
+
+def number_png(path: Path, indices: tuple[int, ...] = (0, 1)) -> Path:
+    """Bundled MNIST test digits side by side, dark on white: a number."""
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    ink = np.concatenate([np.pad(x[i, 0].numpy(), ((0, 0), (6, 6))) for i in indices], axis=1)
+    Image.fromarray((255 - ink * 255).astype(np.uint8)).resize((ink.shape[1] * 5, 140), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def test_a_refusal_drops_the_reading_before_it(tiny, tmp_path):
+    """A refused picture empties the views and drops the session: a model change then reads the refused picture
+    again (the pair model reads a number), not the one read before it (it read "3" beside a "42" once)."""
+    session = tiny.predict(str(digit_png(tmp_path / "d.png")), "wild-affine")[-1]
+    number = str(number_png(tmp_path / "n.png"))
+    with pytest.raises(gr.Error, match="several characters"):
+        tiny.predict(number, "wild-affine")
+    refused = tiny.Refused()
+    out = tiny.refused_upload(number, refused)
+    assert out == (*tiny.cleared_views(), None) and refused.source == number
+    postprocess(tiny, tiny.refused_upload, out)
+    for fn in (tiny.predict, tiny.predict_sketch, tiny.predict_sketch_live, tiny.change_model):  # every read is wired so
+        after = [d for d in tiny.demo.fns.values() if d.trigger_after == _dependency(tiny, fn)._id and d.trigger_only_on_failure]
+        assert len(after) == 1 and tiny.session in [b for b in after[0].outputs], fn.__name__
+    with pytest.raises(gr.Error, match="several characters"):  # another one-digit model refuses it too
+        tiny.change_model("wild-cnn", None, None, refused)
+    assert tiny.refused_by_model(None, refused) == (*tiny.cleared_views(), None) and refused.source == number
+    out = tiny.change_model("pair-affine", None, None, refused)  # the pair model reads it: the number's reading
+    assert out[-1].source == number and out[-1].result.model == "pair-affine" and refused.source is None
+    postprocess(tiny, tiny.change_model, out)
+    assert tiny.change_model("wild-affine", session)[-1].source == session.source  # no refusal: as before
+    sketch = {"background": None, "layers": [np.zeros((40, 40, 4), np.uint8)], "composite": None}
+    sketch["layers"][0][5:35, 18:22, 3] = 255
+    tiny.refused_sketch(sketch, refused)
+    assert isinstance(refused.source, tiny.Drawing)
+    tiny.refused_sketch(None, refused)  # an empty pad: nothing to read again
+    assert refused.source is None
 
 
 def test_change_model_after_the_upload_was_deleted(tiny, tmp_path):
