@@ -53,6 +53,19 @@ def conv_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     return out.unsqueeze(1)
 
 
+def _in_weight_dtype(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grad_out`` ``(B, C, H, W)`` and ``x`` ``(B, 1, H + kh - 1, W + kw - 1)`` cast to ``weight``'s dtype.
+
+    Under autocast the forward's ``F.conv2d`` ran in bfloat16 or float16, so ``grad_out`` (and ``x``, if an
+    earlier layer made it so) is in that precision while the weight stays float32: the products of the
+    backward need one dtype. The weight's is the one: the gradients are cast back to each input's dtype
+    by autograd, and on the CPU the float32 product is also the fast one (bfloat16 took ~10x longer
+    than float32 for 256 24×24 maps on a CPU without bfloat16 instructions, as did oneDNN's bfloat16
+    transposed convolution).
+    """
+    return grad_out.to(weight.dtype), x.to(weight.dtype)
+
+
 class _Conv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -62,6 +75,8 @@ class _Conv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
+        if grad_out.dtype != weight.dtype or x.dtype != weight.dtype:
+            grad_out, x = _in_weight_dtype(grad_out, x, weight)
         if torch.is_grad_enabled():  # create_graph=True: a second derivative needs differentiable operations
             return (torch.nn.grad.conv2d_input(x.shape, weight, grad_out) if ctx.needs_input_grad[0] else None,
                     torch.nn.grad.conv2d_weight(x, weight.shape, grad_out) if ctx.needs_input_grad[1] else None)
@@ -80,6 +95,8 @@ class InputGradConv2d(nn.Conv2d):
     The fast path applies only where it is exact and needed: training on the CPU with a batched
     input that requires grad, one input channel, stride 1, no padding, dilation 1, no bias. Everywhere
     else (inference, tracing, the GPU, the CNN baseline whose input is data) it is ``nn.Conv2d``.
+    Under autocast the forward runs in autocast's precision, as ``nn.Conv2d``'s does, and the
+    backward in the weight's (:func:`_in_weight_dtype`).
 
     >>> conv = InputGradConv2d(1, 8, 5, bias=False)
     >>> x = torch.rand(2, 1, 12, 12, requires_grad=True)

@@ -8,6 +8,10 @@ Layer sizes are derived from the input shape, never hard-coded.
 from __future__ import annotations
 
 import functools
+import inspect
+import math
+import numbers
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +21,41 @@ __all__ = ["LIGHT_SIDE", "BlockMaxPool", "CNNLocalizer", "FCLocalizer", "build_l
 
 # The light net max-pools any canvas down to about this side before its first conv.
 LIGHT_SIDE = 14
+
+
+def positive_int(value: object, what: str, hint: str) -> int:
+    """``value`` as an int >= 1, or a TypeError / ValueError naming ``what`` and saying to give ``hint``.
+
+    Not a bool (``True`` is no count) nor a float, even a whole one: a size or a count given as
+    ``1.5``, ``2.0`` or ``"2"`` is a mistake upstream, which ``int()`` would hide.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r}: give {hint}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, got {value}: give {hint}")
+    return int(value)
+
+
+def positive_number(value: object, what: str, hint: str) -> float:
+    """``value`` as a finite float > 0, or a TypeError / ValueError naming ``what`` and saying to give ``hint``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}: give {hint}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}: give {hint}")
+    return float(value)
+
+
+def positive_ints(values: Iterable[float], n: int, what: str, example: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """``values`` as ``n`` positive ints (whole floats too), or a ValueError that names ``what`` and shows ``example``."""
+    try:
+        out = tuple(int(v) for v in values)
+        exact = not isinstance(values, str) and all(int(v) == v for v in values)
+    except (TypeError, ValueError, OverflowError):
+        out, exact = (), False
+    if len(out) != n or not exact or min(out) < 1:
+        raise ValueError(f"{what} must be {n} positive whole numbers, got {values!r}"
+                         + (f": e.g. {example}" if example else ""))
+    return out
 
 
 class BlockMaxPool(nn.MaxPool2d):
@@ -88,9 +127,11 @@ class CNNLocalizer(nn.Module):
         pool: int = 2,
     ) -> None:
         super().__init__()
-        c, h, w = in_shape
-        if pool < 1:
-            raise ValueError(f"CNNLocalizer: pool must be >= 1, got {pool}")
+        c, h, w = positive_ints(in_shape, 3, "CNNLocalizer: in_shape (C, H, W)", (1, 28, 28))
+        channels = positive_int(channels, "CNNLocalizer: channels", "the filters per conv layer, e.g. 20 (the paper's)")
+        kernel = positive_int(kernel, "CNNLocalizer: kernel", "the conv kernel's side, e.g. 5 (the paper's)")
+        hidden = positive_int(hidden, "CNNLocalizer: hidden", "the hidden layer's width, e.g. 50 (the paper's)")
+        pool = positive_int(pool, "CNNLocalizer: pool", "the first max-pool's size, e.g. 2 (the paper's; 1: none)")
         if min(h, w) // pool < 4:
             raise ValueError(f"CNNLocalizer: input {h}x{w} too small for a first max-pool of {pool}")
         pad = kernel // 2
@@ -122,11 +163,11 @@ class FCLocalizer(nn.Module):
     torch.Size([2, 3])
     """
 
-    def __init__(self, in_shape: tuple[int, int, int], n_out: int, hidden: tuple[int, ...] = (32, 32)) -> None:
+    def __init__(self, in_shape: tuple[int, int, int], n_out: int, hidden: Iterable[int] = (32, 32)) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
-        width = in_shape[0] * in_shape[1] * in_shape[2]
-        for h in hidden:
+        width = math.prod(positive_ints(in_shape, 3, "FCLocalizer: in_shape (C, H, W)", (1, 28, 28)))
+        for h in _widths(hidden):
             layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
             width = h
         self.body = nn.Sequential(*layers)
@@ -135,6 +176,14 @@ class FCLocalizer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` → ``(B, n_out)``."""
         return self.head(self.body(x))
+
+
+def _widths(hidden: object) -> tuple[int, ...]:
+    """FCLocalizer's ``hidden`` (any iterable: a JSON config gives a list) as a tuple of layer widths."""
+    hint = "a sequence of layer widths, e.g. (32, 32) (the paper's), (32,) for one layer or () for none"
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+        raise TypeError(f"FCLocalizer: hidden must be {hint}, got {type(hidden).__name__} {hidden!r}")
+    return tuple(positive_int(h, "FCLocalizer: each hidden width", hint) for h in hidden)
 
 
 def light_options(in_shape: tuple[int, int, int]) -> dict:
@@ -151,12 +200,17 @@ def light_options(in_shape: tuple[int, int, int]) -> dict:
     return {"channels": 8, "hidden": 32, "pool": max(1, round(side / LIGHT_SIDE))}
 
 
+_NETS: dict[str, type[nn.Module]] = {"cnn": CNNLocalizer, "fc": FCLocalizer}
+
+
 def build_localizer(kind: str, in_shape: tuple[int, int, int], n_out: int, **options: object) -> nn.Module:
-    """``"cnn"`` → :class:`CNNLocalizer`, ``"fc"`` → :class:`FCLocalizer`."""
-    if kind == "cnn":
-        return CNNLocalizer(in_shape, n_out, **options)  # type: ignore[arg-type]
-    if kind == "fc":
-        if "hidden" in options:
-            options = {**options, "hidden": tuple(options["hidden"])}  # type: ignore[arg-type]
-        return FCLocalizer(in_shape, n_out, **options)  # type: ignore[arg-type]
-    raise ValueError(f"Unknown localisation net {kind!r}. Known: cnn, fc.")
+    """``"cnn"`` → :class:`CNNLocalizer`, ``"fc"`` → :class:`FCLocalizer`; ``options`` go to its constructor."""
+    net = _NETS.get(kind) if isinstance(kind, str) else None
+    if net is None:
+        raise ValueError(f"Unknown localisation net {kind!r}. Known: cnn, fc.")
+    known = list(inspect.signature(net).parameters)[2:]  # after in_shape and n_out
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        raise ValueError(f"unknown loc_options {', '.join(map(repr, unknown))} for the {kind} localisation net: "
+                         f"its options are {', '.join(known)}")
+    return net(in_shape, n_out, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from stn.conv import InputGradConv2d
+from stn.localization import positive_int, positive_ints, positive_number
 from stn.transformer import SpatialTransformer, check_input
-from stn.transforms import affine_embedding, get
+from stn.transforms import affine_embedding, get, names
 
 __all__ = ["SURE", "LIGHT_GROUND", "ModelConfig", "STClassifier", "Prediction", "ConvClassifier", "change_transform"]
 
@@ -52,6 +54,9 @@ class ModelConfig:
     # pre-processing scales uploads to it so that inference sees what training saw.
     digit_size: float = 20.0
 
+    def __post_init__(self) -> None:
+        _check_config(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -62,6 +67,25 @@ class ModelConfig:
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
+
+
+def _check_config(config: ModelConfig) -> None:
+    """Refuse a field that cannot make a model with a sentence naming it, not a layer's complaint later
+    (or, for a fractional count, a model built wrong)."""
+    positive_ints(config.input_size, 2, "input_size (H, W)", (28, 28))
+    positive_ints(config.crop_size, 2, "crop_size (H, W)", (28, 28))
+    positive_ints(config.channels, 2, "channels (conv1, conv2)", (32, 64))
+    if config.transform is not None and config.transform not in names():
+        raise ValueError(f"Unknown transform {config.transform!r}. Known: {', '.join(names())}, "
+                         "or None for the CNN baseline.")
+    for key in ("transform_options", "loc_options"):
+        if not isinstance(getattr(config, key), Mapping):
+            raise TypeError(f"{key} must be a dict of options, got {type(getattr(config, key)).__name__}: e.g. {{}}")
+    positive_int(config.heads, "heads", "the digits read, one transformer each: 1, or 2 for Pair")
+    positive_int(config.hidden, "hidden", "the classifier's hidden width, e.g. 256")
+    positive_int(config.n_classes, "n_classes", "the classes each head tells apart, e.g. 10 (digits)")
+    positive_number(config.digit_size, "digit_size", "a digit's typical longer side in training canvas pixels, "
+                    "e.g. 20.0 (MNIST's)")
 
 
 class ConvClassifier(nn.Module):
@@ -124,9 +148,22 @@ class Prediction:
         :attr:`weak` (else the label is a guess)."""
         return (self.probs.amax(dim=1) >= SURE) & ~self.weak
 
-    def class_names(self, n_classes: int = 10) -> list[str]:
-        heads = self.head_probs.shape[1]
-        return [str(int(i)).zfill(heads) for i in self.labels]
+    def class_names(self) -> list[str]:
+        """``B`` labels as text: what each head read, first head first (a Pair model's 7 is ``"07"``), with
+        the number of classes per head taken from ``head_probs`` ``(B, heads, n_classes)``."""
+        _, heads, n_classes = self.head_probs.shape
+        return [_label_text(int(i), heads, n_classes) for i in self.labels]
+
+
+def _label_text(label: int, heads: int, n_classes: int) -> str:
+    """A joint class index as each head's class, first head first: its ``heads`` digits in base ``n_classes``
+    (``predict`` flattens the heads' joint probabilities in that order), joined by "-" where a class has
+    more than one character (``n_classes`` > 10)."""
+    classes = []
+    for _ in range(heads):
+        label, c = divmod(label, n_classes)
+        classes.append(str(c))
+    return ("" if n_classes <= 10 else "-").join(reversed(classes))
 
 
 class STClassifier(nn.Module):

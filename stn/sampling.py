@@ -34,14 +34,27 @@ def to_normalized(pixel: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _check(input: torch.Tensor, grid: torch.Tensor) -> None:
+    """Refuse what ``F.grid_sample`` would refuse with a kernel's name (or read wrongly), in a sentence."""
     if torch.jit.is_tracing():  # a trace is made for one shape (and its sizes are tensors: no Python tests on them)
         return
+    if not (isinstance(input, torch.Tensor) and isinstance(grid, torch.Tensor)):
+        name, value = ("grid", grid) if isinstance(input, torch.Tensor) else ("input", input)
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}: convert it with "
+                        f"torch.as_tensor({name})")
     if input.ndim != 4:
-        raise ValueError(f"expected input of shape (B, C, H, W), got {tuple(input.shape)}")
+        raise ValueError(f"expected input of shape (B, C, H, W), got {tuple(input.shape)}: "
+                         "give a batch of images (x[None] makes one of a single (C, H, W) image)")
     if grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
         raise ValueError(
-            f"expected grid of shape ({input.shape[0]}, H_out, W_out, 2), got {tuple(grid.shape)}"
+            f"expected grid of shape ({input.shape[0]}, H_out, W_out, 2), got {tuple(grid.shape)}: "
+            "give one (H_out, W_out) plane of source points (x, y) per input image"
         )
+    if not input.is_floating_point():  # grid_sample's CPU kernel names itself and the dtype, nothing more
+        raise TypeError(f"input is {input.dtype}: the sampler interpolates real floating-point pixels, so convert "
+                        "it to floats in [0, 1], e.g. x.float() / 255 for 8-bit images")
+    if grid.is_complex():  # cast to the input's dtype below, it would lose its imaginary part with only a warning
+        raise TypeError(f"grid is {grid.dtype}: source points are real coordinates, so give a real grid "
+                        "(e.g. grid.real if the imaginary part is zero)")
 
 
 def sample(
@@ -53,8 +66,9 @@ def sample(
     """Sample ``input`` at the source points of ``grid``.
 
     Args:
-        input: ``(B, C, H, W)`` image batch.
-        grid: ``(B, H_out, W_out, 2)`` source points ``(x, y)`` in normalised coordinates.
+        input: ``(B, C, H, W)`` image batch of floats (integer pixels are refused: ``x.float() / 255``).
+        grid: ``(B, H_out, W_out, 2)`` source points ``(x, y)`` in normalised coordinates; a real
+            dtype other than the input's is cast to it.
         mode: ``"bilinear"`` (the paper's kernel, differentiable in the grid) or ``"nearest"``.
         padding: value outside the input: ``"zeros"`` or ``"border"`` (edge pixels repeat).
 

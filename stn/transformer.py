@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
-from stn.localization import build_localizer
+from stn.localization import build_localizer, positive_int, positive_ints, positive_number
 from stn.sampling import Mode, Padding, sample
-from stn.transforms import Transform, get
+from stn.transforms import Transform, get, names
 
 __all__ = ["SpatialTransformer", "check_input"]
 
 
-def _positive_ints(values, n: int, what: str) -> tuple[int, ...]:
-    """``values`` as ``n`` positive ints, or a ValueError that names ``what``."""
-    try:
-        out = tuple(int(v) for v in values)
-        exact = all(int(v) == v for v in values)
-    except (TypeError, ValueError, OverflowError):
-        out, exact = (), False
-    if len(out) != n or not exact or min(out) < 1:
-        raise ValueError(f"{what} must be {n} positive whole numbers, got {values!r}")
-    return out
+def _transform(transform: object) -> Transform:
+    """A family name or a :class:`Transform` as a :class:`Transform`, or a sentence naming ``transform``."""
+    if isinstance(transform, str):
+        return get(transform)
+    if not isinstance(transform, Transform):
+        raise TypeError(f"transform must be a family name ({', '.join(names())}) or a stn.transforms.Transform, "
+                        f"got {type(transform).__name__} {transform!r}: e.g. transform=\"affine\"")
+    return transform
 
 
 def check_input(
@@ -94,15 +94,20 @@ class SpatialTransformer(nn.Module):
         start_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if heads < 1:
-            raise ValueError(f"heads must be >= 1, got {heads}")
-        self.in_shape = _positive_ints(in_shape, 3, "in_shape (C, H, W)")
-        self.out_size = _positive_ints(out_size, 2, "out_size (H_out, W_out)") if out_size is not None else self.in_shape[1:]
+        heads = positive_int(heads, "heads", "the number of transformers in parallel, e.g. 1 (2 for the paper's 2×ST)")
+        self.in_shape = positive_ints(in_shape, 3, "in_shape (C, H, W)", (1, 28, 28))
+        self.out_size = (positive_ints(out_size, 2, "out_size (H_out, W_out)", (28, 28)) if out_size is not None
+                         else self.in_shape[1:])
         if mode not in ("bilinear", "nearest"):
             raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
         if padding not in ("zeros", "border"):
             raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
-        self.transform = get(transform) if isinstance(transform, str) else transform
+        if loc_options is not None and not isinstance(loc_options, Mapping):
+            raise TypeError(f"loc_options must be a dict of the localisation net's options, got "
+                            f"{type(loc_options).__name__} {loc_options!r}: e.g. {{'channels': 8}}, or None")
+        start_scale = positive_number(start_scale, "start_scale", "the first window's side as a fraction of the "
+                                      "input's, e.g. 1.0 (the whole input, the paper's start)")
+        self.transform = _transform(transform)
         self.heads = heads
         self.mode: Mode = mode
         self.padding: Padding = padding

@@ -25,6 +25,7 @@ name                  n_params  layout
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import threading
 from collections import OrderedDict
@@ -476,7 +477,7 @@ class ThinPlateSpline(Transform):
         return grid.view(-1, h, w, 2)
 
     def bound(self, params: torch.Tensor) -> torch.Tensor:
-        return params.clamp(-1.5, 1.5)
+        return _check_params(params, self.n_params, self.name).clamp(-1.5, 1.5)
 
     def __repr__(self) -> str:
         return f"ThinPlateSpline(grid_size={self.grid_size}, n_params={self.n_params})"
@@ -547,11 +548,27 @@ def get(name: str, **options: object) -> Transform:
     >>> get("tps", grid_size=4).n_params
     32
     """
-    try:
-        cls = _FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"Unknown transform {name!r}. Known: {', '.join(_FAMILIES)}.") from None
+    cls = _FAMILIES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"Unknown transform {name!r}. Known: {', '.join(_FAMILIES)}.")
+    _check_options(cls, options)
     return cls(**options)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _options_of(cls: type[Transform]) -> tuple[str, ...]:
+    """The keyword options ``cls``'s constructor takes (cached: a signature costs tens of µs)."""
+    return tuple(inspect.signature(cls).parameters)
+
+
+def _check_options(cls: type[Transform], options: dict[str, object]) -> None:
+    """Refuse options that ``cls`` does not take, naming them and those it does (a TypeError from its
+    constructor named only the class)."""
+    known = _options_of(cls)
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        takes = f"its options are {', '.join(known)}" if known else "it takes none"
+        raise ValueError(f"unknown transform options {', '.join(map(repr, unknown))} for {cls.name}: {takes}")
 
 
 @dataclass(frozen=True)

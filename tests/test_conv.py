@@ -120,3 +120,99 @@ def test_state_dict_keys_unchanged() -> None:
     """Weights saved before this layer existed load as they are."""
     keys = set(ConvClassifier((1, 28, 28)).state_dict())
     assert "features.0.weight" in keys and not any("fast" in k for k in keys)
+
+
+def _with_plain_first_conv(model: STClassifier) -> STClassifier:
+    """A copy of ``model`` whose first convolution is ``nn.Conv2d`` (the same weight, copied)."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    first = plain.classifier.features[0]
+    conv = nn.Conv2d(1, first.out_channels, first.kernel_size, bias=False).to(first.weight.dtype)
+    conv.weight = first.weight
+    plain.classifier.features[0] = conv
+    return plain
+
+
+def _step_grads(model: STClassifier, x: torch.Tensor, y: torch.Tensor, autocast: bool = False) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient of a cross-entropy step, the forward under CPU bfloat16 autocast if asked."""
+    torch.manual_seed(1)  # the same dropout mask
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = model(x)
+    F.cross_entropy(logits[:, 0].float(), y).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("transform", ["affine", "projective", "tps", "attention"])
+def test_st_cnn_trains_under_autocast(transform) -> None:
+    """Mixed precision on the CPU (bfloat16 autocast): an ST-CNN's step runs, and every gradient is
+    nn.Conv2d's to bfloat16 rounding (the fast backward computes in float32, nn.Conv2d's in bfloat16)."""
+    torch.manual_seed(0)
+    model = STClassifier(ModelConfig("r", (28, 28), transform=transform, localization="fc")).train()
+    with torch.no_grad():  # off the identity start, whose zero head weight leaves the body without a gradient
+        model.st.localization.head.weight.normal_(std=0.01)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    fast = _step_grads(model, x, y, autocast=True)
+    slow = _step_grads(_with_plain_first_conv(model), x, y, autocast=True)
+    assert fast.keys() == slow.keys() and any(k.startswith("st.") for k in fast)
+    for k in fast:
+        assert fast[k].dtype == torch.float32 and slow[k].abs().sum() > 0, k
+        err = (fast[k] - slow[k]).norm() / slow[k].norm().clamp(min=1e-12)
+        assert err < 0.05, f"{k}: relative error {float(err):.3g}"
+
+
+def test_layer_under_autocast_is_nn_conv2d() -> None:
+    """The layer alone under bfloat16 autocast: nn.Conv2d's output (same dtype, same values) and its
+    gradients to bfloat16 rounding, for a float32 and a bfloat16 input; with create_graph too."""
+    torch.manual_seed(0)
+    fast = InputGradConv2d(1, 6, 5, bias=False)
+    plain = nn.Conv2d(1, 6, 5, bias=False)
+    plain.load_state_dict(fast.state_dict())
+    seed = torch.randn(3, 6, 8, 9)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.rand(3, 1, 12, 13).to(dtype).requires_grad_()
+        x2 = x.detach().clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, want = fast(x), plain(x2)
+        assert out.dtype == want.dtype == torch.bfloat16
+        torch.testing.assert_close(out, want, rtol=0, atol=0)
+        fast.zero_grad(), plain.zero_grad()
+        (out.float() * seed).sum().backward()
+        (want.float() * seed).sum().backward()
+        assert x.grad.dtype == dtype and fast.weight.grad.dtype == torch.float32
+        torch.testing.assert_close(x.grad.float(), x2.grad.float(), rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=2e-2, atol=5e-2)
+    x = torch.rand(2, 1, 9, 9, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x)
+    (g,) = torch.autograd.grad(out.float().pow(2).sum(), x, create_graph=True)
+    fast.zero_grad()
+    g.pow(2).sum().backward()
+    assert fast.weight.grad is not None and torch.isfinite(fast.weight.grad).all()
+
+
+def test_float64_st_cnn_step_matches_nn_conv2d() -> None:
+    """A float64 ST-CNN's step: every gradient nn.Conv2d's to float64 rounding."""
+    torch.manual_seed(0)
+    model = STClassifier(ModelConfig("r", (28, 28), transform="affine", localization="fc")).double().train()
+    x, y = torch.rand(4, 1, 28, 28, dtype=torch.float64), torch.randint(0, 10, (4,))
+    fast = _step_grads(model, x, y)
+    slow = _step_grads(_with_plain_first_conv(model), x, y)
+    assert fast.keys() == slow.keys()
+    for k in fast:
+        assert fast[k].dtype == torch.float64
+        torch.testing.assert_close(fast[k], slow[k], msg=k)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["f32", "bf16-autocast"])
+def test_eval_model_under_inference_mode(autocast) -> None:
+    """An eval-mode ST-CNN under torch.inference_mode(), with and without autocast: nn.Conv2d's logits."""
+    torch.manual_seed(0)
+    model = STClassifier(ModelConfig("r", (28, 28), transform="affine")).eval()
+    plain = _with_plain_first_conv(model)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got, want = model(x), plain(x)
+    assert got.dtype == want.dtype and got.shape == (4, 1, 10)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -81,6 +81,33 @@ class TestSample:
         with pytest.raises(ValueError, match=message):
             fn(torch.zeros(x_shape), torch.zeros(grid_shape))
 
+    @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool, torch.complex64], ids=str)
+    @pytest.mark.parametrize("fn", [sample, bilinear_reference], ids=["sample", "reference"])
+    def test_non_float_input_is_refused_in_a_sentence(self, fn, dtype):
+        """Not grid_sample's 'not implemented for Byte': what the input is and how to convert it."""
+        with pytest.raises(TypeError, match=rf"input is {dtype}: .*convert it to floats in \[0, 1\], e\.g\. x\.float\(\) / 255"):
+            fn(torch.zeros(2, 1, 5, 5, dtype=dtype), torch.zeros(2, 3, 3, 2))
+
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64], ids=str)
+    def test_real_grid_of_another_dtype_is_cast(self, dtype):
+        """A real grid of another dtype than the input's is read in the input's (no error)."""
+        x = torch.rand(1, 1, 5, 5)
+        out = sample(x, torch.zeros(1, 3, 3, 2, dtype=dtype))
+        assert out.dtype == torch.float32
+        torch.testing.assert_close(out, x[:, :, 2:3, 2:3].expand(1, 1, 3, 3))
+
+    def test_complex_grid_is_refused(self):
+        """Cast to the input's dtype it would lose its imaginary part with only a warning."""
+        with pytest.raises(TypeError, match=r"grid is torch\.complex64: source points are real coordinates"):
+            sample(torch.zeros(1, 1, 5, 5), torch.zeros(1, 3, 3, 2, dtype=torch.complex64))
+
+    @pytest.mark.parametrize("which", ["input", "grid"])
+    def test_non_tensor_is_refused(self, which):
+        args = {"input": torch.zeros(1, 1, 5, 5), "grid": torch.zeros(1, 3, 3, 2)}
+        args[which] = args[which].tolist()
+        with pytest.raises(TypeError, match=rf"{which} must be a torch\.Tensor, got list: convert it with torch\.as_tensor"):
+            sample(args["input"], args["grid"])
+
     def test_bad_mode(self):
         with pytest.raises(ValueError, match=r"mode must be 'bilinear' or 'nearest', got 'bicubic'"):
             sample(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, 2), mode="bicubic")

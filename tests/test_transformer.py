@@ -20,6 +20,32 @@ FAMILIES = ["affine", "attention", "projective", "tps"]
 LOCALIZERS = [("cnn", {"channels": 4, "hidden": 8}), ("fc", {"hidden": (16,)})]
 
 
+# Constructor arguments a user could get wrong: (arguments, error, its sentence).
+_BAD_ST_ARGS = [
+    ({"transform": 3}, TypeError, (r"^transform must be a family name \(affine, attention, projective, tps\) or a "
+                                   r"stn\.transforms\.Transform, got int 3")),
+    ({"transform": None}, TypeError, r"^transform must be a family name"),
+    ({"in_shape": "123"}, ValueError, r"^in_shape \(C, H, W\) must be 3 positive whole numbers, got '123': e\.g\."),
+    ({"in_shape": (28, 28)}, ValueError, r"^in_shape \(C, H, W\) must be 3 positive whole numbers"),
+    ({"loc_options": [("channels", 4)]}, TypeError, r"^loc_options must be a dict"),
+    ({"loc_options": {"chanels": 4}}, ValueError,
+     r"^unknown loc_options 'chanels' for the cnn localisation net: its options are channels, kernel, hidden, pool"),
+    ({"localization": "fc", "loc_options": {"pool": 2}}, ValueError,
+     r"^unknown loc_options 'pool' for the fc localisation net: its options are hidden"),
+    ({"loc_options": {"channels": 0}}, ValueError, r"^CNNLocalizer: channels must be >= 1, got 0: give"),
+    ({"loc_options": {"kernel": 2.5}}, TypeError, r"^CNNLocalizer: kernel must be an int, got float 2\.5"),
+    ({"loc_options": {"hidden": 0}}, ValueError, r"^CNNLocalizer: hidden must be >= 1, got 0"),
+    ({"loc_options": {"pool": 1.5}}, TypeError, r"^CNNLocalizer: pool must be an int, got float 1\.5"),
+    ({"localization": "fc", "loc_options": {"hidden": 32}}, TypeError,
+     r"^FCLocalizer: hidden must be a sequence of layer widths, e\.g\. \(32, 32\).*got int 32"),
+    ({"localization": "fc", "loc_options": {"hidden": (16, 0)}}, ValueError,
+     r"^FCLocalizer: each hidden width must be >= 1, got 0"),
+    ({"start_scale": "1"}, TypeError, r"^start_scale must be a number, got str '1'"),
+    ({"start_scale": 0}, ValueError, r"^start_scale must be a finite number > 0, got 0: give"),
+    ({"start_scale": float("nan")}, ValueError, r"^start_scale must be a finite number > 0, got nan"),
+]
+
+
 def _perturb_head(st: SpatialTransformer, std: float = 0.05, seed: int = 0) -> None:
     """Move the localiser's last layer off its zero initialisation (as training would)."""
     g = torch.Generator().manual_seed(seed)
@@ -206,6 +232,27 @@ class TestSpatialTransformer:
         with pytest.raises(ValueError, match=match):
             SpatialTransformer((1, 16, 16), **kwargs)
 
+    @pytest.mark.parametrize(("heads", "error"), [(1.5, TypeError), ("2", TypeError), (True, TypeError),
+                                                  (2.0, TypeError), (None, TypeError), (-1, ValueError)])
+    def test_heads_must_be_a_positive_int(self, heads, error):
+        """Not empty()'s 'argument size…' for 1.5 nor '<' not supported for "2": one sentence naming heads."""
+        with pytest.raises(error, match=r"^heads must be (an int|>= 1), got .*: give the number of transformers"):
+            SpatialTransformer((1, 16, 16), heads=heads)
+
+    def test_heads_any_int_type(self):
+        """A numpy int is an int (a count read from an array), stored as a Python int."""
+        import numpy as np
+
+        assert SpatialTransformer((1, 16, 16), localization="fc", heads=np.int64(2)).heads == 2
+
+    @pytest.mark.parametrize(("kwargs", "error", "match"), _BAD_ST_ARGS, ids=[repr(c[0]) for c in _BAD_ST_ARGS])
+    def test_bad_constructor_arguments_are_named(self, kwargs, error, match):
+        """Each in a sentence naming the argument and what it takes, not a layer's complaint (or nothing:
+        a 0-wide hidden layer, a pool of 1.5 were built)."""
+        kwargs = {"in_shape": (1, 16, 16), **kwargs}
+        with pytest.raises(error, match=match):
+            SpatialTransformer(**kwargs)
+
     @pytest.mark.parametrize("name", FAMILIES)
     def test_traces_on_the_first_call(self, name):
         """torch.jit.trace's own check (it traces twice and compares) passes even when the trace is the first
@@ -314,6 +361,11 @@ class TestLocalizers:
         assert net.head.in_features == 5
         assert FCLocalizer((1, 9, 7), 3, hidden=()).head.in_features == 63
 
+    @pytest.mark.parametrize("net", [CNNLocalizer, FCLocalizer])
+    def test_in_shape_is_named(self, net):
+        with pytest.raises(ValueError, match=rf"^{net.__name__}: in_shape \(C, H, W\) must be 3 positive whole numbers"):
+            net((28, 28), 6)
+
     def test_build(self):
         assert isinstance(build_localizer("cnn", (1, 28, 28), 6), CNNLocalizer)
         fc = build_localizer("fc", (1, 28, 28), 6, hidden=[12])  # a list from a JSON config
@@ -375,3 +427,93 @@ class TestOneCheckForEveryModel:
         with pytest.raises(TypeError, match="uint8: pixels must be floats"):
             model(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
         assert model.double()(torch.rand(2, 1, 16, 16, dtype=torch.float64)).shape == (2, 1, 10)
+
+
+# ModelConfig fields a user could get wrong: (fields, error, its sentence).
+_BAD_CONFIGS = [
+    ({"input_size": (28,)}, ValueError, r"^input_size \(H, W\) must be 2 positive whole numbers, got \(28,\): e\.g\."),
+    ({"input_size": (0, 28)}, ValueError, r"^input_size \(H, W\)"),
+    ({"crop_size": (0, 5)}, ValueError, r"^crop_size \(H, W\)"),
+    ({"channels": (32,)}, ValueError, r"^channels \(conv1, conv2\) must be 2 positive whole numbers"),
+    ({"channels": (0, 64)}, ValueError, r"^channels \(conv1, conv2\)"),
+    ({"heads": 1.5}, TypeError, r"^heads must be an int, got float 1\.5"),
+    ({"heads": 0}, ValueError, r"^heads must be >= 1, got 0"),
+    ({"hidden": 0}, ValueError, r"^hidden must be >= 1, got 0"),
+    ({"n_classes": 2.5}, TypeError, r"^n_classes must be an int, got float 2\.5"),
+    ({"digit_size": 0}, ValueError, r"^digit_size must be a finite number > 0, got 0"),
+    ({"transform": "afine"}, ValueError,
+     r"^Unknown transform 'afine'\. Known: affine, attention, projective, tps, or None for the CNN baseline\."),
+    ({"transform_options": [4]}, TypeError, r"^transform_options must be a dict"),
+]
+
+
+class TestModelConfigChecks:
+    """A ModelConfig that cannot make a model is refused when made, in a sentence naming the field."""
+
+    @pytest.mark.parametrize(("kwargs", "error", "match"), _BAD_CONFIGS, ids=[repr(c[0]) for c in _BAD_CONFIGS])
+    def test_bad_fields(self, kwargs, error, match):
+        from stn.model import ModelConfig
+
+        with pytest.raises(error, match=match):
+            ModelConfig(**{"dataset": "r", "input_size": (28, 28), **kwargs})
+
+    @pytest.mark.parametrize(("transform", "options", "match"), [
+        ("affine", {"grid_size": 3}, r"^unknown transform options 'grid_size' for affine: it takes none"),
+        ("tps", {"grid_sz": 3}, r"^unknown transform options 'grid_sz' for tps: its options are grid_size"),
+    ], ids=["affine", "tps"])
+    def test_unknown_transform_options(self, transform, options, match):
+        """Named by stn.transforms.get, where the family's constructor said only 'unexpected keyword argument'."""
+        from stn.model import ModelConfig, STClassifier
+
+        with pytest.raises(ValueError, match=match):
+            T.get(transform, **options)
+        with pytest.raises(ValueError, match=match):
+            STClassifier(ModelConfig("r", (28, 28), transform=transform, transform_options=options, localization="fc"))
+
+    def test_every_zoo_card_still_loads(self):
+        """The checks refuse nothing the shipped model cards hold."""
+        import json
+        from pathlib import Path
+
+        from stn.model import ModelConfig
+
+        cards = sorted((Path(__file__).resolve().parent.parent / "models").glob("*.json"))
+        configs = [json.loads(p.read_text())["config"] for p in cards]
+        for card, config in zip(cards, configs):
+            assert ModelConfig.from_dict(config).to_dict()["input_size"] == tuple(config["input_size"]), card.name
+
+
+class TestClassNames:
+    """Prediction.class_names: each image's label as what each head read, in the heads' own number of classes."""
+
+    @staticmethod
+    def _prediction(labels: list[int], heads: int, n_classes: int) -> stn.Prediction:
+        b = len(labels)
+        return stn.Prediction(labels=torch.tensor(labels), probs=torch.zeros(b, n_classes**heads), params=[],
+                              crops=[], head_probs=torch.zeros(b, heads, n_classes))
+
+    @pytest.mark.parametrize(("labels", "heads", "n_classes", "names"), [
+        ([3, 9], 1, 10, ["3", "9"]),
+        ([7, 42], 2, 10, ["07", "42"]),  # a Pair model: the number the digits spell
+        ([5, 8], 2, 3, ["12", "22"]),  # 5 = 1·3 + 2: head 0 read 1, head 1 read 2 (was "05")
+        ([11], 1, 12, ["11"]),
+        ([13], 2, 12, ["1-1"]),  # classes of two characters are told apart
+    ])
+    def test_names(self, labels, heads, n_classes, names):
+        assert self._prediction(labels, heads, n_classes).class_names() == names
+
+    def test_names_follow_predict(self):
+        """The joint label predict returns, read back: each head's own argmax, first head first."""
+        from stn.model import ModelConfig, STClassifier
+
+        torch.manual_seed(0)
+        model = STClassifier(ModelConfig("pair", (16, 32), heads=2, n_classes=3, localization="fc"))
+        pred = model.predict(torch.rand(4, 1, 16, 32) * 0.5)
+        heads_read = pred.head_probs.argmax(dim=-1)  # (B, heads)
+        assert pred.class_names() == ["".join(str(int(c)) for c in row) for row in heads_read]
+
+    def test_no_ignored_argument(self):
+        """class_names took n_classes=10 and ignored it: the number of classes is the prediction's own."""
+        import inspect
+
+        assert list(inspect.signature(stn.Prediction.class_names).parameters) == ["self"]

@@ -8,6 +8,7 @@ fixtures are passed to every tensor they concern; tolerances come from ``TOL``.
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -650,7 +651,19 @@ _BOUND_BY_ENTRY = {
     "affine": [(torch.tanh, [2, 5]), (lambda v: v, [0, 1, 3, 4])],
     "attention": [(lambda v: v.abs().clamp(min=0.1), [0]), (torch.tanh, [1, 2])],
     "projective": [(torch.tanh, [2, 5]), (lambda v: v.clamp(-0.5, 0.5), [6, 7]), (lambda v: v, [0, 1, 3, 4])],
+    "tps": [(lambda v: v.clamp(-1.5, 1.5), list(range(32)))],
 }
+
+
+@pytest.mark.parametrize("name", T.names())
+def test_bound_checks_params_like_grid(name):
+    """Every family's bound refuses θ of another shape (a 1-D θ, a wrong width) in grid's words, and reads
+    an integer θ as floats; the TPS clamped any shape without a word."""
+    tf = T.get(name)
+    for bad in (torch.zeros(tf.n_params), torch.zeros(2, tf.n_params + 1), torch.zeros(1, 2, tf.n_params)):
+        with pytest.raises(ValueError, match=re.escape(f"{name}: expected params of shape (B, {tf.n_params}), got {tuple(bad.shape)}")):
+            tf.bound(bad)
+    assert tf.bound(tf.identity().round().long()).dtype == torch.get_default_dtype()
 
 
 @pytest.mark.parametrize("name", sorted(_BOUND_BY_ENTRY))
