@@ -9,7 +9,7 @@ Where each part of the paper lives:
 - :mod:`stn.model`        ST-CNN classifiers and the CNN baseline
 - :mod:`stn.data`         distorted MNIST (R, RTS, P, E, TC, Pair, Wild)
 - :mod:`stn.train`        training; :mod:`stn.replay` what it records; :mod:`stn.checkpoint` a run to resume
-- :mod:`stn.zoo`          pretrained models: :func:`load_model`
+- :mod:`stn.zoo`          pretrained models: :func:`load_model`, :func:`create_model`
 - :mod:`stn.preprocess`   any picture → the model's input
 - :mod:`stn.cli`          ``python -m stn``
 
@@ -26,7 +26,7 @@ from stn.model import ModelConfig, Prediction, STClassifier
 from stn.preprocess import ImageError, preprocess
 from stn.sampling import sample
 from stn.transformer import SpatialTransformer
-from stn.zoo import DEFAULT_MODEL, list_models, load_model
+from stn.zoo import DEFAULT_MODEL, create_model, list_models, load_model
 
 __all__ = [
     "transforms",
@@ -36,6 +36,7 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "load_model",
+    "create_model",
     "list_models",
     "preprocess",
     "ImageError",

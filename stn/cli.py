@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import shlex
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,10 +30,46 @@ def _add_common(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 _REPO = Path(__file__).resolve().parent.parent  # the checkout this package lives in
+TPS_GRID = 4  # control points per side of a thin-plate spline when --grid-size is not given
 
 
 def _models_dir(args: argparse.Namespace) -> Path | None:
     return Path(args.models_dir) if args.models_dir else None
+
+
+def _dir_named(args: argparse.Namespace, directory: Path) -> str:
+    """How a message names the models directory: by the flag or variable that chose it."""
+    if args.models_dir:
+        return f"--models-dir {directory}"
+    return f"$STN_MODELS ({directory})" if os.environ.get("STN_MODELS") else f"the models directory {directory}"
+
+
+def _check_models_dir(args: argparse.Namespace) -> None:
+    """The commands that read models: a directory that is not there is said, not taken for an empty zoo
+    ("no models found", "Unknown model ... Known: none")."""
+    from stn.zoo import models_dir
+
+    d = _models_dir(args) or models_dir()
+    if not d.is_dir():
+        fix = ("give the directory the models were trained into (stn train --models-dir DIR)" if args.models_dir
+               else "give one with --models-dir DIR or $STN_MODELS")
+        raise ValueError(f"{_dir_named(args, d)} {'is not a directory' if d.exists() else 'does not exist'}: {fix}")
+
+
+def _check_writable(args: argparse.Namespace, directory: Path) -> None:
+    """Before training: ``directory`` is, or is now made, a directory this run can write into. A file there, or
+    a place that cannot be written, ended the run after training with a traceback and the model lost."""
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"{_dir_named(args, directory)} is a file, not a directory: give a directory to write the "
+                         "model into (it is created if missing)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # a file written, not os.access: that says yes to root on /proc or a read-only mount
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{_dir_named(args, directory)} cannot be created or written into ({exc.strerror or exc}): "
+                         "give a directory you can write to") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -43,13 +81,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stn.model import ModelConfig, change_transform
     from stn.replay import save_replay
     from stn.train import Checkpointing, TrainConfig, fit
-    from stn.zoo import MNIST_LICENSE, models_dir, save_model
+    from stn.transforms import names as transform_names
+    from stn.zoo import MNIST_LICENSE, check_name, models_dir, save_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.crop_size is not None and not 8 <= args.crop_size <= 64:
         raise ValueError(f"--crop-size must be between 8 and 64 pixels, got {args.crop_size}")
     spec = get_spec(args.dataset)
+    # before the "training NAME: ..." line, which named the run r-foo and then refused the transform
+    if args.transform not in (None, "none", *transform_names()):
+        raise ValueError(f"--transform {args.transform!r} is not a transform: give {', '.join(transform_names())}, or "
+                         "none (the CNN baseline)")
+    if args.name is not None:
+        check_name(args.name, "--name")
     if args.limit is not None and args.batch_size > args.limit:  # not one whole batch to train on
         raise ValueError(f"--batch-size {args.batch_size} is more than the {args.limit} training digits of --limit "
                          f"{args.limit}: give --batch-size {args.limit} or less, or a larger --limit")
@@ -64,7 +109,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.transform is None:
         args.transform = (init["card"]["config"]["transform"] or "none") if init is not None else "affine"
     transform = None if args.transform == "none" else args.transform
-    options = {"grid_size": args.grid_size} if transform == "tps" else {}
+    if args.grid_size is not None and transform != "tps":  # it was ignored without a word
+        raise ValueError(f"--grid-size sets a thin-plate spline's control points, and this model's transform is "
+                         f"{args.transform}: give --transform tps with it, or leave --grid-size out")
+    options = {"grid_size": args.grid_size or TPS_GRID} if transform == "tps" else {}
     config = ModelConfig(
         dataset=spec.name,
         input_size=spec.canvas,
@@ -82,8 +130,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = ModelConfig.from_dict(init["card"]["config"])
         if transform != config.transform:  # an affine model as the start of a richer family
             config, init["weights"] = change_transform(config, init["weights"], transform, options)
+        elif args.grid_size not in (None, have := config.transform_options.get("grid_size", TPS_GRID)):
+            raise ValueError(f"--grid-size {args.grid_size}: --init {args.init} has a {have}×{have} grid, which "
+                             "fine-tuning keeps: leave --grid-size out, or train a new tps model without --init")
         transform = config.transform
-    name = args.name or (f"{args.init}-ft" if init is not None else f"{spec.name}-{args.transform if transform else 'cnn'}")
+    name = check_name(args.name or (f"{args.init}-ft" if init is not None else
+                                    f"{spec.name}-{args.transform if transform else 'cnn'}"), "--name")
     out = _models_dir(args) or models_dir()
     _refuse_overwrite(name, out, args.force)
     # where the run is saved as it goes (stn/checkpoint.py); main() names it if the run is interrupted
@@ -109,13 +161,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if donor is not None and holdout:
         _check_start("--classifier-from", args.classifier_from, donor["card"], holdout)
     # read before anything is written: with --force the new run may replace the starting model's own files
-    before_replay = _replay_of(init["card"], _models_dir(args) or models_dir()) if init is not None else None
+    before_replay = _replay_of(init["card"], init["directory"]) if init is not None else None
     command = [a for a in args.argv if a != "--resume"]  # the run's command, whichever part of it this is
     checkpointing = Checkpointing(checkpoint_dir, args.checkpoint_every,
                                   info={"init": args.init, "classifier_from": args.classifier_from},
                                   notes={"command": "python -m stn " + " ".join(shlex.quote(a) for a in command)})
-    if args.resume:
+    if args.resume:  # a run with no checkpoint to resume is refused before anything is made
         checkpointing.resume = _resume_from(name, checkpoint_dir, config, train_cfg, checkpointing, args)
+    _check_writable(args, out)  # the last check before training: the run is saved there as it goes
+    if args.resume:
         print(f"resuming {name} at step {checkpointing.resume.step} of {total}: {spec.description}", file=sys.stderr)
     else:
         if started is not None:  # --force: start over
@@ -189,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     replay_path = save_replay(out / f"{name}.replay.safetensors", res)
     if before_replay is not None:  # the replay shows the model's whole history: the starting model's runs, then this one
         _chain_replay(replay_path, before_replay, init["card"]["config"]["transform"], transform, options)
-    save_model(model, name, card, out)
+    save_model(model, name, card, out, overwrite=True)  # _refuse_overwrite asked before training (--force)
     remove_checkpoint(checkpoint_dir)  # the model is safe: nothing left to resume
     val = f" (val error {100 * res['val_error']:.2f}% on {holdout['digits']:,} held-out digits)" if holdout else ""
     print(
@@ -355,15 +409,33 @@ def _chain_replay(path: Path, before: Replay, before_transform: str | None, tran
     write_replay(path, chain_replays([before, load_replay(path)], [embed, None]))
 
 
+def _zoo_of(flag: str, name: str, args: argparse.Namespace) -> Path:
+    """The directory of the model ``--init``/``--classifier-from`` names: ``--models-dir`` first, then the zoo's
+    own directory (what ``stn models`` lists), so that a run trained into ``runs/`` can start from a shipped model."""
+    from stn.zoo import UnknownModelError, list_models, models_dir
+
+    places = [d for d in (_models_dir(args), models_dir()) if d is not None]
+    if len(places) == 2 and places[0].resolve() == places[1].resolve():
+        places.pop()
+    for d in places:
+        if (d / f"{name}.json").exists() or (d / f"{name}.safetensors").exists():
+            return d  # a card or weights alone: load_card says what is missing
+    looked = [f"{'--models-dir ' if d is places[0] and args.models_dir else 'the zoo '}{d} "
+              f"({', '.join(list_models(d)) or 'no models'})" for d in places]
+    raise UnknownModelError(f"Unknown model {name!r} for {flag}: it is not in {' nor in '.join(looked)}: give one of "
+                            "those names")
+
+
 def _init_from(args: argparse.Namespace, dataset: str) -> dict:
-    """``--init NAME``: the zoo model's card and weights, refused unless it was trained on ``dataset``."""
+    """``--init NAME``: the zoo model's card, weights and directory, refused unless it was trained on ``dataset``."""
     from stn.zoo import load_card, load_model
 
-    card = load_card(args.init, _models_dir(args))
+    d = _zoo_of("--init", args.init, args)
+    card = load_card(args.init, d)
     if card["dataset"]["name"] != dataset:
         raise ValueError(f"--init {args.init} was trained on {card['dataset']['name'].upper()}, not on "
                          f"{dataset.upper()}: fine-tune it with --dataset {card['dataset']['name']}.")
-    return {"card": card, "weights": load_model(args.init, device="cpu", directory=_models_dir(args)).state_dict()}
+    return {"card": card, "weights": load_model(args.init, device="cpu", directory=d).state_dict(), "directory": d}
 
 
 def _classifier_from(args: argparse.Namespace, config: ModelConfig) -> dict:
@@ -371,8 +443,9 @@ def _classifier_from(args: argparse.Namespace, config: ModelConfig) -> dict:
     that classifier reads what this model's classifier reads (its input size, layer widths, classes)."""
     from stn.zoo import load_card, load_model
 
-    card = load_card(args.classifier_from, _models_dir(args))
-    donor = load_model(args.classifier_from, device="cpu", directory=_models_dir(args))
+    d = _zoo_of("--classifier-from", args.classifier_from, args)
+    card = load_card(args.classifier_from, d)
+    donor = load_model(args.classifier_from, device="cpu", directory=d)
     dc = donor.config
     theirs = (tuple(dc.crop_size) if dc.transform else tuple(dc.input_size), tuple(dc.channels), dc.hidden, dc.n_classes)
     ours = (tuple(config.crop_size) if config.transform else tuple(config.input_size), tuple(config.channels), config.hidden,
@@ -477,20 +550,25 @@ def _rotation_table(model: STClassifier, args: argparse.Namespace) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from stn.zoo import list_models, load_card
+    from stn.zoo import ModelFileError, list_models, load_card, models_dir
 
     names = list_models(_models_dir(args))
-    cards = [load_card(n, _models_dir(args)) for n in names]
+    cards = {}
+    for n in names:  # one damaged card is named on stderr; the others are still listed
+        try:
+            cards[n] = load_card(n, _models_dir(args))
+        except ModelFileError as exc:
+            print(f"stn models: {exc}", file=sys.stderr)
     if args.json:
-        print(json.dumps(cards, indent=2))
-        return 0
-    if not cards:
-        print("no models found")
-    for n, c in zip(names, cards):  # a hand-made card may lack the fields a shipped one has
-        err = (c.get("metrics") or {}).get("test_error")
-        shown = f"{100 * err:5.2f}%" if isinstance(err, (int, float)) else f"{'-':>6}"
-        print(f"{n:<18} {shown}  {c.get('description', '')}")
-    return 0
+        print(json.dumps(list(cards.values()), indent=2))
+    elif not names:
+        print(f"no models found in {_models_dir(args) or models_dir()}")
+    else:
+        for n, c in cards.items():  # a hand-made card may lack the fields a shipped one has
+            err = (c.get("metrics") or {}).get("test_error")
+            shown = f"{100 * err:5.2f}%" if isinstance(err, (int, float)) else f"{'-':>6}"
+            print(f"{n:<18} {shown}  {c.get('description', '')}")
+    return 1 if len(cards) < len(names) else 0  # as predict: 1 when some could not be read
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -514,13 +592,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tensors, slots = [], []
     weak: dict[int, bool] = {}  # a reading on weak evidence (Prediction.weak), by slot
     for f in args.files:
+        if Path(f).is_dir():  # preprocess names a file by its last part: "tmp: is a folder" for /tmp
+            results.append({"file": f, "error": f"{f} is a directory, not a picture file: give the picture files in "
+                                                f"it (e.g. {Path(f) / '*.png'})."})
+            continue
         try:
             prep = prepare(f, tuple(model.config.input_size), float(model.config.digit_size))
             tensors.append(prep.tensor)
             slots.append(len(results))
             results.append({"file": f, "model": name, "touching": prep.touching})
         except ImageError as exc:
-            results.append({"file": f, "error": str(exc)})
+            results.append({"file": f, "error": _all_formats(str(exc))})
         except Exception as exc:  # noqa: BLE001 - never a traceback for one bad file: say which and go on
             results.append({"file": f, "error": f"{Path(f).name}: could not be read ({type(exc).__name__}: {exc})."})
     if tensors:
@@ -552,6 +634,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed and not args.json:
         print(f"stn predict: {failed} of {len(results)} file{'s' * (len(results) > 1)} could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _formats() -> str:
+    """The picture formats this installation reads, from stn.preprocess.READ_FORMATS ("PNG, JPEG, ... or AVIF"):
+    predict's --help and its refusal of another format name the same ones."""
+    from stn.preprocess import READ_FORMATS
+
+    shown = [{"WEBP": "WebP"}.get(f, f) for f in READ_FORMATS]
+    return f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+
+
+# stn.preprocess refuses an unknown format naming only some of the formats it reads; the CLI names them all
+_SOME_FORMATS = "Send a PNG, JPEG, WebP, GIF, BMP or TIFF."
+
+
+def _all_formats(message: str) -> str:
+    return message[: -len(_SOME_FORMATS)] + f"Send a {_formats()}." if message.endswith(_SOME_FORMATS) else message
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -716,8 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="affine (default), attention, projective, tps, or none (CNN baseline); with --init, "
                         "projective or tps starts from an affine model's crops")
     p.add_argument("--name", default=None,
-                   help="model name (default: DATASET-TRANSFORM; DATASET-cnn with --transform none; "
-                        "MODEL-ft with --init MODEL)")
+                   help="model name: letters, digits, - and _ (default: DATASET-TRANSFORM; DATASET-cnn with "
+                        "--transform none; MODEL-ft with --init MODEL)")
     p.add_argument("--epochs", type=_above_zero, default=10.0)
     p.add_argument("--steps", type=_whole(1), default=None, help="train this many steps instead of --epochs")
     p.add_argument("--batch-size", type=_whole(1), default=128)
@@ -728,7 +827,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size of the localisation CNN: the paper's, or a light one (8 channels, canvas pooled to ~14 px)")
     p.add_argument("--start-scale", type=_above_zero, default=1.0,
                    help="start θ at the centred window of this size instead of the identity (1.0)")
-    p.add_argument("--grid-size", type=_whole(2), default=4, help="TPS control points per side")
+    p.add_argument("--grid-size", type=_whole(2), default=None,
+                   help=f"TPS control points per side (default {TPS_GRID}; with --transform tps only)")
     p.add_argument("--crop-size", type=int, default=None,
                    help="side of the transformer's output, the classifier's input (default 28); smaller than the "
                         "canvas, the ST-CNN costs less than its CNN (e.g. 20: the MNIST digit's box)")
@@ -754,12 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--init", default=None, metavar="MODEL",
-                   help="fine-tune: start from this zoo model's weights and architecture (same dataset); "
+                   help="fine-tune: start from this model's weights and architecture (same dataset), from "
+                        "--models-dir or else the shipped zoo; "
                         "the architecture flags are then ignored (except --transform projective|tps, with --grid-size, "
                         "to warm-start that family from an affine model) and its card is recorded in the new one")
     p.add_argument("--classifier-from", default=None, metavar="MODEL",
-                   help="start the classifier from this zoo model's (same input size and layers), e.g. a CNN trained "
-                        "on upright digits (--dataset mnist)")
+                   help="start the classifier from this model's (same input size and layers; from --models-dir or "
+                        "else the shipped zoo), e.g. a CNN trained on upright digits (--dataset mnist)")
     p.add_argument("--freeze-classifier", action="store_true",
                    help="with --classifier-from: train only the transformer; a classifier that has never seen a turned "
                         "digit leaves turning it upright to the transformer")
@@ -786,7 +887,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("predict", help="classify image files with a zoo model")
-    p.add_argument("files", nargs="+", metavar="FILE", help="PNG, JPEG, WebP, GIF, BMP, TIFF, PPM or AVIF images")
+    p.add_argument("files", nargs="+", metavar="FILE", help=f"{_formats()} images")
     p.add_argument("--model", default=None, help=f"model name (default: {DEFAULT_MODEL}; python -m stn models lists them)")
     p.add_argument("--json", action="store_true", help='one JSON object per line: {"file", "model", "touching", "label", "sure", '
                                                        '"probs", "theta"}, or {"file", "error"} for a file it cannot read')
@@ -843,9 +944,17 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM ends a training run as Ctrl-C does: saved, with the line to resume it
     before = _raise_on_sigterm() if args.command == "train" else None
     try:
+        if args.command != "train":  # train creates its directory; the others read one
+            _check_models_dir(args)
         return int(args.func(args) or 0)
     except (DataNotFoundError, UnknownModelError, ValueError) as exc:
         print(f"stn {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `stn models | head`: the reader has all it wanted; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+        return 128 + signal.SIGPIPE
+    except OSError as exc:  # a file or folder that cannot be read or written: the path and why, not a traceback
+        print(f"stn {args.command}: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (stn.train.Interrupted): a line, not a traceback
         what = _interrupted(args) if args.command == "train" else "interrupted"
@@ -854,6 +963,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if before is not None:
             signal.signal(signal.SIGTERM, before)
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError as one sentence: the path(s), what is wrong, what to do."""
+    paths = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    why = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+    return (f"{paths + ': ' if paths else ''}{why[:1].lower() + why[1:]}: check that the path exists, is what it "
+            "should be (a file or a directory) and can be read and written, then run the command again")
 
 
 def _raise_on_sigterm() -> object | None:

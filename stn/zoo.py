@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from stn.model import ModelConfig, STClassifier
 
-__all__ = ["models_dir", "list_models", "load_card", "load_model", "save_model", "baseline_for", "DEFAULT_MODEL",
-           "UnknownModelError", "ModelFileError"]
+__all__ = ["models_dir", "list_models", "load_card", "load_model", "create_model", "save_model", "check_name",
+           "baseline_for", "DEFAULT_MODEL", "UnknownModelError", "ModelFileError"]
 
 DEFAULT_MODEL = "wild-affine"
 
@@ -46,6 +47,24 @@ def models_dir() -> Path:
 
 def _dir(directory: str | os.PathLike | None) -> Path:
     return Path(directory) if directory else models_dir()
+
+
+# A model is NAME.safetensors, NAME.json and NAME.replay.safetensors side by side: a separator or ".." puts them
+# outside the directory, a subfolder is never listed, and a dot lets names collide (model "x.replay" is x's replay).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """``name`` if it can name a model's files in its directory, else a :class:`ValueError` saying which names can
+    (``what`` names the argument in it, e.g. ``"--name"``).
+
+    >>> check_name("rts-affine_2")
+    'rts-affine_2'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{what} {name!r} cannot name a model's files: use 1 to 100 letters, digits, '-' and '_', "
+                         "beginning with a letter or digit (e.g. my-rts_2)")
+    return name
 
 
 def list_models(directory: str | os.PathLike | None = None) -> list[str]:
@@ -129,18 +148,29 @@ def _read(name: str, directory: str, versions: tuple[float, float]) -> tuple[dic
     return card, _read_weights(d / f"{name}.safetensors", card)
 
 
-def _build(name: str, d: Path, card: dict, state: dict[str, torch.Tensor]) -> STClassifier:
-    """The model the card's config describes, with ``state`` loaded, or a :class:`ModelFileError`."""
-    card_path, weights = d / f"{name}.json", d / f"{name}.safetensors"
-    fix = f"restore both files from one source (`git checkout models/{name}.*`), or {_retrain(name, card)}"
+def _fix(name: str, card: dict) -> str:
+    return f"restore both files from one source (`git checkout models/{name}.*`), or {_retrain(name, card)}"
+
+
+def _architecture(name: str, d: Path, card: dict) -> STClassifier:
+    """A freshly initialised model of the architecture the card's config describes, or a :class:`ModelFileError`."""
+    card_path = d / f"{name}.json"
     config = card.get("config")
     if not isinstance(config, dict):
         raise ModelFileError(f"{card_path}: the model card has no \"config\" (the architecture to rebuild the model "
-                             f"from): {fix}.")
+                             f"from): {_fix(name, card)}.")
     try:
-        model = STClassifier(ModelConfig.from_dict(config))
+        return STClassifier(ModelConfig.from_dict(config))
     except (TypeError, ValueError, KeyError) as exc:
-        raise ModelFileError(f"{card_path}: the card's \"config\" does not describe a model ({exc}): {fix}.") from None
+        raise ModelFileError(f"{card_path}: the card's \"config\" does not describe a model ({exc}): "
+                             f"{_fix(name, card)}.") from None
+
+
+def _build(name: str, d: Path, card: dict, state: dict[str, torch.Tensor]) -> STClassifier:
+    """The model the card's config describes, with ``state`` loaded, or a :class:`ModelFileError`."""
+    card_path, weights = d / f"{name}.json", d / f"{name}.safetensors"
+    fix = _fix(name, card)
+    model = _architecture(name, d, card)
     want = model.state_dict()
     missing = sorted(set(want) - set(state))
     extra = sorted(set(state) - set(want))
@@ -189,8 +219,37 @@ def load_model(
     model.card = copy.deepcopy(card)  # type: ignore[attr-defined]
     calibration = card.get("calibration")
     model.sure_logit = calibration.get("sure_logit") if isinstance(calibration, dict) else None
-    dev = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(dev).eval()
+    return model.to(_device(device)).eval()
+
+
+def _device(device: torch.device | str | None) -> str:
+    return str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def create_model(
+    name: str, pretrained: bool = True, *, device: torch.device | str | None = None,
+    directory: str | os.PathLike | None = None,
+) -> STClassifier:
+    """A zoo model by name, as timm's ``create_model``: with ``pretrained`` its trained weights (exactly what
+    :func:`load_model` returns), else the same architecture, rebuilt from its card's config, with fresh
+    initial weights (drawn from torch's global generator: seed it for a repeatable start).
+
+    Either way the model is in eval mode, as :func:`load_model`'s are: call ``.train()`` before training it.
+    A fresh model has no ``card`` nor ``sure_logit`` (``sure_logit`` is None): those describe trained weights.
+    ``pretrained=False`` reads only the card, so it works where the weights are not fetched yet.
+
+    Raises:
+        UnknownModelError: no such model.
+        ModelFileError: its card (or, with ``pretrained``, its weights) is missing, damaged or does not fit.
+
+    >>> fresh = create_model("rts-affine", pretrained=False, device="cpu")
+    >>> fresh.training, fresh.input_size, fresh.config == create_model("rts-affine", device="cpu").config
+    (False, (42, 42), True)
+    """
+    if pretrained:
+        return load_model(name, device=device, directory=directory)
+    d = _dir(directory)
+    return _architecture(name, d, load_card(name, d)).to(_device(device)).eval()
 
 
 def baseline_for(name: str, directory: str | os.PathLike | None = None) -> str | None:
@@ -203,10 +262,21 @@ def baseline_for(name: str, directory: str | os.PathLike | None = None) -> str |
 
 
 def save_model(
-    model: STClassifier, name: str, card: dict, directory: str | os.PathLike | None = None
+    model: STClassifier, name: str, card: dict, directory: str | os.PathLike | None = None, *, overwrite: bool = False
 ) -> tuple[Path, Path]:
-    """Write ``NAME.safetensors`` and ``NAME.json`` (the card gets ``name`` and ``config``)."""
+    """Write ``NAME.safetensors`` and ``NAME.json`` (the card gets ``name`` and ``config``) into ``directory``
+    (default: :func:`models_dir`, the shipped zoo).
+
+    Raises:
+        ValueError: ``name`` cannot name the files (:func:`check_name`), or a model of that name is already there
+            and ``overwrite`` is False (the default: a shipped model is not replaced by accident).
+    """
+    check_name(name)
     d = _dir(directory)
+    there = [p.name for p in (d / f"{name}.safetensors", d / f"{name}.json") if p.exists()]
+    if there and not overwrite:
+        raise ValueError(f"a model named {name} is already in {d} ({', '.join(there)}): save it under another name, "
+                         "or pass overwrite=True to replace it")
     d.mkdir(parents=True, exist_ok=True)
     weights = d / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -195,11 +195,65 @@ def test_a_damaged_model_is_one_line(files, tmp_path, capsys, damage, match):
 
 
 def test_models_lists_a_hand_made_card_and_names_a_broken_one(tmp_path, capsys):
+    """One damaged card made ``stn models`` fail outright (exit 2, nothing listed): now it is named on stderr and
+    the others are still listed, with exit code 1 (as predict's, for files it could not read)."""
     from stn.model import ModelConfig, STClassifier
 
-    stn.zoo.save_model(STClassifier(ModelConfig("r", (28, 28))), "bare", {}, tmp_path)  # no metrics, no description
+    for name in ("bare", "good"):  # no metrics, no description
+        stn.zoo.save_model(STClassifier(ModelConfig("r", (28, 28))), name, {}, tmp_path)
     assert main(["models", "--models-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.split() == ["bare", "-"]
+    assert capsys.readouterr().out.split() == ["bare", "-", "good", "-"]
     (tmp_path / "bare.json").write_text("")
-    assert main(["models", "--models-dir", str(tmp_path)]) == 2
-    assert "bare.json: the model card is not valid JSON" in capsys.readouterr().err
+    assert main(["models", "--models-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out.split() == ["good", "-"]
+    assert err.count("\n") == 1 and err.startswith(f"stn models: {tmp_path / 'bare.json'}: the model card is not valid JSON")
+    assert main(["models", "--json", "--models-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert [c["name"] for c in json.loads(out)] == ["good"] and "bare.json" in err
+
+
+@pytest.mark.parametrize("command", [["models"], ["predict", "x.png"], ["eval", "m"], ["table"]])
+def test_a_models_dir_that_is_not_there_is_said(tmp_path, capsys, command):
+    """``models --models-dir /nonexistent`` said "no models found" (exit 0), predict "Unknown model ... Known: none"."""
+    missing, a_file = tmp_path / "nonexistent", tmp_path / "a-file"
+    a_file.write_text("")
+    assert main([*command, "--models-dir", str(missing)]) == 2
+    assert capsys.readouterr().err == (f"stn {command[0]}: --models-dir {missing} does not exist: give the directory "
+                                       "the models were trained into (stn train --models-dir DIR)\n")
+    assert main([*command, "--models-dir", str(a_file)]) == 2
+    assert f"--models-dir {a_file} is not a directory: " in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()  # there, with no model in it: said as such
+    if command == ["models"]:
+        assert main(["models", "--models-dir", str(tmp_path / "empty")]) == 0
+        assert capsys.readouterr().out == f"no models found in {tmp_path / 'empty'}\n"
+
+
+@needs_models
+def test_predict_names_every_format_it_reads(files, tmp_path, capsys):
+    """A file of another format was refused naming six formats; --help names eight (PPM, AVIF): now both name the
+    formats stn.preprocess reads."""
+    from stn.cli import build_parser
+    from stn.preprocess import READ_FORMATS
+
+    text = tmp_path / "notimage.png"
+    text.write_text("not a picture\n")
+    assert main(["predict", "--cpu", "--model", MODELS[0], str(text)]) == 1
+    line = capsys.readouterr().out.splitlines()[1]
+    sub = build_parser()._subparsers._group_actions[0].choices
+    help_text = " ".join(sub["predict"].format_help().split())
+    for fmt in READ_FORMATS:
+        shown = {"WEBP": "WebP"}.get(fmt, fmt)
+        assert shown in line and shown in help_text, fmt
+    listed = re.search(r"Send an? (.*)\.$", line).group(1)
+    assert f"{listed} images" in help_text, (listed, help_text)
+
+
+@needs_models
+def test_predict_says_a_directory_is_one(files, tmp_path, capsys):
+    """``stn predict /tmp`` named the file "tmp": the directory is named as given, and said to be one."""
+    assert main(["predict", "--cpu", "--json", "--model", MODELS[0], str(tmp_path), str(files["seven"])]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == {"file": str(tmp_path), "error": f"{tmp_path} is a directory, not a picture file: give the "
+                                                       f"picture files in it (e.g. {tmp_path / '*.png'})."}
+    assert "label" in rows[1]

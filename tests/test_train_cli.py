@@ -476,3 +476,106 @@ def test_a_holdout_that_cannot_hold_is_refused_before_training(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith(f"stn train: {message}") and err.count("\n") == 1 and "training t-new" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+# --------------------------------------------------------------------------- refused before training, in one sentence
+
+
+def _refused(capsys, argv: list[str], message: str) -> str:
+    """``stn train ARGV`` refused with exit code 2 and one line that starts with ``message``, before training."""
+    from stn.cli import main
+
+    rc = main(["train", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"stn train: {message}") and err.count("\n") == 1, err
+    assert "training " not in err
+    return err
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file", "under-proc"])
+def test_an_unusable_models_dir_is_refused_before_training(tmp_path, capsys, where) -> None:
+    """``--models-dir`` a file (or under one, or where nothing can be made) trained the whole run, then died with
+    a NotADirectoryError/FileNotFoundError traceback from the checkpoint's mkdir, and the run was lost."""
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    if where == "under-proc" and not Path("/proc/self").exists():
+        pytest.skip("no /proc here")
+    out = {"file": a_file, "under-a-file": a_file / "sub", "under-proc": Path("/proc/nope")}[where]
+    common = ["--dataset", "r", "--name", "z1", "--steps", "2", "--limit", "200", "--threads", "1", *_QUICK]
+    message = (f"--models-dir {out} is a file, not a directory: give a directory" if where == "file" else
+               f"--models-dir {out} cannot be created or written into (")
+    _refused(capsys, [*common, "--models-dir", str(out)], message)
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_an_os_error_is_one_sentence_naming_the_path(tmp_path, capsys) -> None:
+    """What the commands do not check for themselves: an OSError was a traceback; now a line naming the path."""
+    from stn.cli import main
+
+    (tmp_path / "zoo").mkdir()
+    rc = main(["table", "--readme", str(tmp_path), "--chart", str(tmp_path / "chart.json"), "--models-dir",
+               str(tmp_path / "zoo")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"stn table: {tmp_path}: is a directory: check that the path exists"), err
+
+
+def test_init_and_classifier_from_look_in_the_shipped_zoo_too(tmp_path, capsys) -> None:
+    """``--init rts-affine --models-dir runs`` said "Unknown model 'rts-affine'. Known: t1" though ``stn models``
+    lists it: the models directory is looked in first, then the shipped zoo, and the message names both."""
+    from stn.cli import main
+    from stn.zoo import list_models, models_dir
+
+    if not {"rts-affine", "mnist-cnn"} <= set(list_models()):
+        pytest.skip("rts-affine or mnist-cnn is not in the zoo")
+    common = ["--steps", "1", "--threads", "1", *_QUICK, "--models-dir", str(tmp_path)]
+    assert main(["train", "--dataset", "rts", "--init", "rts-affine", "--name", "t-ft", *common]) == 0, capsys.readouterr()
+    card = json.loads((tmp_path / "t-ft.json").read_text())
+    assert card["training"]["init"]["model"] == "rts-affine" and card["training"]["total_epochs"] > 1
+    # the shipped model's replay, then this run's
+    assert len(load_replay(tmp_path / "t-ft.replay.safetensors").runs) >= 1
+    assert main(["train", "--dataset", "r", "--classifier-from", "mnist-cnn", "--name", "t-cf", *common]) == 0
+    assert json.loads((tmp_path / "t-cf.json").read_text())["training"]["classifier_from"]["model"] == "mnist-cnn"
+    capsys.readouterr()
+    # a model of the same name in --models-dir comes first
+    assert main(["train", "--dataset", "rts", "--init", "t-ft", "--name", "t-ft2", *common]) == 0
+    assert json.loads((tmp_path / "t-ft2.json").read_text())["training"]["init"]["model"] == "t-ft"
+    capsys.readouterr()
+    for flag in ("--init", "--classifier-from"):
+        _refused(capsys, ["--dataset", "rts", flag, "rts-afine", *common],
+                 f"Unknown model 'rts-afine' for {flag}: it is not in --models-dir {tmp_path} (t-cf, t-ft, t-ft2) nor in "
+                 f"the zoo {models_dir()} (")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", "..", ".hidden", "x.replay", "a b", "-x", "x" * 101])
+def test_a_name_that_is_not_a_file_name_is_refused(tmp_path, capsys, name) -> None:
+    """``--name ../escape`` wrote outside the models directory, ``--name a/b`` into a subfolder never listed."""
+    out = tmp_path / "zoo"
+    _refused(capsys, ["--dataset", "r", f"--name={name}", "--steps", "1", "--models-dir", str(out), *_QUICK],
+             f"--name {name!r} cannot name a model's files: use 1 to 100 letters, digits, '-' and '_', beginning with a "
+             "letter or digit")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_transform_and_grid_size_are_checked_before_training(tmp_path, capsys) -> None:
+    """``--transform foo`` printed "training r-foo: ..." before refusing it; ``--grid-size 3`` with another
+    transform than tps was ignored without a word."""
+    from stn.zoo import list_models
+
+    common = ["--dataset", "r", "--steps", "1", "--models-dir", str(tmp_path), *_QUICK]
+    _refused(capsys, [*common, "--transform", "foo"],
+             "--transform 'foo' is not a transform: give affine, attention, projective, tps, or none (the CNN baseline)")
+    for transform in ([], ["--transform", "affine"], ["--transform", "none"]):
+        _refused(capsys, [*common, *transform, "--grid-size", "3"],
+                 "--grid-size sets a thin-plate spline's control points, and this model's transform is ")
+    if "r-tps" in list_models():  # fine-tuning keeps the starting model's grid
+        _refused(capsys, [*common, "--init", "r-tps", "--grid-size", "3"],
+                 "--grid-size 3: --init r-tps has a 4×4 grid, which fine-tuning keeps: leave --grid-size out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_readme_tells_resume_from_init() -> None:
+    """The Training section documented ``--resume`` and a later paragraph said "A run cannot be resumed"."""
+    text = " ".join((Path(__file__).resolve().parent.parent / "README.md").read_text().split())
+    assert "cannot be resumed" not in text
+    assert "`--resume` continues an interrupted run" in text and "`--init` starts a new run" in text

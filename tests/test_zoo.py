@@ -11,7 +11,7 @@ import torch
 from stn import load_model
 from stn.data import data_root, get_spec
 from stn.model import ModelConfig, STClassifier
-from stn.zoo import ModelFileError, UnknownModelError, list_models, load_card, models_dir, save_model
+from stn.zoo import ModelFileError, UnknownModelError, create_model, list_models, load_card, models_dir, save_model
 
 MODELS = list_models()
 CARD_KEYS = {"name", "description", "config", "dataset", "metrics", "training", "parameters"}
@@ -101,7 +101,7 @@ def test_each_load_is_a_model_of_its_own(tmp_path) -> None:
     x = torch.rand(2, 1, 42, 42)
     assert first.predict(x.double()).labels.shape == first.predict(x).labels.shape == (2,)  # the model's own dtype
     model.st.localization.head.bias.data.add_(0.5)  # new weights written under the same name are read again
-    save_model(model, "mine", {"description": "t", "dataset": {"name": "rts"}, "metrics": {}}, tmp_path)
+    save_model(model, "mine", {"description": "t", "dataset": {"name": "rts"}, "metrics": {}}, tmp_path, overwrite=True)
     import os
 
     os.utime(tmp_path / "mine.safetensors", (1e9, 2e9))
@@ -398,3 +398,57 @@ def test_a_bold_digit_moved_to_the_edge_is_not_a_light_ground() -> None:
     with pytest.raises(ValueError, match="light ground"):
         model.predict(light)
     assert model.predict(light, check_ground=False).labels.shape == (1,)
+
+
+# --------------------------------------------------------------------------- create_model, save_model's guards
+
+
+def test_create_model_is_load_model_or_the_same_architecture_fresh(tmp_path) -> None:
+    """timm's ``create_model(name, pretrained=...)``: the zoo had only load_model (pretrained weights only)."""
+    import stn
+
+    assert stn.create_model is create_model and "create_model" in stn.__all__
+    model = _tiny_zoo(tmp_path)
+    (tmp_path / "mine.json").write_text(json.dumps({**json.loads((tmp_path / "mine.json").read_text()),
+                                                    "calibration": {"sure_logit": 3.0}}))
+    trained = create_model("mine", directory=tmp_path, device="cpu")
+    assert not trained.training and trained.sure_logit == 3.0 and trained.card["name"] == "mine"
+    for a, b in zip(trained.state_dict().values(), model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    torch.manual_seed(1)
+    fresh = create_model("mine", pretrained=False, directory=tmp_path, device="cpu")
+    assert fresh.config == model.config and not fresh.training and fresh.sure_logit is None
+    key = "classifier.features.0.weight"  # fresh weights, not the trained ones
+    assert key in fresh.state_dict() and not torch.equal(fresh.state_dict()[key], trained.state_dict()[key])
+    assert fresh.predict(torch.rand(2, 1, 42, 42)).labels.shape == (2,)
+    (tmp_path / "mine.safetensors").unlink()  # a fresh model needs only the card
+    assert create_model("mine", pretrained=False, directory=tmp_path, device="cpu").config == model.config
+    with pytest.raises(ModelFileError, match="no weights"):
+        create_model("mine", directory=tmp_path, device="cpu")
+    with pytest.raises(UnknownModelError, match="Unknown model 'nope'"):
+        create_model("nope", pretrained=False, directory=tmp_path)
+
+
+def test_save_model_does_not_replace_a_model_unless_told(tmp_path) -> None:
+    """save_model wrote over a model of the same name (by default in the shipped models/) without a word."""
+    model = _tiny_zoo(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=(rf"^a model named mine is already in {tmp_path} \(mine\.safetensors, "
+                                          r"mine\.json\): save it under another name, or pass overwrite=True to replace it$")):
+        save_model(model, "mine", {"description": "other"}, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "mine.safetensors").unlink()  # either file is enough
+    with pytest.raises(ValueError, match=r"\(mine\.json\)"):
+        save_model(model, "mine", {"description": "other"}, tmp_path)
+    save_model(model, "mine", {"description": "other"}, tmp_path, overwrite=True)
+    assert load_card("mine", tmp_path)["description"] == "other"
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", "", "..", ".hidden", "x.replay", "a b", "-x", "é", "x" * 101])
+def test_save_model_refuses_a_name_that_is_not_a_file_name(tmp_path, name) -> None:
+    """``../escape`` was written outside the directory, ``a/b`` into a subfolder that list_models never lists."""
+    (tmp_path / "zoo").mkdir()
+    model = STClassifier(ModelConfig("r", (28, 28)))
+    with pytest.raises(ValueError, match=r"cannot name a model's files: use 1 to 100 letters, digits, '-' and '_'"):
+        save_model(model, name, {}, tmp_path / "zoo")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["zoo"]
