@@ -748,7 +748,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             uploads["how"] = "python -m stn uploads (stn/uploads.py)"
             card["metrics"]["uploads"] = uploads
             (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    return 0
+    return status
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -762,6 +762,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     # models of one canvas in a row: they share the prepared pictures (calibrate keeps the last two canvases)
     names = sorted(names, key=canvas)
     print(f"{'model':<22} {'sure_logit':>10}  {'right':>11}  under it (all pictures)")
+    status = 0
     for name in names:
         model = load_model(name, device="cpu", directory=_models_dir(args))
         try:
@@ -770,12 +771,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"{name:<22} {'-':>10}  not calibrated: {exc}")
             continue
         print(f"{name:<22} {cal['sure_logit']:>10.3f}  {cal['read_right']:>5} of {cal['images']:<4} {cal['under_floor']}")
-        if args.write:
+        if args.write and cal["overlaps_uploads"]:  # a floor measured on the digits stn uploads tests it on
+            print(f"stn calibrate: {name}'s card not written: the pictures were made from {cal['digits']}; write "
+                  "it from the full MNIST (--data DIR or STN_DATA).", file=sys.stderr)
+            status = 1
+        elif args.write:
             d = _models_dir(args) or models_dir()
             card = load_card(name, d)
             card["calibration"] = cal
             (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    return 0
+    return status
 
 
 def _whole(least: int):

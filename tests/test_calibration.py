@@ -58,6 +58,24 @@ def test_calibration_says_which_digits_it_used() -> None:
     assert not full["overlaps_uploads"] and full["digits"] == f"MNIST test digits {FIRST_DIGIT}-{FIRST_DIGIT + 29}"
 
 
+@pytest.mark.skipif(DEFAULT_MODEL not in list_models(), reason="default model not shipped")
+def test_a_floor_from_the_measured_digits_is_not_written(tmp_path, capsys) -> None:
+    """``stn calibrate --write`` on the bundled digits (or a set it wraps round) measured the floor on the very
+    pictures ``stn uploads`` tests it on: said, and the card left as it was."""
+    import shutil
+
+    from stn.cli import main
+    from stn.zoo import models_dir
+
+    for f in models_dir().glob(f"{DEFAULT_MODEL}.*"):
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    card = (tmp_path / f"{DEFAULT_MODEL}.json").read_text()
+    code = main(["calibrate", DEFAULT_MODEL, "--write", "--data", "bundled", "--images", "30", "--models-dir", str(tmp_path)])
+    assert code == 1 and (tmp_path / f"{DEFAULT_MODEL}.json").read_text() == card
+    assert "card not written" in capsys.readouterr().err
+
+
 def test_top_logits_in_batches() -> None:
     model = STClassifier(ModelConfig("rts", (42, 42), transform="affine")).eval()
     x = torch.rand(5, 1, 42, 42)
