@@ -602,7 +602,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             slots.append(len(results))
             results.append({"file": f, "model": name, "touching": prep.touching})
         except ImageError as exc:
-            results.append({"file": f, "error": _all_formats(str(exc))})
+            results.append({"file": f, "error": str(exc)})
         except Exception as exc:  # noqa: BLE001 - never a traceback for one bad file: say which and go on
             results.append({"file": f, "error": f"{Path(f).name}: could not be read ({type(exc).__name__}: {exc})."})
     if tensors:
@@ -637,20 +637,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _formats() -> str:
-    """The picture formats this installation reads, from stn.preprocess.READ_FORMATS ("PNG, JPEG, ... or AVIF"):
-    predict's --help and its refusal of another format name the same ones."""
-    from stn.preprocess import READ_FORMATS
+    from stn.preprocess import formats_text
 
-    shown = [{"WEBP": "WebP"}.get(f, f) for f in READ_FORMATS]
-    return f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
-
-
-# stn.preprocess refuses an unknown format naming only some of the formats it reads; the CLI names them all
-_SOME_FORMATS = "Send a PNG, JPEG, WebP, GIF, BMP or TIFF."
-
-
-def _all_formats(message: str) -> str:
-    return message[: -len(_SOME_FORMATS)] + f"Send a {_formats()}." if message.endswith(_SOME_FORMATS) else message
+    return formats_text()
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -728,6 +717,11 @@ def cmd_uploads(args: argparse.Namespace) -> int:
                               tuple(model.config.input_size), float(model.config.digit_size))
             print(f"  numbers (more digits than it reads) refused as such: {n['named']} of {n['images']}"
                   f" ({n['refused otherwise']} refused for another reason)")
+            if reads > 1:  # a lone digit, laid out the same way
+                one = numbers_named(number_images(args.numbers, seed=2, root=args.data, digits=(1,)),
+                                    tuple(model.config.input_size), float(model.config.digit_size))
+                print(f"  single digits (fewer than it reads) refused as such: {one['one digit']} of {one['images']}"
+                      f" ({one['named'] + one['refused otherwise']} refused for another reason)")
         if args.touching and reads == 1:  # one mark: noted (or refused where a gap shows after all), else read as one digit
             t = numbers_named(number_images(args.touching, seed=1, root=args.data, gap=(-0.05, 0.0)),
                               tuple(model.config.input_size), float(model.config.digit_size))
@@ -748,7 +742,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
             uploads["how"] = "python -m stn uploads (stn/uploads.py)"
             card["metrics"]["uploads"] = uploads
             (d / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    return status
+    return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

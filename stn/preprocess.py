@@ -72,6 +72,14 @@ for _plugin in ("TiffImagePlugin", "WebPImagePlugin", "AvifImagePlugin"):
         pass
 READ_FORMATS = tuple(f for f in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "PPM", "AVIF") if f in Image.OPEN)
 
+
+def formats_text() -> str:
+    """The formats of :data:`READ_FORMATS` as a person reads them ("PNG, JPEG, WebP, ... or AVIF"): the refusal of
+    another format and ``stn predict --help`` name the same ones."""
+    shown = [{"WEBP": "WebP"}.get(f, f) for f in READ_FORMATS]
+    return f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+
+
 # Formats refused above that a person may still send, with what they are (magic bytes → name).
 _OTHER_FORMATS = (
     ((b"%!PS", b"\xc5\xd0\xd3\xc6"), "PostScript/EPS is a print format, not a picture"),
@@ -250,7 +258,7 @@ def _not_a_picture(label: str, data: bytes) -> ImageError:
             return ImageError(f"{label}: {what}. Export or save it as PNG or JPEG, or take a screenshot of it.")
     if data.startswith(_IMAGE_SIGNATURES):  # an image's header, then nothing Pillow can parse
         return ImageError(f"{label}: the image file is damaged or truncated. Save it again and retry.")
-    return ImageError(f"{label}: this is not an image format we can read. Send a PNG, JPEG, WebP, GIF, BMP or TIFF.")
+    return ImageError(f"{label}: this is not an image format we can read. Send a {formats_text()}.")
 
 
 def _draft(img: Image.Image) -> None:
@@ -785,6 +793,12 @@ def _frames(labels: np.ndarray, ids: np.ndarray, box: np.ndarray) -> np.ndarray:
     return frame
 
 
+def _aspect(mask: np.ndarray) -> float:
+    """Width over height of the box round ``mask``'s set pixels (0 when there are none)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1) if len(rows) else 0.0
+
+
 @dataclass
 class Prepared:
     """The model's input and where it came from in the picture (for display)."""
@@ -853,6 +867,12 @@ def prepare(
                              "the model reads one digit at a time. Crop it to a single digit, or draw one.")
         raise ImageError(f"{label}: this picture holds more than {expected} characters side by side; "
                          f"the model reads {expected} digits at a time. Crop it to {expected} digits.")
+    if found == 1 < expected and _aspect(mask & row_mask) < TOUCH_WIDE * (expected - 1):
+        # One mark too narrow to be digits that touch (touching_digits' rule): one digit, which a pair model reads
+        # as two with confidence (a 7 read "11", 95%), or digits drawn into each other, which it misreads.
+        raise ImageError(f"{label}: this picture seems to hold one digit (or digits that run into each other); the "
+                         f"model reads {expected} digits at a time, written apart. Write {expected} digits with a gap "
+                         "between them, or choose a one-digit model.")
     ink = np.where(_grow_blocks(keep_small, step, (h, w)), ink, np.float32(0))  # a kept blob's faint edge spills over
     lines, held = stacked_lines(ink * (ink > 0.3))
     if lines >= 2 and held >= LINES_HOLD:

@@ -331,9 +331,10 @@ def number_images(n: int = 300, seed: int = 0, root: str | None = None,
 def numbers_named(images: Iterator[tuple[Image.Image, str]], input_size: tuple[int, int] = (56, 56),
                   digit_size: float = 32.0) -> dict:
     """How many of ``images`` :func:`prepare` refuses as several characters side by side (for a
-    model whose canvas is ``input_size``), how many it refuses for another reason, and how many of
-    the others it notes as maybe two digits that touch (``touching``)."""
-    total = named = other = touching = 0
+    model whose canvas is ``input_size``), how many as one digit where the model reads two (``one
+    digit``), how many for another reason, and how many of the others it notes as maybe two digits
+    that touch (``touching``)."""
+    total = named = lone = other = touching = 0
     for img, _ in images:
         total += 1
         try:
@@ -341,9 +342,11 @@ def numbers_named(images: Iterator[tuple[Image.Image, str]], input_size: tuple[i
         except ImageError as exc:
             if "side by side" in str(exc):
                 named += 1
+            elif "seems to hold one digit" in str(exc):
+                lone += 1
             else:
                 other += 1
-    return {"images": total, "named": named, "refused otherwise": other, "touching": touching}
+    return {"images": total, "named": named, "one digit": lone, "refused otherwise": other, "touching": touching}
 
 
 _WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards", "box", "and",

@@ -40,7 +40,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     blank = d / "blank.png"
     Image.new("L", (100, 100), 255).save(blank)
-    return {"seven": _digit_png(d / "seven.png", 0), "two": _digit_png(d / "two.png", 1), "broken": broken, "blank": blank}
+    seven, two = _digit_png(d / "seven.png", 0), _digit_png(d / "two.png", 1)
+    pair = d / "seventy-two.png"  # for the pair model, which refuses one digit alone
+    with Image.open(seven) as a, Image.open(two) as b:
+        both = Image.new("L", (a.width + b.width, a.height), 255)
+        both.paste(a, (0, 0))
+        both.paste(b, (a.width - a.width // 4, 0))
+        both.save(pair)
+    return {"seven": seven, "two": two, "pair": pair, "broken": broken, "blank": blank}
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -52,11 +59,12 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_json_lines_every_model(name, files, capsys):
     """In-process for speed: one JSON object per file with the documented keys and shapes."""
     model = stn.load_model(name, device="cpu")
-    rc = main(["predict", "--json", "--cpu", "--model", name, str(files["seven"]), str(files["two"])])
+    given = [files["seven"], files["two"]] if model.heads == 1 else [files["pair"]] * 2
+    rc = main(["predict", "--json", "--cpu", "--model", name, *map(str, given)])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     rows = [json.loads(line) for line in out]
-    assert [Path(r["file"]).name for r in rows] == ["seven.png", "two.png"]
+    assert [Path(r["file"]).name for r in rows] == [f.name for f in given]
     for r in rows:
         assert set(r) == {"file", "model", "touching", "label", "sure", "probs", "theta"}
         assert r["touching"] is False

@@ -407,6 +407,24 @@ class TestSeveralDigits:
                                              r"word\?\); the model reads one digit at a time\. Crop it to a single digit, or draw one\."):
             prepare(_write(text, shape=(160, 60 + max(70, pitch) * len(text)), pitch=pitch), (56, 56), 32.0, name="note.png")
 
+    def test_one_digit_for_a_pair_model_is_named_not_read_as_two(self):
+        """A pair model (two digits on a 42×84 canvas) read a lone digit as a number, sure of it ("11", 95% for a 7):
+        one mark narrower than two digits that touch is refused; numbers with a gap are read as before."""
+        from stn.uploads import number_images, sketch_images
+
+        lone = 0
+        for img, _ in sketch_images(60, seed=21, root="bundled"):
+            try:
+                prepare(img, (42, 84), 62.0, name="seven.png")
+            except ImageError as exc:
+                lone += "seems to hold one digit" in str(exc) and "reads 2 digits at a time" in str(exc)
+        assert lone >= 48, lone  # 840 of 900 upload-style digits (bench/README.md, twenty-second pass)
+        for img, _ in number_images(60, seed=21, root="bundled", digits=(2,)):
+            prepare(img, (42, 84), 62.0)  # read
+        with pytest.raises(ImageError, match=r"^seven\.png: this picture seems to hold one digit"):
+            prepare(_write(["7"]), (42, 84), 62.0, name="seven.png")
+        prepare(_write(["7"]), (56, 56), 32.0)  # one digit for a one-digit model: read
+
     def test_a_refusal_names_the_file_a_pil_image_came_from(self, tmp_path):
         path = tmp_path / "blank.png"
         Image.new("L", (64, 64), 240).save(path)

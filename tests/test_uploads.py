@@ -149,6 +149,12 @@ def test_numbers_are_named_and_single_digits_never(input_size, digit_size, reads
     assert wide["named"] >= 97 and wide["refused otherwise"] == 0, wide
     singles = numbers_named(number_images(100, seed=13, root="bundled", digits=(1, reads)), input_size, digit_size)
     assert singles["named"] == 0 and singles["refused otherwise"] == 0, singles
+    if reads == 1:
+        assert singles["one digit"] == 0, singles
+    else:  # the pair model: one digit alone is named as such (it read it as a number, sure of it), two are read
+        lone = numbers_named(number_images(100, seed=13, root="bundled", digits=(1,)), input_size, digit_size)
+        assert lone["one digit"] >= 85 and lone["named"] == lone["refused otherwise"] == 0, lone
+        assert singles["one digit"] <= lone["one digit"], singles
 
 
 @pytest.mark.parametrize(("input_size", "digit_size", "reads"), [((56, 56), 32.0, 1), ((42, 84), 62.0, 2)])
