@@ -27,6 +27,12 @@ def demo():
         button.click(lambda f, n: "ok", [file, number], out, api_visibility="private")
         button.click(lambda f, n: f, [gr.Image(type="filepath"), number], out, api_name="raw", preprocess=False)
         button.click(lambda a, b: "ok", [gr.Slider(0, 10), gr.Dropdown(["a", "b"])], out, api_name="controls")
+        rotation = gr.Slider(-180, 180, label="rotation of the grid (° anticlockwise)", elem_id="rotation")
+        button.click(lambda a, b: "ok", [rotation, gr.Slider(0, 27, step=1, label="output row")], out,
+                     api_visibility="private")
+        snapshot = gr.Slider(0, 6, label="Snapshot")
+        snapshot.preprocess = lambda payload: min(float(payload), 6.0)  # takes any number, as the replay's does
+        button.click(lambda a: a, [snapshot], out, api_name="snapshot")
     guard_requests(blocks, optional_inputs=["read"])
     return blocks
 
@@ -116,6 +122,44 @@ def test_gradios_own_checks_are_refusals_of_a_line(demo, caplog):
         assert err.value.print_exception is False and "does not fit the controls endpoint" in err.value.message
         assert len(err.value.message) < 400
         assert [r.getMessage()[:9] for r in caplog.records if r.name == "stn.app"] == ["refused ("]
+
+
+def test_a_number_typed_past_a_sliders_range_names_the_slider(demo, caplog):
+    """A slider's number box takes any number, and Enter sends it: 500 typed for the θ playground's rotation was
+    refused as a request that "does not fit the playground_update endpoint", with advice to reload the page. On
+    the page's own events it is a sentence naming the slider and its range (from the session's copy of the slider,
+    which an update may have changed); a public endpoint's refusal is as before (test above)."""
+    import logging
+
+    from gradio.state_holder import SessionState
+
+    assert _run(demo, 4, [-180, 27]) == [-180, 27]
+    for inputs, said in (([500, 3], "Rotation of the grid takes values from -180 to 180."),
+                         ([-180.5, 3], "Rotation of the grid takes values from -180 to 180."),
+                         ([0, 28], "Output row takes values from 0 to 27.")):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="stn.app"), pytest.raises(gr.Error) as err:
+            _run(demo, 4, inputs)
+        assert err.value.message == said and err.value.print_exception is False
+        assert [r.getMessage() for r in caplog.records if r.name == "stn.app"] == [f"refused (Out of range): {said}"]
+    state = SessionState(demo)
+    rotation = demo.fns[4].inputs[0]
+    state[rotation._id] = gr.Slider(-90, 90, label="tilt", render=False)  # as an update leaves it in the session
+    with pytest.raises(gr.Error) as err:
+        asyncio.run(demo.preprocess_data(demo.fns[4], [120, 3], state))
+    assert err.value.message == "Tilt takes values from -90 to 90."
+
+
+def test_a_sliders_own_preprocess_is_kept_in_the_sessions_copy(demo):
+    """Gradio makes a session's copy of a control that an update changed from its class: a slider whose range check
+    the app had replaced (the replay's snapshot slider) got the stock check back, refusing 500 typed into its box."""
+    from gradio.state_holder import SessionState
+
+    snapshot = demo.fns[5].inputs[0]
+    state = SessionState(demo)
+    state[snapshot._id] = gr.Slider(0, 3, label="Snapshot", render=False)  # as an update leaves it in the session
+    assert asyncio.run(demo.preprocess_data(demo.fns[5], [500], state)) == [6.0]
+    assert state[snapshot._id].maximum == 3  # the copy keeps its range for the page
 
 
 def test_strokes_sent_ahead_are_bounded():

@@ -250,6 +250,73 @@ def test_plays_wait_for_each_other_only(zoo) -> None:
     assert play.concurrency_limit == watch_tab.PLAYS_AT_ONCE < 40 and play.concurrency_id == "stn-replay-play"
 
 
+def _replay_wiring(demo) -> tuple[int, dict]:
+    """The play event's id, and every listener by (component, event) in the order the page runs them."""
+    play = next(i for i, f in demo.fns.items() if f.api_name == "replay_play")
+    listeners: dict = {}
+    for _i, f in sorted(demo.fns.items()):
+        for target in f.targets:
+            listeners.setdefault(tuple(target), []).append(f)
+    return play, listeners
+
+
+def test_a_new_replay_or_a_picked_snapshot_stops_the_play_first(zoo) -> None:
+    """Picking another model while a replay played left the old play running: its frames and info line went on over
+    the new model's, and the slider past the new model's snapshots. The model picker and the snapshot slider cancel
+    the play before their own listener (the page runs an event's listeners one after another, so a cancel listed
+    after show_replay came only once the new model's frame was shown), and so does Pause."""
+    with gr.Blocks() as demo:
+        watch_tab.build_watch_tab()
+    play, listeners = _replay_wiring(demo)
+    for api_name in ("replay_model", "replay_frame"):
+        target = next(tuple(f.targets[0]) for f in demo.fns.values() if f.api_name == api_name)
+        names = [f.api_name for f in listeners[target]]
+        cancels = [k for k, f in enumerate(listeners[target]) if play in (f.cancels or [])]
+        assert cancels and cancels[0] < names.index(api_name), (api_name, names)
+    pause = next(b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.value == "Pause")
+    assert any(play in (f.cancels or []) for f in listeners[(pause._id, "click")])
+
+
+def test_play_and_pause_show_whether_a_replay_plays(zoo) -> None:
+    """Play and Pause were both live whatever happened: Play again while playing did nothing, Pause while not playing
+    did nothing. Play turns Pause on and itself off; the play's end, its failure or its cancelling (another model,
+    a snapshot picked, Pause) turns them back."""
+    with gr.Blocks() as demo:
+        watch_tab.build_watch_tab()
+    play_fn, listeners = _replay_wiring(demo)
+    play, pause = (next(b for b in demo.blocks.values() if isinstance(b, gr.Button) and b.value == v) for v in ("▶ Play", "Pause"))
+    assert play.interactive is not False and pause.interactive is False
+    (pressed,) = listeners[(play._id, "click")]
+    assert pressed.fn() == (gr.update(interactive=False), gr.update(interactive=True))
+    assert [b._id for b in pressed.outputs] == [play._id, pause._id]
+    assert demo.fns[play_fn].trigger_after == pressed._id
+    after = [f for f in demo.fns.values() if f.trigger_after == play_fn]
+    assert len(after) == 1 and not after[0].trigger_only_on_success and not after[0].trigger_only_on_failure
+    assert after[0].fn() == (gr.update(interactive=True), gr.update(interactive=False))
+    assert [b._id for b in after[0].outputs] == [play._id, pause._id]
+
+
+def test_the_snapshot_slider_takes_any_number_after_a_model_is_shown(zoo) -> None:
+    """Past the model's last snapshot reads the last: but Gradio keeps a session's copy of a slider that an update
+    changed (each page load shows a model), made from its class, and that copy refused 500 typed into the box with
+    "This request does not fit the replay_frame endpoint (Value 500 is greater than maximum value 60.)". As the app
+    serves the tab (webui/guard.py), the copy reads the last snapshot too."""
+    from gradio.state_holder import SessionState
+
+    from webui.guard import guard_requests
+
+    with gr.Blocks() as demo:
+        watch_tab.build_watch_tab()
+    guard_requests(demo)
+    show, frame = (next(f for f in demo.fns.values() if f.api_name == n) for n in ("replay_model", "replay_frame"))
+    state = SessionState(demo)
+    asyncio.run(demo.postprocess_data(show, list(watch_tab.show_replay("w-affine")), state))
+    slider = show.outputs[0]
+    assert state[slider._id] is not slider and state[slider._id].maximum == 6  # the session's copy
+    assert asyncio.run(demo.preprocess_data(frame, ["w-affine", 500], state)) == ["w-affine", 500.0]
+    assert "snapshot 7/7" in watch_tab.render_replay("w-affine", 500.0)[3]
+
+
 @pytest.mark.slow
 def test_a_served_run_whose_stream_is_never_read_frees_the_slot(zoo, tmp_path, monkeypatch) -> None:
     """Over plain REST: a client that joins `train_live` and never opens the event stream no longer holds the

@@ -6,7 +6,9 @@ a drawing's layers whatever their size. A refusal there reaches the visitor as a
 ``{"error": null}``, and the download and the decoding happen at all. :func:`guard_requests` puts
 a check in front: no web address is fetched, a path that was not uploaded gets the app's sentence,
 a request that does not fit its endpoint (or holds NaN, which a slider's range check lets through)
-says so, and the public endpoints' trailing inputs may be left out (``read`` with an image alone
+says so, a number typed past a slider's range on one of the page's own events gets a sentence naming
+the slider and its range (a slider whose preprocess the app replaced keeps it in the session's copy an
+update makes), and the public endpoints' trailing inputs may be left out (``read`` with an image alone
 reads it with the default model). :func:`bounded_sketch` refuses a drawing whose layers are larger
 than a sketchpad's before any is decoded.
 """
@@ -19,6 +21,7 @@ import io
 import logging
 import math
 import os
+import re
 import typing
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -117,6 +120,51 @@ def _name(block_fn: Any) -> str:
     return block_fn.api_name or getattr(block_fn, "name", None) or "this"
 
 
+_STOCK_RANGE_CHECK = {gr.Slider: gr.Slider.preprocess, gr.Number: gr.Number.preprocess}
+
+
+def _control_name(block: Any) -> str:
+    """A control's label as a sentence's subject: its note in brackets left off ("rotation of the grid
+    (° anticlockwise)" is "Rotation of the grid")."""
+    label = re.sub(r"\s*\([^()]*\)\s*$", "", str(getattr(block, "label", None) or "").strip()) or "This number"
+    return label[0].upper() + label[1:]
+
+
+def _keep_own_range_checks(block_fn: Any, state: Any) -> None:
+    """Give the session's copy of a slider (or number box) the preprocess the app set on the slider itself.
+    Gradio makes that copy from the class when an update changes the control (the replay's snapshot slider, at
+    each model shown), so the copy ran the stock range check the app had replaced: 500 typed into the snapshot's
+    box, meant to read the last snapshot, was refused as a request that "does not fit the replay_frame endpoint"."""
+    for block in getattr(block_fn, "inputs", ()):
+        own = vars(block).get("preprocess")
+        if own is None or not isinstance(block, (gr.Slider, gr.Number)) or getattr(block, "_id", None) not in state:
+            continue
+        copy = state[block._id]
+        if copy is not block and type(copy) is type(block) and "preprocess" not in vars(copy):
+            copy.preprocess = own
+
+
+def _out_of_range(block_fn: Any, inputs: list[Any], state: Any) -> gr.Error | None:
+    """The refusal of a number outside its slider's (or number box's) range, naming the control, for an event
+    of the page's own: its number box takes any number typed into it (Enter sends it), and Gradio's refusal
+    named the endpoint and said to reload the page. The session's copy of a control has its current range."""
+    for block, value in zip(getattr(block_fn, "inputs", ()), inputs if isinstance(inputs, list) else ()):
+        if state is not None and getattr(block, "_id", None) in state:
+            block = state[block._id]
+        stock = _STOCK_RANGE_CHECK.get(type(block))
+        # a control whose own preprocess the app set (the replay's snapshot slider takes any number) is left to it
+        if stock is None or "preprocess" in vars(block) or type(block).preprocess is not stock:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            span = (f"values from {lo:g} to {hi:g}" if lo is not None and hi is not None else
+                    f"values from {lo:g} up" if lo is not None else f"values up to {hi:g}")
+            return refusal(f"{_control_name(block)} takes {span}.", title="Out of range")
+    return None
+
+
 def _does_not_fit(block_fn: Any, exc: BaseException) -> gr.Error:
     """The refusal of a request that Gradio could not take for ``block_fn``, naming what it said was wrong."""
     listed = str(getattr(block_fn, "api_visibility", "public")) == "public"
@@ -150,6 +198,12 @@ def guard_requests(blocks: gr.Blocks, optional_inputs: Iterable[str] = ()) -> No
         folders = [os.path.realpath(f) for f in (get_upload_folder(), *(getattr(blocks, "allowed_paths", None) or ()))]
         if any(_outside(p, folders) for p in _file_paths(block_fn, inputs)):
             raise refusal(NOT_UPLOADED, title="Cannot read the image")
+        state = kwargs["state"] if "state" in kwargs else (args[0] if args else None)
+        if state is not None:
+            _keep_own_range_checks(block_fn, state)
+        page_only = str(getattr(block_fn, "api_visibility", "public")) != "public"  # a number in it was typed on the page
+        if page_only and (out := _out_of_range(block_fn, inputs, state)) is not None:
+            raise out
         try:
             return await stock(block_fn, inputs, *args, **kwargs)
         except gr.Error as exc:

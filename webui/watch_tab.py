@@ -50,6 +50,8 @@ __all__ = [
     "play_replay",
     "render_replay",
     "replay_choices",
+    "replay_playing",
+    "replay_stopped",
     "show_replay",
     "stop_live",
     "train_live",
@@ -278,6 +280,16 @@ async def play_replay(name: str | None, index: float):
         await asyncio.sleep(PLAY_INTERVAL)
 
 
+def replay_playing() -> tuple[dict, dict]:
+    """Play and Pause while a replay plays: Pause live, Play not (a second press did nothing)."""
+    return gr.update(interactive=False), gr.update(interactive=True)
+
+
+def replay_stopped() -> tuple[dict, dict]:
+    """Play and Pause while no replay plays: Play live, Pause not."""
+    return gr.update(interactive=True), gr.update(interactive=False)
+
+
 # --------------------------------------------------------------------------- live training
 
 
@@ -447,9 +459,12 @@ def build_watch_tab() -> None:
             slider = gr.Slider(0, max(n_snap - 1, 1), value=0, step=1, label="Snapshot", scale=4)
             # The maximum the page shows is the model's own snapshot count; a script calling replay_frame for
             # another model, with no session, would meet the first model's. Past the end reads the last snapshot.
+            # (Not a subclass: Gradio writes a .pyi beside the file of each. The session's copy of the slider, which
+            # show_replay's update makes, gets this from guard_requests.)
             slider.preprocess = _from_zero  # type: ignore[method-assign]
             play = gr.Button("▶ Play", scale=1, min_width=90)
-            pause = gr.Button("Pause", scale=1, min_width=90)  # "⏸" has no glyph in the page's fonts on some phones
+            # "⏸" has no glyph in the page's fonts on some phones; live only while a replay plays
+            pause = gr.Button("Pause", scale=1, min_width=90, interactive=False)
         replay_info = gr.Markdown(
             "" if choices else "No zoo model has a replay yet: they appear as `python -m stn train` finishes."
         )
@@ -471,24 +486,9 @@ def build_watch_tab() -> None:
         replay_curve = gr.Plot(label="Training loss and accuracy", show_label=False)
 
     replay_outputs = [replay_probe, replay_crops, replay_curve, replay_info]
-    model.change(
-        show_replay,
-        model,
-        [slider, *replay_outputs],
-        api_name="replay_model",
-        concurrency_limit=None,
-        show_progress="hidden",
-    )
-    slider.input(
-        render_replay,
-        [model, slider],
-        replay_outputs,
-        api_name="replay_frame",
-        concurrency_limit=None,
-        trigger_mode="always_last",
-        show_progress="hidden",
-    )
     playing = play.click(
+        replay_playing, None, [play, pause], api_visibility="private", concurrency_limit=None, show_progress="hidden"
+    ).then(
         play_replay,
         [model, slider],
         [slider, *replay_outputs],
@@ -499,7 +499,32 @@ def build_watch_tab() -> None:
         concurrency_id="stn-replay-play",
         show_progress="hidden",
     )
-    pause.click(None, cancels=[playing], api_visibility="private", concurrency_limit=None)
+    # after a play that ended, failed or was cancelled (the page runs a cancelled event's .then listeners too)
+    playing.then(replay_stopped, None, [play, pause], api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    # Another model, or a snapshot picked, stops the play first. The page runs an event's listeners one after another:
+    # a play left running went on over the new model's frames, and a cancel listed after show_replay would come only
+    # once the new model's first frame was shown, with the old play's frames landing over it until then.
+    stop_play = {"cancels": [playing], "api_visibility": "private", "concurrency_limit": None}
+    model.change(None, **stop_play)
+    model.change(
+        show_replay,
+        model,
+        [slider, *replay_outputs],
+        api_name="replay_model",
+        concurrency_limit=None,
+        show_progress="hidden",
+    )
+    slider.input(None, **stop_play)
+    slider.input(
+        render_replay,
+        [model, slider],
+        replay_outputs,
+        api_name="replay_frame",
+        concurrency_limit=None,
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
+    pause.click(None, **stop_play)
 
     # live training
     with gr.Group():
