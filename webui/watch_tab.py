@@ -456,7 +456,8 @@ def build_watch_tab() -> None:
                 n_snap = len(_bundle(choices[0]).replay.steps) if choices else 2
             except Exception:  # noqa: BLE001 -- a broken replay must not keep the app from starting
                 n_snap = 2
-            slider = gr.Slider(0, max(n_snap - 1, 1), value=0, step=1, label="Snapshot", scale=4)
+            # buttons=[]: Gradio's ↺ would set the value without the .input event that draws the frame
+            slider = gr.Slider(0, max(n_snap - 1, 1), value=0, step=1, label="Snapshot", scale=4, buttons=[])
             # The maximum the page shows is the model's own snapshot count; a script calling replay_frame for
             # another model, with no session, would meet the first model's. Past the end reads the last snapshot.
             # (Not a subclass: Gradio writes a .pyi beside the file of each. The session's copy of the slider, which
@@ -548,6 +549,7 @@ def build_watch_tab() -> None:
                 value=DEFAULT_LIVE.steps,
                 step=50,
                 label=f"Training steps (batches of {DEFAULT_LIVE.batch_size})",
+                buttons=[],  # as the page's other sliders: no ↺
             )
             loc_lr = gr.Dropdown(
                 LOC_LRS, value="1e-3", label="Localisation-net learning rate", info="the zoo trains it at 0.0003 (3e-4)"
