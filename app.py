@@ -1199,6 +1199,16 @@ button[role=tab][aria-selected=true] { color: var(--stn-accent-text) !important;
   #kn-formula .katex-display { font-size: 0.78em; }
   #stn-examples .caption-label { font-size: 0.68rem; line-height: 1.15; padding: 2px 3px 3px; }
   #stn-examples .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+  /* The playground's and the Invariance tab's sliders filled the screen, the crop and its reading a screen below:
+     on a phone the crop and the reading come first, side by side, and stay at the top while the sliders move. */
+  #pg-view, #inv-view { order: -1; position: sticky; top: 0; z-index: 100; flex-direction: row !important;
+                        align-items: flex-start; gap: 8px; padding: 4px 0 6px; background: var(--body-background-fill);
+                        box-shadow: 0 6px 6px -6px rgba(0, 0, 0, 0.25); }
+  #pg-view > #pg-crop, #inv-view > #inv-crop { height: 140px !important; flex: 0 0 130px; min-width: 0 !important; }
+  #pg-view > #pg-label, #inv-view > #inv-label { flex: 1 1 0; min-width: 0 !important; }
+  #pg-label label.float, #inv-label label.float { position: static; margin-bottom: 4px; }  /* not over the class */
+  #pg-view label.float, #inv-view label.float { font-size: 0.8rem; padding: 2px 6px; }
+  #pg-view .icon-button-wrapper, #inv-view .icon-button-wrapper { display: none; }  /* no icons over a small crop */
 }
 """
 
@@ -1340,6 +1350,11 @@ SHRINK_PHOTOS_JS = """(() => {
   }, true);
 })();""".replace("SHRINK_SIDE", str(SHRINK_SIDE)).replace("SHRINK_BYTES", str(SHRINK_BYTES)).replace(
     "SHRINK_MAX_BYTES", str(min(MAX_FILE_BYTES, 10 * 2**20))).replace("SHRINK_MAX_PIXELS", str(MAX_PIXELS))
+
+# Gradio's container clips with overflow: hidden, which makes it the scroller of anything sticky inside it (CSS
+# above: the playground's and Invariance's crops on a phone); clip clips the same without scrolling. In the head:
+# Gradio scopes the app's own CSS to elements inside the container.
+HEAD_CSS = "@media (max-width: 640px) { .gradio-container { overflow: clip !important; } }"
 
 # A click on an example far down the page (on a phone, 3,000 px below the reading) showed nothing where the person
 # looked: the picture, its verdict and the selector are brought into view, unless they are already in it.
@@ -1488,11 +1503,11 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                         pg_ident = gr.Button("Identity θ", size="sm")
                 with gr.Column(scale=3, min_width=300):
                     pg_plot = gr.Plot(label="Sampling grid on the input", elem_id="pg-grid")
-                with gr.Column(scale=2, min_width=240):
+                with gr.Column(scale=2, min_width=240, elem_id="pg-view"):
                     pg_crop = gr.Image(label="Crop through this θ", format="png", interactive=False, elem_classes=["stn-pixelated"],
                                        height=250, elem_id="pg-crop",
                                        alt_text="The crop through this θ: what the classifier reads (its reading is below)")
-                    pg_label = gr.Label(num_top_classes=3, label="The classifier reads")
+                    pg_label = gr.Label(num_top_classes=3, label="The classifier reads", elem_id="pg-label")
             pg_theta = gr.HTML()
 
         # ------------------------------------------------------------------ sampling kernel
@@ -1535,10 +1550,10 @@ with gr.Blocks(title="Spatial Transformer Networks, made visible", delete_cache=
                     inv_text = gr.Markdown()
                 with gr.Column(scale=3, min_width=300):
                     inv_plot = gr.Plot(label="The moved input and the sampling grid", elem_id="inv-grid")
-                with gr.Column(scale=2, min_width=240):
+                with gr.Column(scale=2, min_width=240, elem_id="inv-view"):
                     inv_crop = gr.Image(label="The crop", format="png", interactive=False, elem_classes=["stn-pixelated"], height=250,
                                         elem_id="inv-crop", alt_text="The crop the transformer reads from the moved input")
-                    inv_label = gr.Label(num_top_classes=3, label="The transformer reads")
+                    inv_label = gr.Label(num_top_classes=3, label="The transformer reads", elem_id="inv-label")
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=300):
                     inv_chart = gr.Plot(label="Rotation the transformer undoes", elem_id="inv-rot-chart")
@@ -1669,7 +1684,7 @@ LAUNCH_KWARGS: dict[str, Any] = {
     "theme": THEME,
     "css": CSS,
     "head": (f"<script>{MARGIN_STROKES_JS}</script><script>{PLOT_RESIZE_JS}</script><script>{LIVE_REGIONS_JS}</script>"
-             f"<script>{SHRINK_PHOTOS_JS}</script>"),
+             f"<script>{SHRINK_PHOTOS_JS}</script><style>{HEAD_CSS}</style>"),
     "max_file_size": MAX_FILE_SIZE,
     "allowed_paths": [str(EXAMPLES_DIR)],  # the gallery's pictures; the rest of assets/ is read by the server only
     "show_error": False,

@@ -578,6 +578,28 @@ def test_an_example_tapped_on_a_phone_is_read_in_view(url, browser_context):
     assert page.locator("#kn-crop .icon-button-wrapper button").count() == 0  # fullscreen, download, share
 
 
+def test_the_crop_stays_in_sight_while_a_phone_moves_the_sliders(url, browser_context):
+    """On a phone the playground's sliders filled the screen and the crop and its reading lay a screen below them:
+    they come first now, and stay at the top of the screen down to the last slider (Invariance likewise)."""
+    expect = sync_api.expect
+    base, app = url
+    if not app.ENGINE.info[app.EXAMPLES[0][1]].has_transformer:
+        pytest.skip("the first example's model has no transformer")
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(base)
+    _wait_for_views(page, expect, 0)
+    for tab, crop, last in (("θ playground", "#pg-crop img", "translation y"), ("Invariance", "#inv-crop img", "shift y")):
+        page.get_by_role("tab", name=tab).click()
+        expect(page.locator(crop)).to_be_visible()
+        slider = page.get_by_label(re.compile(last)).locator("visible=true").first
+        slider.scroll_into_view_if_needed()
+        box, view = page.locator(crop).bounding_box(), page.viewport_size
+        assert 0 <= box["y"] and box["y"] + box["height"] <= view["height"] / 2, (tab, box)  # held at the top
+        top = slider.bounding_box()["y"]
+        assert top > box["y"] + box["height"], (tab, top)  # the slider in sight below it, not under it
+
+
 def test_a_guess_is_shown_as_one(url, browser_context, tmp_path):
     """A picture with no digit (a smooth photo-like scene) that the default model reads under SURE: the verdict
     says it is unsure and why, at phone width, beside the bars."""
