@@ -85,6 +85,21 @@ def digit_png(path: Path, size: int = 120, index: int = 0) -> Path:
     return path
 
 
+def number_png(path: Path, indices: tuple[int, ...] = (0, 1)) -> Path:
+    """Bundled MNIST test digits side by side, dark on white: a number."""
+    from stn.data import load_mnist
+
+    x, _ = load_mnist("bundled", train=False)
+    ink = np.concatenate([np.pad(x[i, 0].numpy(), ((0, 0), (6, 6))) for i in indices], axis=1)
+    Image.fromarray((255 - ink * 255).astype(np.uint8)).resize((ink.shape[1] * 5, 140), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def picture_png(path: Path, model: str) -> Path:
+    """A picture the tiny ``model`` reads: a digit, or for the pair model (which refuses one digit alone) a number."""
+    return number_png(path) if HELPERS.TINY[model][4] > 1 else digit_png(path)
+
+
 def _dependency(app, fn):
     for block_fn in app.demo.fns.values():
         if block_fn.fn is fn or getattr(block_fn.fn, "__wrapped__", None) is fn:
@@ -108,7 +123,7 @@ def postprocess(app, fn, outputs):
 
 @pytest.mark.parametrize("name", list(HELPERS.TINY))
 def test_predict_every_model(tiny, tmp_path, name):
-    out = tiny.predict(str(digit_png(tmp_path / "d.png")), name)
+    out = tiny.predict(str(picture_png(tmp_path / "d.png", name)), name)
     plot, reading, theta, answer, session = out
     assert plot["type"] == "plotly"  # as sent: the event skips Gradio's post-processing
     fig = json.loads(plot["plot"])
@@ -135,16 +150,17 @@ def test_predict_through_a_reader_process(tiny, tiny_zoo, tmp_path, monkeypatch)
     from stn.serving import ReaderPool
 
     path = str(digit_png(tmp_path / "d.png"))
-    here = {name: tiny.predict(path, name) for name in HELPERS.TINY}
+    paths = {name: str(picture_png(tmp_path / f"{name}.png", name)) for name in HELPERS.TINY}
+    here = {name: tiny.predict(paths[name], name) for name in HELPERS.TINY}
     pool = ReaderPool(tiny_zoo, workers=1, timeout=60)
     pool.start(wait=True)
     try:
         monkeypatch.setattr(tiny, "READER", pool)
         for name, expected in here.items():
-            out = tiny.predict(path, name)
+            out = tiny.predict(paths[name], name)
             assert json.loads(out[0]["plot"]) == json.loads(expected[0]["plot"])
             assert out[1:4] == expected[1:4]
-            assert out[4].result.model == name and out[4].source == path and out[4].result.reading.crops == []
+            assert out[4].result.model == name and out[4].source == paths[name] and out[4].result.reading.crops == []
         with pytest.raises(gr.Error, match="Unknown model"):
             tiny.predict(path, "nope")
         upload = _upload(Path(path))
@@ -322,7 +338,7 @@ def test_every_example_predicts(app):
 
 @pytest.mark.parametrize("name", list(HELPERS.TINY))
 def test_playground(tiny, tmp_path, name):
-    session = tiny.predict(str(digit_png(tmp_path / "d.png")), name)[-1]
+    session = tiny.predict(str(picture_png(tmp_path / "d.png", name)), name)[-1]
     reset = tiny.playground_reset(session)
     postprocess(tiny, tiny.playground_reset, reset)
     info = session.result.info
@@ -371,7 +387,7 @@ def test_playground_without_session(tiny):
 
 @pytest.mark.parametrize("name", ["wild-affine", "pair-affine", "e-tps", "wild-cnn"])
 def test_kernel(tiny, tmp_path, name):
-    session = tiny.predict(str(digit_png(tmp_path / "d.png")), name)[-1]
+    session = tiny.predict(str(picture_png(tmp_path / "d.png", name)), name)[-1]
     reset = tiny.kernel_reset(session)
     postprocess(tiny, tiny.kernel_reset, reset)
     if session.result.info.transform is None:
@@ -725,16 +741,6 @@ def test_teaching_tabs_after_the_session_expired(tiny, monkeypatch):
     postprocess(tiny, tiny.invariance_verdict, tiny.invariance_verdict(None, None))
 
 
-def number_png(path: Path, indices: tuple[int, ...] = (0, 1)) -> Path:
-    """Bundled MNIST test digits side by side, dark on white: a number."""
-    from stn.data import load_mnist
-
-    x, _ = load_mnist("bundled", train=False)
-    ink = np.concatenate([np.pad(x[i, 0].numpy(), ((0, 0), (6, 6))) for i in indices], axis=1)
-    Image.fromarray((255 - ink * 255).astype(np.uint8)).resize((ink.shape[1] * 5, 140), Image.Resampling.BICUBIC).save(path)
-    return path
-
-
 def test_a_refusal_drops_the_reading_before_it(tiny, tmp_path):
     """A refused picture empties the views and drops the session: a model change then reads the refused picture
     again (the pair model reads a number), not the one read before it (it read "3" beside a "42" once)."""
@@ -800,8 +806,9 @@ def test_predict_takes_the_raw_upload(tiny, tmp_path):
 def test_read_api(tiny, tmp_path):
     src = digit_png(tmp_path / "d.png")
     for name in ("wild-affine", "pair-affine", "wild-cnn"):
-        answer = tiny.read_api(_upload(src), name)
-        assert answer == tiny.predict(str(src), name)[3]  # predict's JSON, without the figures
+        pic = picture_png(tmp_path / f"{name}.png", name)
+        answer = tiny.read_api(_upload(pic), name)
+        assert answer == tiny.predict(str(pic), name)[3]  # predict's JSON, without the figures
     assert tiny.read_api(_upload(src))["model"] == "wild-affine"  # the default model
     assert tiny.read_api(_upload(src)["path"], None)["label"]  # a bare path is accepted too
     junk = tmp_path / "junk.png"

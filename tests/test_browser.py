@@ -653,6 +653,36 @@ def _shoot_the_reading(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / name))
 
 
+def _arrived(page, name: str) -> Path:
+    """The newest upload named ``name`` in Gradio's cache, once it is there."""
+    from gradio.processing_utils import get_upload_folder
+
+    uploads = Path(get_upload_folder())
+    for _ in range(600):
+        if found := sorted(uploads.rglob(name), key=lambda p: p.stat().st_mtime):
+            return found[-1]
+        page.wait_for_timeout(100)
+    raise AssertionError(f"{name} never reached the server")
+
+
+def _phone_photo(app, path: Path, seed: int):
+    """A phone's 12-MP JPEG of a digit with a sensor's grain (over ``SHRINK_BYTES``) at ``path``, and the default
+    model's reading of it whole (the test skips where that model refuses it)."""
+    import numpy as np
+    from PIL import Image
+
+    from stn.uploads import photo_images
+
+    img, _ = next(photo_images(1, seed=seed, root="bundled", conditions=("phone photo",)))
+    grey = np.asarray(img.convert("L"), np.float32) + np.random.default_rng(seed).normal(0, 6, img.size[::-1])
+    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB").save(path, quality=92)
+    assert path.stat().st_size > app.SHRINK_BYTES and max(img.size) > app.SHRINK_SIDE
+    try:
+        return img, app.ENGINE.predict(str(path), app.DEFAULT).reading
+    except app.ImageError:
+        pytest.skip("the default model refuses this photo")
+
+
 def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_path):
     """A 12-MP JPEG over ``SHRINK_BYTES`` reaches the server shrunk to ``SHRINK_SIDE`` px, under its own name, and
     reads as the whole file does; a PNG (a sketch's strokes may live in its alpha) and a small JPEG arrive byte for
@@ -660,30 +690,14 @@ def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_pat
     import numpy as np
     from PIL import Image
 
-    from stn.uploads import photo_images
-
     expect = sync_api.expect
     base, app = url
-    from gradio.processing_utils import get_upload_folder
-
-    uploads = Path(get_upload_folder())
-
-    def arrived(name: str) -> Path:  # the newest upload of that name in Gradio's cache, once it is there
-        for _ in range(600):
-            if found := sorted(uploads.rglob(name), key=lambda p: p.stat().st_mtime):
-                return found[-1]
-            page.wait_for_timeout(100)
-        raise AssertionError(f"{name} never reached the server")
-
-    img, _ = next(photo_images(1, seed=3, root="bundled", conditions=("phone photo",)))
-    grey = np.asarray(img.convert("L"), np.float32) + np.random.default_rng(0).normal(0, 6, img.size[::-1])  # a sensor's grain
     photo = tmp_path / "IMG_0001.jpg"
-    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB").save(photo, quality=92)
-    assert photo.stat().st_size > app.SHRINK_BYTES and max(img.size) > app.SHRINK_SIDE
-    try:
-        whole = app.ENGINE.predict(str(photo), app.DEFAULT).reading
-    except app.ImageError:
-        pytest.skip("the default model refuses this photo")
+    img, whole = _phone_photo(app, photo, seed=3)
+
+    def arrived(name: str) -> Path:
+        return _arrived(page, name)
+
     page = browser_context.new_page()
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(base)
@@ -743,35 +757,17 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     the photo goes whole, not lost."""
     import base64
 
-    import numpy as np
-    from gradio.processing_utils import get_upload_folder
     from PIL import Image
-
-    from stn.uploads import photo_images
 
     expect = sync_api.expect
     base, app = url
-    uploads = Path(get_upload_folder())
-
-    def arrived(name: str, page) -> Path:
-        for _ in range(600):
-            if found := sorted(uploads.rglob(name), key=lambda p: p.stat().st_mtime):
-                return found[-1]
-            page.wait_for_timeout(100)
-        raise AssertionError(f"{name} never reached the server")
+    arrived = _arrived
 
     def drop(page, path: Path, type_: str) -> None:
         page.evaluate(DROP_JS, [base64.b64encode(path.read_bytes()).decode(), path.name, type_])
 
-    img, _ = next(photo_images(1, seed=5, root="bundled", conditions=("phone photo",)))
-    grey = np.asarray(img.convert("L"), np.float32) + np.random.default_rng(1).normal(0, 6, img.size[::-1])
     photo = tmp_path / "IMG_0002.jpg"
-    Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("RGB").save(photo, quality=92)
-    assert photo.stat().st_size > app.SHRINK_BYTES and max(img.size) > app.SHRINK_SIDE
-    try:
-        whole = app.ENGINE.predict(str(photo), app.DEFAULT).reading
-    except app.ImageError:
-        pytest.skip("the default model refuses this photo")
+    img, whole = _phone_photo(app, photo, seed=5)
     page = browser_context.new_page()
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(base)
@@ -779,7 +775,7 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     crops = page.locator("#stn-crops img").first
     shown = crops.get_attribute("src")
     drop(page, photo, "image/jpeg")
-    got = arrived(photo.name, page)
+    got = arrived(page, photo.name)
     expect(crops).not_to_have_attribute("src", shown)
     expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
     assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
@@ -788,7 +784,7 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     sketch = tmp_path / "dropped.png"
     img.convert("RGB").resize((400, 300)).save(sketch)
     drop(page, sketch, "image/png")
-    assert arrived(sketch.name, page).read_bytes() == sketch.read_bytes()
+    assert arrived(page, sketch.name).read_bytes() == sketch.read_bytes()
 
     # a browser whose drop events cannot carry other files: the drop goes on untouched, the photo whole
     old = browser_context.new_page()
@@ -799,4 +795,4 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     shown = old.locator("#stn-crops img").first.get_attribute("src")
     drop(old, photo, "image/jpeg")
     expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
-    assert arrived(photo.name, old).read_bytes() == photo.read_bytes()
+    assert arrived(old, photo.name).read_bytes() == photo.read_bytes()
