@@ -683,6 +683,44 @@ def _phone_photo(app, path: Path, seed: int):
         pytest.skip("the default model refuses this photo")
 
 
+def _opened(browser_context, base: str, width: int, height: int):
+    """A new page of the app at ``width`` × ``height``, its first example read."""
+    page = browser_context.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(base)
+    _wait_for_views(page, sync_api.expect, 0)
+    return page
+
+
+def _reads_shrunk(page, app, photo: Path, whole, send) -> None:
+    """``send()`` the photo from ``page``: it reaches the server shrunk to ``SHRINK_SIDE`` px, a JPEG under its name,
+    and the page shows the reading of the whole file (``whole``), not the first example's."""
+    from PIL import Image
+
+    crops = page.locator("#stn-crops img").first
+    shown = crops.get_attribute("src")
+    send()
+    got = _arrived(page, photo.name)
+    sync_api.expect(crops).not_to_have_attribute("src", shown)
+    sync_api.expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
+    assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
+    with Image.open(got) as im:
+        assert max(im.size) == app.SHRINK_SIDE and im.format == "JPEG"
+
+
+def _reads_whole(browser_context, base: str, photo: Path, send, lacking: str) -> None:
+    """In a page where the script ``lacking`` took away what the shrinking needs, ``send(page)`` the photo: it
+    reaches the server byte for byte and is read (the first version of the shrinking lost it there)."""
+    page = browser_context.new_page()
+    page.add_init_script(lacking)
+    page.goto(base)
+    _wait_for_views(page, sync_api.expect, 0)
+    shown = page.locator("#stn-crops img").first.get_attribute("src")
+    send(page)
+    sync_api.expect(page.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
+    assert _arrived(page, photo.name).read_bytes() == photo.read_bytes()
+
+
 def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_path):
     """A 12-MP JPEG over ``SHRINK_BYTES`` reaches the server shrunk to ``SHRINK_SIDE`` px, under its own name, and
     reads as the whole file does; a PNG (a sketch's strokes may live in its alpha) and a small JPEG arrive byte for
@@ -698,18 +736,8 @@ def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_pat
     def arrived(name: str) -> Path:
         return _arrived(page, name)
 
-    page = browser_context.new_page()
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.goto(base)
-    _wait_for_views(page, expect, 0)
-    crops = page.locator("#stn-crops img").first
-    shown = crops.get_attribute("src")
-    page.locator("#stn-upload input[type=file]").set_input_files(str(photo))
-    got = arrived("IMG_0001.jpg")
-    expect(crops).not_to_have_attribute("src", shown)  # the photo's reading, not the first example's
-    expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
-    assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
-    assert max(Image.open(got).size) == app.SHRINK_SIDE and Image.open(got).format == "JPEG"
+    page = _opened(browser_context, base, 390, 844)
+    _reads_shrunk(page, app, photo, whole, lambda: page.locator("#stn-upload input[type=file]").set_input_files(str(photo)))
 
     for name, save in (("sketch.png", {"format": "PNG"}), ("small.jpg", {"format": "JPEG", "quality": 90})):
         path = tmp_path / name
@@ -730,14 +758,8 @@ def test_a_phone_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_pat
     expect(page.get_by_text("is too large").first).to_be_visible()
 
     # a browser that cannot replace an input's files (no DataTransfer constructor): the photo goes whole, not lost
-    old = browser_context.new_page()
-    old.add_init_script("window.DataTransfer = function () { throw new TypeError('Illegal constructor'); };")
-    old.goto(base)
-    _wait_for_views(old, expect, 0)
-    shown = old.locator("#stn-crops img").first.get_attribute("src")
-    old.locator("#stn-upload input[type=file]").set_input_files(str(photo))
-    expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
-    assert arrived("IMG_0001.jpg").read_bytes() == photo.read_bytes()
+    _reads_whole(browser_context, base, photo, lambda old: old.locator("#stn-upload input[type=file]").set_input_files(str(photo)),
+                 "window.DataTransfer = function () { throw new TypeError('Illegal constructor'); };")
 
 
 # A file dropped on the Upload tab, as a desktop's file manager drops it: a DataTransfer carrying the file.
@@ -757,9 +779,6 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     the photo goes whole, not lost."""
     import base64
 
-    from PIL import Image
-
-    expect = sync_api.expect
     base, app = url
     arrived = _arrived
 
@@ -768,18 +787,8 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
 
     photo = tmp_path / "IMG_0002.jpg"
     img, whole = _phone_photo(app, photo, seed=5)
-    page = browser_context.new_page()
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(base)
-    _wait_for_views(page, expect, 0)
-    crops = page.locator("#stn-crops img").first
-    shown = crops.get_attribute("src")
-    drop(page, photo, "image/jpeg")
-    got = arrived(page, photo.name)
-    expect(crops).not_to_have_attribute("src", shown)
-    expect(page.locator("#stn-summary")).to_contain_text(f"reads {whole.label}")
-    assert got.stat().st_size < min(photo.stat().st_size, app.SHRINK_BYTES), got.stat().st_size
-    assert max(Image.open(got).size) == app.SHRINK_SIDE and Image.open(got).format == "JPEG"
+    page = _opened(browser_context, base, 1280, 900)
+    _reads_shrunk(page, app, photo, whole, lambda: drop(page, photo, "image/jpeg"))
 
     sketch = tmp_path / "dropped.png"
     img.convert("RGB").resize((400, 300)).save(sketch)
@@ -787,12 +796,5 @@ def test_a_dropped_photo_is_shrunk_before_it_is_sent(url, browser_context, tmp_p
     assert arrived(page, sketch.name).read_bytes() == sketch.read_bytes()
 
     # a browser whose drop events cannot carry other files: the drop goes on untouched, the photo whole
-    old = browser_context.new_page()
-    old.add_init_script("""window.__RealDragEvent = DragEvent;
+    _reads_whole(browser_context, base, photo, lambda old: drop(old, photo, "image/jpeg"), """window.__RealDragEvent = DragEvent;
       window.DragEvent = function (type, init) { return new window.__RealDragEvent(type, {...init, dataTransfer: null}); };""")
-    old.goto(base)
-    _wait_for_views(old, expect, 0)
-    shown = old.locator("#stn-crops img").first.get_attribute("src")
-    drop(old, photo, "image/jpeg")
-    expect(old.locator("#stn-crops img").first).not_to_have_attribute("src", shown)
-    assert arrived(old, photo.name).read_bytes() == photo.read_bytes()
