@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stn.model import SURE, STClassifier
+from stn.model import SURE, STClassifier, _label_text
 from stn.preprocess import ImageError, Prepared, prepare
 from stn.transforms import Transform
 from stn.viz import affine_reading, map_points, sample_points
@@ -646,7 +646,10 @@ def _as_batch(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 @lru_cache(maxsize=8)
 def _class_names(n: int, heads: int) -> list[str]:
-    return [str(i).zfill(heads) for i in range(n)]
+    """Every joint class's text as :meth:`stn.model.Prediction.class_names` writes it (``n`` = the classes each
+    head tells apart, to the power ``heads``): zero-padded numbers only for ten classes a head."""
+    per = round(n ** (1 / heads))
+    return [_label_text(i, heads, per) for i in range(n)]
 
 
 def default_engine() -> Engine:

@@ -338,3 +338,16 @@ def test_the_warm_up_stops_when_asked(zoo, tmp_path, monkeypatch) -> None:
         time.sleep(0.01)
     assert engine.stop_warm(timeout=10) and not thread.is_alive()
     assert len(swept) == 1 < sum(engine.info[m].has_transformer for m in engine.names)  # stopped after the model it was on
+
+
+def test_class_names_are_the_predictions_for_any_number_of_classes() -> None:
+    """The app's class names match Prediction.class_names: ten classes a head are zero-padded numbers ("07" on the
+    pair model); three classes on two heads are "00" ... "22", not "00" ... "08"."""
+    from stn.inference import _class_names
+    from stn.model import ModelConfig, STClassifier
+
+    assert _class_names(10, 1)[7] == "7" and _class_names(100, 2)[7] == "07" and _class_names(100, 2)[75] == "75"
+    assert _class_names(9, 2) == ["00", "01", "02", "10", "11", "12", "20", "21", "22"]
+    model = STClassifier(ModelConfig("pair", (42, 84), transform="affine", heads=2, n_classes=3)).eval()
+    pred = model.predict(torch.rand(4, 1, 42, 84))
+    assert pred.class_names() == [_class_names(9, 2)[int(i)] for i in pred.labels]
