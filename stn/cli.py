@@ -643,11 +643,13 @@ def _formats() -> str:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from stn.table import markdown_table, update_readme, write_chart
+    from stn.table import left_out, markdown_table, update_readme, write_chart
     from stn.zoo import models_dir
 
     table = markdown_table(_models_dir(args))
     print(table)
+    if skipped := left_out(_models_dir(args)):
+        print(f"stn table: left out (no dataset, config or test error in the card): {', '.join(skipped)}", file=sys.stderr)
     zoo = (_models_dir(args) or models_dir()).resolve()
     if zoo != (_REPO / "models").resolve() and not (args.readme or args.chart):
         # the README's table and chart are the shipped zoo's: another directory's models must not replace them

@@ -9,7 +9,7 @@ from pathlib import Path
 from stn.viz import PAPER_TABLE1
 from stn.zoo import list_models, load_card
 
-__all__ = ["PAPER", "zoo_rows", "markdown_table", "chart_figure", "update_readme"]
+__all__ = ["PAPER", "zoo_rows", "left_out", "markdown_table", "chart_figure", "update_readme"]
 
 # The paper's ST-CNN rows of Table 1 (one source: stn.viz.PAPER_TABLE1, which the app's About tab shows too),
 # keyed by (dataset, transform or "cnn").
@@ -23,13 +23,29 @@ COLUMNS = ["cnn", "affine", "attention", "projective", "tps"]
 COLUMN_TITLES = {"cnn": "CNN", "affine": "ST-CNN Aff", "attention": "ST-CNN Att", "projective": "ST-CNN Proj", "tps": "ST-CNN TPS"}
 
 
+def _cell(card: dict) -> tuple[str, str] | None:
+    """The card's cell of Table 1, ``(dataset, transform or 'cnn')``, or None when it lacks a dataset, a config or
+    a test error (a card written by hand, or by ``save_model`` with no metrics)."""
+    try:
+        float(card["metrics"]["test_error"])
+        return str(card["dataset"]["name"]), card["config"]["transform"] or "cnn"
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def left_out(directory: Path | None = None) -> list[str]:
+    """The models whose cards the table leaves out (:func:`_cell`)."""
+    return [name for name in list_models(directory) if _cell(load_card(name, directory)) is None]
+
+
 def zoo_rows(directory: Path | None = None) -> dict[tuple[str, str], dict]:
-    """``(dataset, transform or 'cnn') -> card`` for every shipped model (default seed names)."""
+    """``(dataset, transform or 'cnn') -> card`` for every shipped model (default seed names) whose card holds its
+    dataset, config and test error (:func:`left_out` names the others)."""
     cells: dict[tuple[str, str], dict] = {}
     for name in list_models(directory):
         card = load_card(name, directory)
-        key = (card["dataset"]["name"], card["config"]["transform"] or "cnn")
-        if key not in cells or name == f"{key[0]}-{key[1]}":
+        key = _cell(card)
+        if key is not None and (key not in cells or name == f"{key[0]}-{key[1]}"):
             cells[key] = card
     return cells
 
@@ -64,7 +80,8 @@ def markdown_table(directory: Path | None = None) -> str:
             u = c["metrics"]["uploads"]
             photo, cropped = (f"{100 * u[k]['accuracy']:.1f}" if k in u else "—" for k in ("photo", "cropped"))
             lines.append(f"| {name} | {100 * u['sketch']['accuracy']:.1f} | {100 * u['font']['accuracy']:.1f} | {photo} | {cropped} |")
-    timing = [(c["name"], c["training"]) for c in cells.values()]
+    needed = {"epochs", "train_seconds", "hardware"}  # a card with no record of its run has no row here
+    timing = [(c["name"], c["training"]) for c in cells.values() if isinstance(c.get("training"), dict) and needed <= set(c["training"])]
     if timing:
         # a fine-tuned model's card records its own run's time, not its starting model's (that is in the starting
         # model's card, when it ships): the column says so rather than add up times it does not have

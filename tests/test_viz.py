@@ -493,6 +493,25 @@ def test_markdown_table_shows_how_a_fine_tuned_model_started(tmp_path):
     assert "| 20.0 |" in rows["| rts-cnn"]
 
 
+def test_the_table_leaves_out_a_card_it_cannot_place(tmp_path, capsys):
+    """A card written by hand (no dataset, config or test error) stopped ``stn table`` with a KeyError traceback;
+    one with no record of its run stopped the timing table. The first is left out and named, the second has no
+    timing row."""
+    from stn.cli import main
+    from stn.table import left_out, markdown_table
+
+    cards = [{"name": "mine", "description": "by hand"},
+             {"name": "rts-affine", "dataset": {"name": "rts"}, "config": {"transform": "affine"}, "metrics": {"test_error": 0.005}}]
+    for c in cards:
+        (tmp_path / f"{c['name']}.json").write_text(json.dumps(c))
+        (tmp_path / f"{c['name']}.safetensors").write_bytes(b"")
+    assert left_out(tmp_path) == ["mine"]
+    table = markdown_table(tmp_path)
+    assert "**0.50** (0.5)" in table and "min |" not in table
+    assert main(["table", "--models-dir", str(tmp_path)]) == 0
+    assert "left out (no dataset, config or test error in the card): mine" in capsys.readouterr().err
+
+
 def _contrast(fg: str, bg: str) -> float:
     """WCAG 2 contrast ratio of two ``#rrggbb`` colours."""
     def lum(c: str) -> float:
