@@ -72,9 +72,10 @@ class ModelConfig:
 def _check_config(config: ModelConfig) -> None:
     """Refuse a field that cannot make a model with a sentence naming it, not a layer's complaint later
     (or, for a fractional count, a model built wrong)."""
-    positive_ints(config.input_size, 2, "input_size (H, W)", (28, 28))
-    positive_ints(config.crop_size, 2, "crop_size (H, W)", (28, 28))
-    positive_ints(config.channels, 2, "channels (conv1, conv2)", (32, 64))
+    # whole floats (a card's JSON, 28.0) kept as ints: the layers' sizes are built from them
+    config.input_size = positive_ints(config.input_size, 2, "input_size (H, W)", (28, 28))
+    config.crop_size = positive_ints(config.crop_size, 2, "crop_size (H, W)", (28, 28))
+    config.channels = positive_ints(config.channels, 2, "channels (conv1, conv2)", (32, 64))
     if config.transform is not None and config.transform not in names():
         raise ValueError(f"Unknown transform {config.transform!r}. Known: {', '.join(names())}, "
                          "or None for the CNN baseline.")

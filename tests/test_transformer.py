@@ -457,6 +457,15 @@ class TestModelConfigChecks:
         with pytest.raises(error, match=match):
             ModelConfig(**{"dataset": "r", "input_size": (28, 28), **kwargs})
 
+    @pytest.mark.parametrize("transform", ["affine", None])
+    def test_whole_float_sizes_build_a_model(self, transform):
+        """(28.0, 28.0), as a JSON card may hold them, were accepted and then failed inside torch (the CNN's layers)."""
+        from stn.model import ModelConfig, STClassifier
+
+        config = ModelConfig("r", (28.0, 28.0), crop_size=(28.0, 28.0), channels=(8.0, 16.0), transform=transform)
+        assert config.input_size == (28, 28) and all(isinstance(v, int) for v in (*config.input_size, *config.channels))
+        assert STClassifier(config)(torch.rand(2, 1, 28, 28)).shape[-1] == 10
+
     @pytest.mark.parametrize(("transform", "options", "match"), [
         ("affine", {"grid_size": 3}, r"^unknown transform options 'grid_size' for affine: it takes none"),
         ("tps", {"grid_sz": 3}, r"^unknown transform options 'grid_sz' for tps: its options are grid_size"),
